@@ -1,0 +1,76 @@
+"""[engine]: the local llama.cpp runtime (also settable per device by a profile)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import Field, model_validator
+
+from edged.config.base import StrictModel
+
+DEFAULT_MODEL_ID = "smollm2-135m-instruct-q4_1"
+
+
+class EngineSettings(StrictModel):
+    model: str = Field(
+        default=DEFAULT_MODEL_ID, description="Id of the model to serve (a manifest in the models directory)."
+    )
+    model_path: Path | None = Field(
+        default=None,
+        description="A user-given GGUF file served instead of the manifest's source (its sha256 is checked "
+        "against model_sha256 when that is set).",
+    )
+    model_sha256: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")] | None = Field(
+        default=None, description="Expected sha256 of model_path."
+    )
+    threads: Annotated[int, Field(ge=1, le=256)] = Field(
+        default_factory=lambda: max(1, os.cpu_count() or 1),
+        description="CPU threads llama.cpp decodes with.",
+    )
+    gpu_layers: Annotated[int, Field(ge=0, le=1000)] = Field(
+        default=0, description="Layers offloaded to a GPU (0 on CPU-only boards)."
+    )
+    slots: Annotated[int, Field(ge=1, le=64)] = Field(
+        default=8, description="Requests decoded together as sequences of one llama.cpp context."
+    )
+    context_per_slot: Annotated[int, Field(ge=128, le=131_072)] = Field(
+        default=2048, description="Context tokens (prompt + answer) available to each slot."
+    )
+    batch_tokens: Annotated[int, Field(ge=32, le=8192)] = Field(
+        default=512, description="Most tokens decoded in one llama.cpp step (running tokens + prompt chunks)."
+    )
+    prefill_chunk: Annotated[int, Field(ge=16, le=8192)] = Field(
+        default=256,
+        description="Most prompt tokens of waiting requests prefilled per step, so long prompts "
+        "do not stall running streams.",
+    )
+    queue_size: Annotated[int, Field(ge=0, le=10_000)] = Field(
+        default=32,
+        description="Requests that may wait for a slot; beyond it requests get RESOURCE_EXHAUSTED.",
+    )
+    max_tokens_cap: Annotated[int, Field(ge=1, le=131_072)] = Field(
+        default=1024, description="Largest max_tokens a request may ask for."
+    )
+    default_max_tokens: Annotated[int, Field(ge=1, le=131_072)] = Field(
+        default=256, description="max_tokens when a request leaves it unset."
+    )
+    default_temperature: Annotated[float, Field(ge=0.0, le=2.0)] = Field(
+        default=0.0, description="Temperature when a request leaves it unset (0 = greedy)."
+    )
+    confidence: bool = Field(
+        default=True, description="Compute per-token confidence signals (logprob, top-2 margin, entropy)."
+    )
+
+    @model_validator(mode="after")
+    def _consistent(self) -> EngineSettings:
+        if self.default_max_tokens > self.max_tokens_cap:
+            raise ValueError(
+                f"default_max_tokens {self.default_max_tokens} exceeds max_tokens_cap {self.max_tokens_cap}"
+            )
+        if self.model_sha256 is not None and self.model_path is None:
+            raise ValueError("model_sha256 is set but model_path is not")
+        if self.prefill_chunk > self.batch_tokens:
+            raise ValueError(f"prefill_chunk {self.prefill_chunk} exceeds batch_tokens {self.batch_tokens}")
+        return self

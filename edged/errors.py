@@ -1,0 +1,97 @@
+"""edged's domain errors: the one hierarchy every layer raises.
+
+    EdgedError
+     ├── InvalidRequest        a request field is out of bounds           -> INVALID_ARGUMENT
+     ├── ModelNotFound         unknown model id                           -> NOT_FOUND
+     ├── Overloaded            slots and queue full                       -> RESOURCE_EXHAUSTED
+     ├── BudgetExhausted       the cloud budget is spent                  -> RESOURCE_EXHAUSTED
+     ├── DeadlineExceeded      the caller's deadline passed               -> DEADLINE_EXCEEDED
+     ├── Cancelled             the caller went away                       -> CANCELLED
+     ├── NoCloudLink           a cloud mode with no broker configured     -> FAILED_PRECONDITION
+     ├── CloudUnavailable      the link or the workers cannot answer now  -> UNAVAILABLE
+     ├── SensitiveDataBlocked  policy keeps this data on the device       -> PERMISSION_DENIED
+     ├── ShuttingDown          the daemon is draining                     -> UNAVAILABLE
+     ├── ConfigError           a config file or profile is invalid        (CLI: exit 1)
+     ├── ModelError            a model cannot be located, verified, loaded
+     │    └── ModelIntegrityError  sha256 mismatch
+     └── EngineError           the local runtime failed                   -> INTERNAL
+
+Library errors (llama.cpp, paho, onnxruntime, presidio) are caught where they enter edged and re-raised as one of
+these; the gRPC layer translates them to status codes in exactly one place (edged.api.status).
+"""
+
+from __future__ import annotations
+
+
+class EdgedError(Exception):
+    """Base of every error edged raises on purpose."""
+
+
+class InvalidRequest(EdgedError):
+    """A request field is missing, malformed or out of bounds; the message names the field, value and limit."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+
+
+class ModelNotFound(EdgedError):
+    """The request names a model this device does not have."""
+
+
+class Overloaded(EdgedError):
+    """All slots are busy and the wait queue is full."""
+
+
+class BudgetExhausted(EdgedError):
+    """The device's cloud budget for the current window is spent."""
+
+
+class DeadlineExceeded(EdgedError):
+    """The caller's deadline passed before the answer was complete."""
+
+
+class Cancelled(EdgedError):
+    """The caller cancelled or disconnected."""
+
+
+class NoCloudLink(EdgedError):
+    """A cloud mode was requested but no broker is configured."""
+
+
+class CloudUnavailable(EdgedError):
+    """The cloud cannot answer now: link down, no worker, or the deadline would pass."""
+
+
+class SensitiveDataBlocked(EdgedError):
+    """The privacy policy keeps this request's data on the device."""
+
+    def __init__(self, data_class: str, message: str) -> None:
+        super().__init__(message)
+        self.data_class = data_class
+
+
+class ShuttingDown(EdgedError):
+    """The daemon is draining and accepts no new work."""
+
+
+class ConfigError(EdgedError):
+    """A config file or profile is invalid; `problems` lists (key, value, reason) for each fault."""
+
+    def __init__(self, source: str, problems: list[tuple[str, object, str]]) -> None:
+        self.source = source
+        self.problems = problems
+        lines = [f"{source}: {key} = {value!r}: {reason}" for key, value, reason in problems]
+        super().__init__("\n".join(lines) if lines else source)
+
+
+class ModelError(EdgedError):
+    """A model cannot be located, verified or loaded."""
+
+
+class ModelIntegrityError(ModelError):
+    """The model file's sha256 does not match its manifest."""
+
+
+class EngineError(EdgedError):
+    """The local runtime failed; the daemon treats this as a dead backend."""
