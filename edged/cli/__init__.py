@@ -1,0 +1,1 @@
+"""The `edged` command line: one module per subcommand, each with a `register(subparsers)` function."""

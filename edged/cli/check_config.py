@@ -1,0 +1,32 @@
+"""`edged check-config FILE [--profile FILE]`: validate a daemon config (and profiles) and exit 0 or 1."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from edged.config import effective_profile, load_config, load_profile
+from edged.errors import ConfigError
+
+
+def register(subparsers: argparse._SubParsersAction[Any]) -> None:
+    parser = subparsers.add_parser("check-config", help="validate a config file and the profiles it names")
+    parser.add_argument("file", type=Path, help="daemon config (TOML)")
+    parser.add_argument("--profile", type=Path, action="append", default=[], help="also validate this profile")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        config = load_config(args.file)
+        paths = [*([config.profile] if config.profile else []), *args.profile]
+        profiles = [load_profile(path) for path in paths]
+        effective_profile(config, profiles)
+    except ConfigError as exc:
+        print(f"invalid: {exc}", file=sys.stderr)
+        return 1
+    checked = ", ".join(str(p) for p in [args.file, *paths])
+    print(f"ok: {checked}")
+    return 0

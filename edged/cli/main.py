@@ -1,0 +1,38 @@
+"""`edged` entry point: builds the parser from the subcommand modules and runs the chosen one."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from edged import __version__
+
+# Each module has `register(subparsers)`, which adds its parser and sets `func(args) -> int`.
+COMMAND_MODULES = (
+    "edged.cli.check_config",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="edged", description="Edge hybrid inference daemon.")
+    parser.add_argument("--version", action="version", version=f"edged {__version__}")
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        code: int = args.func(args)
+    except KeyboardInterrupt:
+        return 130
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
