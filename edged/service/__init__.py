@@ -1,0 +1,1 @@
+"""Service lifecycle: running under systemd (readiness, watchdog, reload and stop notifications)."""
