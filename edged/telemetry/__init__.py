@@ -1,0 +1,1 @@
+"""Observability: Prometheus metrics (metrics.py) and journald-friendly logging (logging.py)."""
