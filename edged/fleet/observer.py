@@ -1,0 +1,194 @@
+"""FleetObserver: the cloud side's view of the fleet over one MQTT link (acks, presence, state, envelopes).
+
+Handlers run on paho's thread and only record under a lock; callers wait on a condition from their own thread.
+`sync()` makes "every retained message has arrived" observable: it publishes a marker to a topic this observer
+subscribed last, and the broker delivers to one client in order, so the marker comes after the retained ones.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from edged.errors import CloudUnavailable
+from edged.fleet.envelope import Envelope, Rejected, Target, decode
+from edged.fleet.mqtt import MqttLink
+from edged.fleet.rollout import FleetStatus, fleet_status
+from edged.fleet.topics import FleetTopics
+
+logger = logging.getLogger(__name__)
+
+ANY_SIZE = 16 * 1024 * 1024  # the observer shows envelopes, it does not enforce a device's limit
+
+
+@dataclass(frozen=True, slots=True)
+class Ack:
+    device: str
+    kind: str
+    target: Target
+    version: int | None
+    outcome: str
+    reason: str | None
+    detail: str
+    at: float
+
+    @classmethod
+    def parse(cls, document: dict[str, Any]) -> Ack:
+        ((scope, name),) = document["target"].items()
+        return cls(
+            str(document["device"]),
+            str(document["kind"]),
+            Target(scope, name),
+            document.get("version"),
+            str(document["outcome"]),
+            document.get("reason"),
+            str(document.get("detail", "")),
+            float(document["at"]),
+        )
+
+
+Listener = Callable[[str, str, Any], None]  # (leaf, device or topic, parsed document)
+
+
+class FleetObserver:
+    def __init__(self, link: MqttLink, topics: FleetTopics, *, envelopes: bool = True) -> None:
+        self.link = link
+        self.topics = topics
+        self.acks: list[Ack] = []
+        self.states: dict[str, dict[str, Any]] = {}
+        self.statuses: dict[str, dict[str, Any]] = {}
+        self.telemetry: dict[str, dict[str, Any]] = {}
+        self.envelopes: dict[str, Envelope] = {}
+        self._listeners: list[Listener] = []
+        self._changed = threading.Condition()
+        for leaf in ("ack", "status", "state", "telemetry"):
+            link.subscribe(topics.every_device(leaf), self._on_device_message, 1)
+        if envelopes:
+            for scope in ("group", "device"):
+                for kind in ("keys", "profile"):
+                    link.subscribe(topics.every_target(scope, kind), self._on_envelope, 1)
+        self._marker_topic = f"{topics.prefix}/fleet/observer/{uuid.uuid4().hex}"
+        self._markers: set[str] = set()
+        link.subscribe(self._marker_topic, self._on_marker, 1)
+
+    def add_listener(self, listener: Listener) -> None:
+        self._listeners.append(listener)
+
+    # -- paho thread -------------------------------------------------------------------------------
+
+    def _on_device_message(self, topic: str, payload: bytes) -> None:
+        parsed = self.topics.parse(topic)
+        if parsed is None:
+            return
+        target, leaf = parsed
+        try:
+            document = json.loads(payload) if payload else None
+        except ValueError:
+            logger.warning("unreadable %s from %s", leaf, target.name)
+            return
+        with self._changed:
+            self._record(leaf, target.name, document)
+            self._changed.notify_all()
+        for listener in self._listeners:
+            listener(leaf, target.name, document)
+
+    def _record(self, leaf: str, device: str, document: Any) -> None:
+        if leaf == "ack" and isinstance(document, dict):
+            try:
+                self.acks.append(Ack.parse(document))
+            except (KeyError, TypeError, ValueError, AttributeError):
+                logger.warning("malformed ack from %s", device)
+            return
+        table = {"status": self.statuses, "state": self.states, "telemetry": self.telemetry}[leaf]
+        if isinstance(document, dict):
+            table[device] = document
+        else:
+            table.pop(device, None)  # an empty retained message clears a device
+
+    def _on_envelope(self, topic: str, payload: bytes) -> None:
+        with self._changed:
+            if not payload:
+                self.envelopes.pop(topic, None)
+            else:
+                try:
+                    self.envelopes[topic] = decode(payload, ANY_SIZE)
+                except Rejected as exc:
+                    logger.warning("retained message on %s is not an envelope: %s", topic, exc)
+            self._changed.notify_all()
+        for listener in self._listeners:
+            listener("envelope", topic, self.envelopes.get(topic))
+
+    def _on_marker(self, topic: str, payload: bytes) -> None:
+        with self._changed:
+            self._markers.add(payload.decode(errors="replace"))
+            self._changed.notify_all()
+
+    # -- caller thread -----------------------------------------------------------------------------
+
+    def wait(self, predicate: Callable[[], bool], timeout_s: float) -> bool:
+        """Wait until predicate() (evaluated under the observer's lock) holds; False on timeout."""
+        deadline = time.monotonic() + timeout_s
+        with self._changed:
+            while not predicate():
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._changed.wait(left)
+            return True
+
+    def sync(self, timeout_s: float = 10.0) -> None:
+        """Return once every retained message on the subscribed topics has been received."""
+        self.link.wait_connected(timeout_s)
+        marker = uuid.uuid4().hex
+        self.link.publish(self._marker_topic, marker.encode(), 1, False)
+        if not self.wait(lambda: marker in self._markers, timeout_s):
+            raise CloudUnavailable(f"the broker did not echo a sync marker within {timeout_s:g} s")
+
+    def acks_for(self, kind: str, target: Target | None, version: int) -> dict[str, Ack]:
+        """The latest ack per device for this message (target None: any target)."""
+        with self._changed:
+            return {
+                ack.device: ack
+                for ack in self.acks
+                if ack.kind == kind and ack.version == version and (target is None or ack.target == target)
+            }
+
+    def wait_acks(
+        self, kind: str, target: Target | None, version: int, devices: Iterable[str] | int, timeout_s: float
+    ) -> dict[str, Ack]:
+        """Wait for acks of `version` from the named devices (or from that many devices)."""
+        expected = devices if isinstance(devices, int) else set(devices)
+
+        def complete() -> bool:
+            seen = {a.device for a in self.acks if a.kind == kind and a.version == version}
+            if target is not None:
+                seen = {
+                    a.device
+                    for a in self.acks
+                    if a.kind == kind and a.version == version and a.target == target
+                }
+            return len(seen) >= expected if isinstance(expected, int) else expected <= seen
+
+        self.wait(complete, timeout_s)
+        return self.acks_for(kind, target, version)
+
+    def status(self, group: str | None = None) -> FleetStatus:
+        with self._changed:
+            return fleet_status(dict(self.states), dict(self.statuses), list(self.envelopes.values()), group)
+
+    def highest_version(self, kind: str, target: Target) -> int:
+        """The highest `kind` version for `target` seen on its topic or reported by any device (0 if none)."""
+        stream = target.stream(kind)
+        with self._changed:
+            versions = [e.version for e in self.envelopes.values() if e.target == target and e.kind == kind]
+            for state in self.states.values():
+                record = state.get("streams", {}).get(stream)
+                if isinstance(record, dict) and isinstance(record.get("version"), int):
+                    versions.append(record["version"])
+        return max(versions, default=0)
