@@ -178,6 +178,11 @@ class FleetObserver:
         self.wait(complete, timeout_s)
         return self.acks_for(kind, target, version)
 
+    def group_members(self, group: str) -> set[str]:
+        """Devices whose retained state says they are in `group`."""
+        with self._changed:
+            return {device for device, state in self.states.items() if state.get("group") == group}
+
     def status(self, group: str | None = None) -> FleetStatus:
         with self._changed:
             return fleet_status(dict(self.states), dict(self.statuses), list(self.envelopes.values()), group)
