@@ -1,0 +1,217 @@
+"""Thin wrappers over llama.cpp's C API (through llama-cpp-python's ctypes bindings).
+
+Everything here is owned by the engine thread: nothing else may call into these objects. llama.cpp errors
+(NULL handles, negative return codes) are turned into edged errors where they enter.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import threading
+from pathlib import Path
+from typing import Any
+
+import llama_cpp as llama
+import numpy as np
+import numpy.typing as npt
+
+from edged.errors import EngineError, ModelError
+
+logger = logging.getLogger(__name__)
+_llama_log = logging.getLogger("edged.engine.llama_cpp")
+
+_backend_lock = threading.Lock()
+_backend_ready = False
+# ggml's log levels (ggml.h): 3 = WARN, 4 = ERROR; 5 = CONT continues the previous line (progress dots).
+_GGML_LEVELS = {3: logging.WARNING, 4: logging.ERROR}
+
+
+@llama.llama_log_callback  # type: ignore[untyped-decorator]
+def _forward_log(level: int, text: bytes, _user_data: ctypes.c_void_p) -> None:
+    """llama.cpp's log lines go to Python logging: its warnings and errors as such, the rest at DEBUG."""
+    message = text.decode("utf-8", errors="replace").rstrip()
+    if message and message != ".":
+        _llama_log.log(_GGML_LEVELS.get(level, logging.DEBUG), "%s", message)
+
+
+def init_backend() -> None:
+    """Initialise llama.cpp once per process and route its logging through ours."""
+    global _backend_ready  # noqa: PLW0603 - process-wide native state, initialised exactly once
+    with _backend_lock:
+        if _backend_ready:
+            return
+        llama.llama_log_set(_forward_log, ctypes.c_void_p(0))
+        llama.llama_backend_init()
+        _backend_ready = True
+
+
+class NativeModel:
+    """A loaded GGUF model and its vocabulary."""
+
+    def __init__(self, path: Path, gpu_layers: int) -> None:
+        init_backend()
+        params = llama.llama_model_default_params()
+        params.n_gpu_layers = gpu_layers
+        self._model = llama.llama_model_load_from_file(str(path).encode(), params)
+        if not self._model:
+            raise ModelError(f"llama.cpp could not load {path} (not a GGUF model, or unsupported)")
+        self._vocab = llama.llama_model_get_vocab(self._model)
+        self.n_vocab: int = llama.llama_vocab_n_tokens(self._vocab)
+        self.n_ctx_train: int = llama.llama_model_n_ctx_train(self._model)
+        self.add_bos: bool = bool(llama.llama_vocab_get_add_bos(self._vocab))
+        self._piece = ctypes.create_string_buffer(256)
+
+    @property
+    def handle(self) -> Any:
+        return self._model
+
+    @property
+    def vocab(self) -> Any:
+        return self._vocab
+
+    def metadata(self, key: str) -> str | None:
+        size = 1 << 16
+        buf = ctypes.create_string_buffer(size)
+        n = llama.llama_model_meta_val_str(self._model, key.encode(), buf, size)
+        return None if n < 0 else buf.value.decode("utf-8", errors="replace")
+
+    def token_text(self, token: int) -> str:
+        return self.piece(token, special=True).decode("utf-8", errors="replace")
+
+    @property
+    def bos(self) -> int:
+        return int(llama.llama_vocab_bos(self._vocab))
+
+    @property
+    def eos(self) -> int:
+        return int(llama.llama_vocab_eos(self._vocab))
+
+    def tokenize(self, text: str, add_special: bool) -> list[int]:
+        data = text.encode("utf-8")
+        capacity = len(data) + 8
+        while True:
+            tokens = (llama.llama_token * capacity)()
+            n = llama.llama_tokenize(self._vocab, data, len(data), tokens, capacity, add_special, True)
+            if n >= 0:
+                return list(tokens[:n])
+            capacity = -n
+
+    def piece(self, token: int, special: bool = False) -> bytes:
+        n = llama.llama_token_to_piece(self._vocab, token, self._piece, len(self._piece), 0, special)
+        if n < 0:
+            bigger = ctypes.create_string_buffer(-n)
+            n = llama.llama_token_to_piece(self._vocab, token, bigger, len(bigger), 0, special)
+            return bytes(bigger.raw[:n])
+        return bytes(self._piece.raw[:n])
+
+    def is_eog(self, token: int) -> bool:
+        return bool(llama.llama_vocab_is_eog(self._vocab, token))
+
+    def close(self) -> None:
+        if self._model:
+            llama.llama_model_free(self._model)
+            self._model = None
+
+
+class NativeContext:
+    """One llama.cpp context holding `n_seq` sequences, and the batch fed to it."""
+
+    def __init__(
+        self, model: NativeModel, n_seq: int, n_ctx: int, n_batch: int, threads: int, kv_unified: bool
+    ) -> None:
+        params = llama.llama_context_default_params()
+        params.n_ctx = n_ctx
+        params.n_batch = n_batch
+        params.n_ubatch = min(n_batch, 512)
+        params.n_seq_max = n_seq
+        # Unified: all sequences share one pool of KV cells. Split (the default): each sequence has its own KV
+        # stream, so its attention is computed exactly as if it ran alone and greedy outputs do not depend on
+        # what else is batched with it (with the unified pool they can differ in the last bits and diverge).
+        params.kv_unified = kv_unified
+        params.n_threads = threads
+        params.n_threads_batch = threads
+        params.no_perf = True
+        self._ctx = llama.llama_init_from_model(model.handle, params)
+        if not self._ctx:
+            raise ModelError(f"llama.cpp could not create a context (n_ctx={n_ctx}, sequences={n_seq})")
+        self._memory = llama.llama_get_memory(self._ctx)
+        self._batch = llama.llama_batch_init(n_batch, 0, 1)
+        self.n_batch = n_batch
+        self.n_vocab = model.n_vocab
+        self.n_tokens = 0
+        self.n_outputs = 0
+
+    @property
+    def handle(self) -> Any:
+        return self._ctx
+
+    def clear_batch(self) -> None:
+        self.n_tokens = 0
+        self.n_outputs = 0
+
+    def add(self, token: int, pos: int, seq: int, want_logits: bool) -> int:
+        """Append a token to the batch; returns its batch index."""
+        i = self.n_tokens
+        batch = self._batch
+        batch.token[i] = token
+        batch.pos[i] = pos
+        batch.n_seq_id[i] = 1
+        batch.seq_id[i][0] = seq
+        batch.logits[i] = want_logits
+        self.n_tokens = i + 1
+        self.n_outputs += int(want_logits)
+        return i
+
+    def decode(self) -> int:
+        """Decode the batch; returns llama_decode's code (0 = ok, 1 = no KV room, other = failure)."""
+        self._batch.n_tokens = self.n_tokens
+        return int(llama.llama_decode(self._ctx, self._batch))
+
+    def output_logits(self) -> npt.NDArray[np.float32]:
+        """The logits of this step's outputs (rows in batch order), as a view of llama.cpp's buffer."""
+        pointer = llama.llama_get_logits(self._ctx)
+        if not pointer:
+            raise EngineError("llama.cpp returned no logits")
+        return np.ctypeslib.as_array(pointer, shape=(self.n_outputs, self.n_vocab))
+
+    def forget(self, seq: int) -> None:
+        """Free every KV cell of a sequence."""
+        llama.llama_memory_seq_rm(self._memory, seq, -1, -1)
+
+    def reset(self) -> None:
+        llama.llama_memory_clear(self._memory, True)
+
+    def close(self) -> None:
+        if self._ctx:
+            llama.llama_batch_free(self._batch)
+            llama.llama_free(self._ctx)
+            self._ctx = None
+
+
+class NativeSampler:
+    """A llama.cpp sampler chain for one sequence: optional grammar, then greedy or top-p/temperature/seed."""
+
+    def __init__(self, model: NativeModel, temperature: float, top_p: float, seed: int, grammar: str | None) -> None:
+        self._chain = llama.llama_sampler_chain_init(llama.llama_sampler_chain_default_params())
+        if grammar is not None:
+            grammar_sampler = llama.llama_sampler_init_grammar(model.vocab, grammar.encode(), b"root")
+            if not grammar_sampler:
+                llama.llama_sampler_free(self._chain)
+                raise ValueError("llama.cpp rejected the grammar derived from json_schema")
+            llama.llama_sampler_chain_add(self._chain, grammar_sampler)
+        if temperature <= 0.0:
+            llama.llama_sampler_chain_add(self._chain, llama.llama_sampler_init_greedy())
+        else:
+            llama.llama_sampler_chain_add(self._chain, llama.llama_sampler_init_top_p(top_p, 1))
+            llama.llama_sampler_chain_add(self._chain, llama.llama_sampler_init_temp(temperature))
+            llama.llama_sampler_chain_add(self._chain, llama.llama_sampler_init_dist(seed & 0xFFFFFFFF))
+
+    def sample(self, ctx: NativeContext, batch_index: int) -> int:
+        """Sample from the logits of the given batch position and accept the token into the chain's state."""
+        return int(llama.llama_sampler_sample(self._chain, ctx.handle, batch_index))
+
+    def close(self) -> None:
+        if self._chain:
+            llama.llama_sampler_free(self._chain)
+            self._chain = None

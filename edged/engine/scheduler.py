@@ -1,0 +1,441 @@
+"""LlamaEngine: continuous batching of every active request on one model as sequences of one llama.cpp context.
+
+One engine thread owns the model, the context and the samplers. Each step it
+  1. takes new jobs and cancellations from the inbox (other threads only ever touch the inbox, under a lock),
+  2. retires cancelled and expired sequences at once and frees their KV cells,
+  3. admits waiting jobs into free slots (FIFO),
+  4. builds one batch: one token for every decoding sequence, plus up to `prefill_chunk` prompt tokens of
+     sequences still prefilling, so a long prompt never stalls running streams for more than a chunk,
+  5. calls llama_decode once, then samples every output row and computes its confidence signals.
+
+Callers see a bounded queue: beyond `slots + queue_size` outstanding jobs, submit() raises Overloaded at once.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from edged.config.engine import EngineSettings
+from edged.domain import ConfidenceSummary, TokenSignals
+from edged.engine.confidence import SignalComputer
+from edged.engine.jobs import EngineStats, ErrorEvent, FinishEvent, GenerationJob, TokenEvent
+from edged.engine.native import NativeContext, NativeModel, NativeSampler
+from edged.engine.template import ChatTemplate
+from edged.engine.text import StopMatcher, Utf8Stream
+from edged.errors import (
+    Cancelled,
+    DeadlineExceeded,
+    EdgedError,
+    EngineError,
+    InvalidRequest,
+    ModelError,
+    Overloaded,
+    ShuttingDown,
+)
+
+logger = logging.getLogger(__name__)
+
+_IDLE_WAIT_S = 0.5  # the engine thread wakes at least this often, so its heartbeat stays fresh when idle
+
+
+@dataclass(slots=True)
+class _Sequence:
+    """A job occupying a slot (its llama.cpp sequence id is the slot number)."""
+
+    slot: int
+    job: GenerationJob
+    prompt: list[int]
+    sampler: NativeSampler | None  # None: greedy without grammar, taken from the argmax we compute anyway
+    admitted_at: float
+    prefilled: int = 0
+    n_past: int = 0
+    generated: int = 0
+    last_token: int = -1
+    signals: list[TokenSignals] = field(default_factory=list)
+    utf8: Utf8Stream = field(default_factory=Utf8Stream)
+    stops: StopMatcher = field(default_factory=lambda: StopMatcher(()))
+
+    @property
+    def prefilling(self) -> bool:
+        return self.prefilled < len(self.prompt)
+
+
+class LlamaEngine:
+    """The local runtime for one GGUF model: load (and warm up), submit, cancel, stats, close."""
+
+    def __init__(self, model_id: str, path: Path, settings: EngineSettings) -> None:
+        self.model_id = model_id
+        self._path = path
+        self._settings = settings
+        self._lock = threading.Lock()
+        self._wake = threading.Condition(self._lock)
+        self._inbox: deque[GenerationJob] = deque()
+        self._cancelled: set[int] = set()
+        self._outstanding = 0  # jobs submitted and not yet finished (inbox + waiting + running)
+        self._busy = 0
+        self._waiting_count = 0
+        self._state = "new"  # new -> loading -> running -> stopping -> stopped | dead
+        self._loaded = threading.Event()
+        self._load_error: BaseException | None = None
+        self._heartbeat = time.monotonic()
+        self._thread: threading.Thread | None = None
+        # Engine-thread state (never touched by other threads):
+        self._model: NativeModel | None = None
+        self._ctx: NativeContext | None = None
+        self._template: ChatTemplate | None = None
+        self._signals = SignalComputer()
+        self._waiting: deque[GenerationJob] = deque()
+        self._slots: list[_Sequence | None] = [None] * settings.slots
+
+    # ----------------------------------------------------------------- lifecycle (any thread)
+
+    def start(self, timeout: float = 120.0) -> None:
+        """Load the model on the engine thread, warm it up, and return once it can take jobs."""
+        with self._lock:
+            if self._state != "new":
+                raise EngineError(f"engine for {self.model_id} already started")
+            self._state = "loading"
+        self._thread = threading.Thread(target=self._run, name=f"engine-{self.model_id}", daemon=True)
+        self._thread.start()
+        if not self._loaded.wait(timeout):
+            raise ModelError(f"model {self.model_id} did not load within {timeout:.0f}s")
+        if self._load_error is not None:
+            raise self._load_error
+
+    def close(self, timeout: float = 30.0) -> None:
+        """Fail whatever is still queued or running with ShuttingDown, free llama.cpp objects, join the thread."""
+        with self._lock:
+            if self._state in ("running", "loading"):
+                self._state = "stopping"
+            self._wake.notify_all()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    # ----------------------------------------------------------------- callers (any thread)
+
+    def submit(self, job: GenerationJob) -> None:
+        """Queue a job; its events arrive through job.emit on the engine thread. Raises Overloaded when full."""
+        with self._lock:
+            if self._state != "running":
+                raise ShuttingDown(f"the engine for {self.model_id} is {self._state}")
+            capacity = self._settings.slots + self._settings.queue_size
+            if self._outstanding >= capacity:
+                raise Overloaded(
+                    f"all {self._settings.slots} slots are busy and the queue of {self._settings.queue_size} "
+                    "is full; retry later"
+                )
+            self._outstanding += 1
+            self._inbox.append(job)
+            self._wake.notify()
+
+    def cancel(self, job: GenerationJob) -> None:
+        """Stop a job within one step (its slot and KV cells are freed); a finished job is ignored."""
+        with self._lock:
+            self._cancelled.add(job.job_id)
+            self._wake.notify()
+
+    def stats(self) -> EngineStats:
+        with self._lock:
+            return EngineStats(
+                model_id=self.model_id,
+                loaded=self._state == "running",
+                slots_total=self._settings.slots,
+                slots_busy=self._busy,
+                queue_depth=self._waiting_count + len(self._inbox),
+                queue_capacity=self._settings.queue_size,
+                context_per_slot=self._settings.context_per_slot,
+                heartbeat_age_s=time.monotonic() - self._heartbeat,
+                alive=self._state in ("loading", "running"),
+            )
+
+    @property
+    def settings(self) -> EngineSettings:
+        return self._settings
+
+    # ----------------------------------------------------------------- engine thread
+
+    def _run(self) -> None:
+        try:
+            self._load()
+        except BaseException as exc:  # noqa: BLE001 - handed to start(), which raises it in the caller
+            self._load_error = exc if isinstance(exc, EdgedError) else ModelError(f"loading failed: {exc}")
+            with self._lock:
+                self._state = "dead"
+            self._loaded.set()
+            return
+        with self._lock:
+            if self._state == "loading":
+                self._state = "running"
+        self._loaded.set()
+        try:
+            self._serve()
+        except Exception as exc:
+            logger.exception("engine %s died", self.model_id)
+            self._fail_all(EngineError(f"the local engine failed: {exc}"))
+            with self._lock:
+                self._state = "dead"
+        finally:
+            self._release()
+
+    def _load(self) -> None:
+        settings = self._settings
+        started = time.monotonic()
+        model = NativeModel(self._path, settings.gpu_layers)
+        self._model = model
+        if settings.context_per_slot > model.n_ctx_train > 0:
+            raise ModelError(
+                f"engine.context_per_slot {settings.context_per_slot} exceeds the model's trained context "
+                f"{model.n_ctx_train}"
+            )
+        template = model.metadata("tokenizer.chat_template")
+        if not template:
+            raise ModelError(f"{self._path} has no chat template (tokenizer.chat_template)")
+        self._template = ChatTemplate(template, model.token_text(model.bos), model.token_text(model.eos))
+        self._ctx = NativeContext(
+            model,
+            n_seq=settings.slots,
+            n_ctx=settings.slots * settings.context_per_slot,
+            n_batch=settings.batch_tokens,
+            threads=settings.threads,
+            kv_unified=settings.kv_unified,
+        )
+        self._warm_up()
+        logger.info(
+            "model %s loaded in %.2fs (%d slots x %d tokens, %d threads)",
+            self.model_id,
+            time.monotonic() - started,
+            settings.slots,
+            settings.context_per_slot,
+            settings.threads,
+        )
+
+    def _warm_up(self) -> None:
+        """One tiny decode so the first request does not pay for graph allocation."""
+        assert self._ctx is not None and self._model is not None  # noqa: S101 - set by _load just before
+        self._ctx.clear_batch()
+        self._ctx.add(self._model.bos, 0, 0, want_logits=True)
+        if self._ctx.decode() != 0:
+            raise ModelError("warm-up decode failed")
+        self._ctx.reset()
+
+    def _serve(self) -> None:
+        while True:
+            new_jobs, cancelled, stopping = self._take_inbox()
+            if stopping:
+                self._fail_all(ShuttingDown("the daemon is shutting down"))
+                return
+            for job in new_jobs:
+                self._waiting.append(job)
+            self._retire_cancelled(cancelled)
+            self._retire_expired(time.monotonic())
+            self._admit()
+            if not self._step():
+                self._idle()
+
+    def _take_inbox(self) -> tuple[list[GenerationJob], set[int], bool]:
+        with self._lock:
+            self._heartbeat = time.monotonic()
+            jobs = list(self._inbox)
+            self._inbox.clear()
+            cancelled, self._cancelled = self._cancelled, set()
+            self._waiting_count = len(self._waiting) + len(jobs)
+            return jobs, cancelled, self._state == "stopping"
+
+    def _idle(self) -> None:
+        with self._lock:
+            if not self._inbox and not self._cancelled and self._state == "running":
+                self._wake.wait(_IDLE_WAIT_S)
+
+    # -- retiring
+
+    def _retire_cancelled(self, cancelled: set[int]) -> None:
+        if not cancelled:
+            return
+        for job in [j for j in self._waiting if j.job_id in cancelled]:
+            self._waiting.remove(job)
+            self._finish_job(job, ErrorEvent(Cancelled("cancelled by the caller")))
+        for seq in self._active():
+            if seq.job.job_id in cancelled:
+                self._retire(seq, ErrorEvent(Cancelled("cancelled by the caller")))
+
+    def _retire_expired(self, now: float) -> None:
+        for job in [j for j in self._waiting if j.deadline is not None and j.deadline <= now]:
+            self._waiting.remove(job)
+            self._finish_job(job, ErrorEvent(DeadlineExceeded("the deadline passed while waiting for a slot")))
+        for seq in self._active():
+            if seq.job.deadline is not None and seq.job.deadline <= now:
+                self._retire(seq, ErrorEvent(DeadlineExceeded("the deadline passed during generation")))
+
+    def _retire(self, seq: _Sequence, event: FinishEvent | ErrorEvent) -> None:
+        """Free the slot and its KV cells at once, then tell the caller."""
+        assert self._ctx is not None  # noqa: S101 - engine thread invariant
+        self._ctx.forget(seq.slot)
+        if seq.sampler is not None:
+            seq.sampler.close()
+        self._slots[seq.slot] = None
+        with self._lock:
+            self._busy -= 1
+        self._finish_job(seq.job, event)
+
+    def _finish_job(self, job: GenerationJob, event: FinishEvent | ErrorEvent) -> None:
+        with self._lock:
+            self._outstanding -= 1
+        self._emit(job, event)
+
+    def _fail_all(self, error: EdgedError) -> None:
+        for seq in self._active():
+            self._retire(seq, ErrorEvent(error))
+        while self._waiting:
+            self._finish_job(self._waiting.popleft(), ErrorEvent(error))
+        with self._lock:
+            pending = list(self._inbox)
+            self._inbox.clear()
+        for job in pending:
+            self._finish_job(job, ErrorEvent(error))
+
+    def _release(self) -> None:
+        if self._ctx is not None:
+            self._ctx.close()
+        if self._model is not None:
+            self._model.close()
+        with self._lock:
+            if self._state != "dead":
+                self._state = "stopped"
+
+    # -- admission
+
+    def _active(self) -> list[_Sequence]:
+        return [seq for seq in self._slots if seq is not None]
+
+    def _admit(self) -> None:
+        while self._waiting and None in self._slots:
+            job = self._waiting.popleft()
+            try:
+                seq = self._prepare(job, self._slots.index(None))
+            except EdgedError as exc:
+                self._finish_job(job, ErrorEvent(exc))
+                continue
+            self._slots[seq.slot] = seq
+            with self._lock:
+                self._busy += 1
+
+    def _prepare(self, job: GenerationJob, slot: int) -> _Sequence:
+        """Render, tokenize and check a job against the slot's context; build its sampler."""
+        assert self._model is not None and self._template is not None  # noqa: S101 - loaded before serving
+        model = self._model
+        text = self._template.render(job.messages)
+        add_special = model.add_bos and not text.startswith(self._template.bos_token or "\0")
+        prompt = model.tokenize(text, add_special=add_special)
+        limit = self._settings.context_per_slot
+        if len(prompt) + job.params.max_tokens > limit:
+            raise InvalidRequest(
+                "max_tokens",
+                f"the prompt is {len(prompt)} tokens and max_tokens is {job.params.max_tokens}: "
+                f"{len(prompt) + job.params.max_tokens} exceeds the context of {limit} tokens per slot",
+            )
+        params = job.params
+        sampler = None
+        if params.temperature > 0.0 or job.grammar is not None:
+            seed = params.seed if params.seed is not None else random.getrandbits(32)
+            try:
+                sampler = NativeSampler(model, params.temperature, params.top_p, seed, job.grammar)
+            except ValueError as exc:
+                raise InvalidRequest("json_schema", str(exc)) from None
+        seq = _Sequence(slot=slot, job=job, prompt=prompt, sampler=sampler, admitted_at=time.monotonic())
+        seq.stops = StopMatcher(params.stop)
+        return seq
+
+    # -- one decode step
+
+    def _step(self) -> bool:
+        """Decode one batch; False when there was nothing to decode."""
+        ctx = self._ctx
+        assert ctx is not None  # noqa: S101 - engine thread invariant
+        ctx.clear_batch()
+        outputs: list[tuple[_Sequence, int]] = []
+        active = self._active()
+        for seq in active:
+            if not seq.prefilling and seq.last_token >= 0:
+                outputs.append((seq, ctx.add(seq.last_token, seq.n_past, seq.slot, want_logits=True)))
+                seq.n_past += 1
+        budget = min(self._settings.prefill_chunk, ctx.n_batch - ctx.n_tokens)
+        for seq in sorted((s for s in active if s.prefilling), key=lambda s: s.admitted_at):
+            if budget <= 0:
+                break
+            take = min(budget, len(seq.prompt) - seq.prefilled)
+            for offset in range(take):
+                index = seq.prefilled + offset
+                last = index == len(seq.prompt) - 1
+                batch_index = ctx.add(seq.prompt[index], index, seq.slot, want_logits=last)
+                if last:
+                    outputs.append((seq, batch_index))
+            seq.prefilled += take
+            seq.n_past = seq.prefilled
+            budget -= take
+        if ctx.n_tokens == 0:
+            return False
+        code = ctx.decode()
+        if code != 0:
+            raise EngineError(f"llama_decode returned {code} for a batch of {ctx.n_tokens} tokens")
+        self._sample(outputs)
+        return True
+
+    def _sample(self, outputs: list[tuple[_Sequence, int]]) -> None:
+        ctx = self._ctx
+        assert ctx is not None  # noqa: S101 - engine thread invariant
+        logits = ctx.output_logits()
+        greedy = self._signals.argmax(logits)
+        chosen = [
+            seq.sampler.sample(ctx, batch_index) if seq.sampler is not None else int(greedy[row])
+            for row, (seq, batch_index) in enumerate(outputs)
+        ]
+        signals = self._signals.signals(logits, chosen) if self._settings.confidence else None
+        for row, (seq, _) in enumerate(outputs):
+            self._advance(seq, chosen[row], signals[row] if signals is not None else None)
+
+    def _advance(self, seq: _Sequence, token: int, signals: TokenSignals | None) -> None:
+        """Take one generated token: end of turn, stop string, length, monitor — or emit its text."""
+        assert self._model is not None  # noqa: S101 - engine thread invariant
+        if self._model.is_eog(token):
+            self._complete(seq, "stop")
+            return
+        seq.generated += 1
+        seq.last_token = token
+        if signals is not None:
+            seq.signals.append(signals)
+        text, stopped = seq.stops.push(seq.utf8.feed(self._model.piece(token)))
+        self._emit(seq.job, TokenEvent(text=text, index=seq.generated - 1, signals=signals))
+        if stopped:
+            self._complete(seq, "stop", flush=False)
+        elif seq.job.monitor is not None and signals is not None and seq.job.monitor(signals, seq.generated - 1):
+            self._complete(seq, "low_confidence", flush=False)
+        elif seq.generated >= seq.job.params.max_tokens:
+            self._complete(seq, "length")
+
+    def _complete(self, seq: _Sequence, reason: str, flush: bool = True) -> None:
+        if flush:
+            tail = seq.stops.push(seq.utf8.flush())[0] + seq.stops.flush()
+            if tail:
+                self._emit(seq.job, TokenEvent(text=tail, index=seq.generated, signals=None))
+        event = FinishEvent(
+            finish_reason=reason,
+            prompt_tokens=len(seq.prompt),
+            completion_tokens=seq.generated,
+            confidence=ConfidenceSummary.of(seq.signals),
+            queue_ms=(seq.admitted_at - seq.job.submitted_at) * 1000.0,
+        )
+        self._retire(seq, event)
+
+    @staticmethod
+    def _emit(job: GenerationJob, event: TokenEvent | FinishEvent | ErrorEvent) -> None:
+        try:
+            job.emit(event)
+        except Exception:
+            # A caller's sink must never take the engine down; the caller is gone or broken.
+            logger.exception("request %s: delivering an engine event failed", job.request_id)
