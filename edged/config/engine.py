@@ -59,6 +59,11 @@ class EngineSettings(StrictModel):
     default_temperature: Annotated[float, Field(ge=0.0, le=2.0)] = Field(
         default=0.0, description="Temperature when a request leaves it unset (0 = greedy)."
     )
+    kv_unified: bool = Field(
+        default=False,
+        description="Share one pool of KV cells among slots (llama.cpp kv_unified). Off by default: with a "
+        "KV stream per slot, greedy answers are bit-identical whatever else is batched with them.",
+    )
     confidence: bool = Field(
         default=True, description="Compute per-token confidence signals (logprob, top-2 margin, entropy)."
     )
