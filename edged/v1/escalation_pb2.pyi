@@ -112,7 +112,8 @@ Global___EscalationError: _TypeAlias = EscalationError  # noqa: Y015
 @_typing.final
 class EscalationChunk(_message.Message):
     """Published by a worker on the request's Response Topic with the same Correlation Data.
-    Chunks of one request carry seq 0, 1, 2, ...; the last has done = true.
+    Chunks of one request carry seq 0, 1, 2, ...; the last has done = true. Chunk 0 is sent as soon as a
+    worker takes the request (empty delta, worker_id set): the device then knows which worker holds it.
     """
 
     DESCRIPTOR: _descriptor.Descriptor
@@ -163,3 +164,40 @@ class EscalationChunk(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___EscalationChunk: _TypeAlias = EscalationChunk  # noqa: Y015
+
+@_typing.final
+class WorkerPresence(_message.Message):
+    """Retained on {prefix}/@workers/{worker_id} while a worker is up. The worker's Last Will (and its clean stop)
+    replace it with an empty retained message, so devices learn at once when a worker vanishes.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    WORKER_ID_FIELD_NUMBER: _builtins.int
+    GROUP_FIELD_NUMBER: _builtins.int
+    BACKEND_FIELD_NUMBER: _builtins.int
+    MODEL_FIELD_NUMBER: _builtins.int
+    CONCURRENCY_FIELD_NUMBER: _builtins.int
+    worker_id: _builtins.str
+    group: _builtins.str
+    """Shared-subscription group the worker takes requests from."""
+    backend: _builtins.str
+    """Backend type ("gguf", "openai", ...) and the model it serves by default."""
+    model: _builtins.str
+    concurrency: _builtins.int
+    def __init__(
+        self,
+        *,
+        worker_id: _builtins.str = ...,
+        group: _builtins.str = ...,
+        backend: _builtins.str = ...,
+        model: _builtins.str = ...,
+        concurrency: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["backend", b"backend", "concurrency", b"concurrency", "group", b"group", "model", b"model", "worker_id", b"worker_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WorkerPresence: _TypeAlias = WorkerPresence  # noqa: Y015

@@ -1,0 +1,340 @@
+"""EscalationClient: the device side of escalation — MQTT v5 request/response to cloud_bridge workers.
+
+One request: PUBLISH (QoS 1) an EscalationRequest on {prefix}/{device}/escalate with Response Topic = this
+client's reply topic, Correlation Data = 16 random bytes, Message Expiry Interval = the seconds left before
+the deadline (rounded up). A worker answers with EscalationChunks on the reply topic: chunk 0 on taking the
+request, then deltas, the last with done = true. Chunks are put back in seq order, duplicates dropped.
+
+Failing fast (so PREFER_* modes can still answer locally): a request while the link is down fails at once;
+the broker's PUBACK "no matching subscribers" fails it at once; no worker taking it within accept_timeout_s
+fails it; the link dropping, or the worker that took it going offline (its retained presence cleared by its
+Last Will), fails it at once. Nothing waits past the deadline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import secrets
+import time
+import uuid
+from collections import deque
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+
+from google.protobuf.message import DecodeError
+
+from edged.comms.link import NO_MATCHING_SUBSCRIBERS, MqttLink, puback_reason
+from edged.comms.messages import InboundMessage, LinkState
+from edged.config.broker import BrokerSettings
+from edged.domain import Delta, Usage
+from edged.errors import CloudUnavailable, DeadlineExceeded, EdgedError, InvalidRequest
+from edged.escalation.sequencer import ChunkSequencer
+from edged.escalation.topics import EscalationTopics
+from edged.v1.escalation_pb2 import EscalationChunk, EscalationError, EscalationRequest, WorkerPresence
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class EscalationResult:
+    """The end of an escalated answer (after its deltas)."""
+
+    finish_reason: str
+    model: str
+    usage: Usage
+    worker_id: str
+    backend_ms: float
+
+
+@dataclass(frozen=True, slots=True)
+class EscalationAnswer:
+    text: str
+    result: EscalationResult
+
+
+EscalationEvent = Delta | EscalationResult
+
+
+@dataclass
+class EscalationStats:
+    sent: int = 0
+    answered: int = 0
+    failed: int = 0
+    late_chunks: int = 0  # chunks for a request that is over (or never was ours)
+    foreign_chunks: int = 0  # chunks from a second worker that got a duplicate delivery
+
+
+class _Pending:
+    """One escalation waiting for its chunks; fed by the reply handler, drained by stream()."""
+
+    def __init__(self, max_buffered: int) -> None:
+        self.sequencer = ChunkSequencer(max_buffered)
+        self.max_buffered = max_buffered
+        self.ready: deque[EscalationChunk] = deque()
+        self.wake = asyncio.Event()
+        self.error: EdgedError | None = None
+        self.worker_id: str | None = None
+
+    @property
+    def accepted(self) -> bool:
+        return self.worker_id is not None
+
+    def offer(self, chunk: EscalationChunk, stats: EscalationStats) -> None:
+        if self.error is not None or self.sequencer.finished:
+            stats.late_chunks += 1
+            return
+        if self.worker_id is None:
+            self.worker_id = chunk.worker_id  # the first worker to answer owns the request
+        elif chunk.worker_id != self.worker_id:
+            stats.foreign_chunks += 1  # a duplicate delivery another worker also answered: ignore it
+            return
+        try:
+            in_order = self.sequencer.push(chunk)
+        except CloudUnavailable as exc:
+            self.fail(exc)
+            return
+        if len(self.ready) + len(in_order) > self.max_buffered:
+            self.fail(
+                CloudUnavailable(f"more than {self.max_buffered} reply chunks unread (broker.reply_buffer)")
+            )
+            return
+        self.ready.extend(in_order)
+        if in_order:
+            self.wake.set()
+
+    def fail(self, error: EdgedError) -> None:
+        if self.error is None and not self.sequencer.finished:
+            self.error = error
+            self.wake.set()
+
+    async def next(self, until: float) -> EscalationChunk | None:
+        """The next in-order chunk; None if none came before `until` (time.monotonic())."""
+        while not self.ready:
+            if self.error is not None:
+                raise self.error
+            left = until - time.monotonic()
+            if left <= 0:
+                return None
+            self.wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.wake.wait(), left)
+        return self.ready.popleft()
+
+
+class EscalationClient:
+    """Sends EscalationRequests to cloud_bridge workers and streams their answers back.
+
+    Runs on the daemon's event loop. Give it its own link (from `settings`) or a shared MqttLink.
+    """
+
+    def __init__(
+        self,
+        settings: BrokerSettings,
+        device_id: str,
+        *,
+        link: MqttLink | None = None,
+        instance: str | None = None,
+    ) -> None:
+        self._settings = settings
+        self._topics = EscalationTopics(settings.topic_prefix)
+        self._device = device_id
+        self._escalate_topic = self._topics.escalate(device_id)
+        self._reply_topic = self._topics.reply(device_id, instance or secrets.token_hex(4))
+        self._owns_link = link is None
+        self._link = link if link is not None else MqttLink(settings, client_id=device_id)
+        self._pending: dict[bytes, _Pending] = {}
+        self._workers: dict[str, WorkerPresence] = {}
+        self._started = False
+        self.stats = EscalationStats()
+
+    @property
+    def reply_topic(self) -> str:
+        return self._reply_topic
+
+    @property
+    def link(self) -> MqttLink:
+        return self._link
+
+    async def start(self) -> None:
+        """Subscribe to the reply and presence topics and (if the link is ours) start connecting."""
+        if self._started:
+            return
+        self._started = True
+        self._link.subscribe(self._reply_topic, self._on_reply, qos=1)
+        self._link.subscribe(self._topics.presence_filter(), self._on_presence, qos=1)
+        self._link.add_state_listener(self._on_link_state)
+        if self._owns_link:
+            await self._link.start()
+
+    async def stop(self) -> None:
+        if not self._started:
+            return
+        self._started = False
+        self._fail_all(CloudUnavailable("the escalation client is stopping"))
+        self._link.unsubscribe(self._reply_topic)
+        self._link.unsubscribe(self._topics.presence_filter())
+        if self._owns_link:
+            await self._link.stop()
+
+    def is_up(self) -> bool:
+        return self._started and self._link.is_up()
+
+    def link_state(self) -> LinkState:
+        return self._link.state()
+
+    def workers_online(self) -> int:
+        """Workers whose retained presence this client has seen (0 until the first connect)."""
+        return len(self._workers)
+
+    def in_flight(self) -> int:
+        return len(self._pending)
+
+    async def stream(self, request: EscalationRequest, deadline: float) -> AsyncIterator[EscalationEvent]:
+        """Escalate `request`; yields Delta pieces of the answer, then one EscalationResult.
+
+        `deadline` is a time.monotonic() value. Raises CloudUnavailable when the link is down or no worker
+        answers in time, DeadlineExceeded when the answer started but the deadline passed, InvalidRequest when
+        the worker rejected the request."""
+        correlation = secrets.token_bytes(16)
+        pending = _Pending(self._settings.reply_buffer)
+        try:
+            message = self._prepare(request, deadline)
+            self._pending[correlation] = pending
+            ack = self._link.publish(
+                self._escalate_topic,
+                message.SerializeToString(),
+                qos=1,
+                correlation_data=correlation,
+                response_topic=self._reply_topic,
+                expiry_s=math.ceil(deadline - time.monotonic()),
+            )
+            ack.add_done_callback(_ack_checker(pending, self._escalate_topic))
+            self.stats.sent += 1
+            async for event in self._receive(pending, deadline):
+                yield event
+            self.stats.answered += 1
+        except EdgedError:
+            self.stats.failed += 1
+            raise
+        finally:
+            self._pending.pop(correlation, None)
+
+    async def complete(self, request: EscalationRequest, deadline: float) -> EscalationAnswer:
+        """The whole answer at once (request.stream decides how the worker sends it)."""
+        parts: list[str] = []
+        async for event in self.stream(request, deadline):
+            if isinstance(event, Delta):
+                parts.append(event.text)
+            else:
+                return EscalationAnswer("".join(parts), event)
+        raise CloudUnavailable("the reply ended without a result")  # _receive always ends with one
+
+    # ---- internals -----------------------------------------------------------------------------------------
+
+    def _prepare(self, request: EscalationRequest, deadline: float) -> EscalationRequest:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise DeadlineExceeded(f"the deadline passed {-left:.3f}s before escalation")
+        if not self.is_up():
+            state = self._link.state()
+            raise CloudUnavailable(
+                f"MQTT link to {state.broker} is {state.phase.value}: {state.last_error or '-'}"
+            )
+        if len(self._pending) >= self._settings.max_escalations:
+            raise CloudUnavailable(
+                f"{len(self._pending)} escalations in flight (broker.max_escalations = "
+                f"{self._settings.max_escalations})"
+            )
+        message = EscalationRequest()
+        message.CopyFrom(request)
+        message.request_id = message.request_id or uuid.uuid4().hex
+        message.device_id = self._device
+        message.deadline_unix_ms = int((time.time() + left) * 1000)
+        return message
+
+    async def _receive(self, pending: _Pending, deadline: float) -> AsyncIterator[EscalationEvent]:
+        accept_by = min(deadline, time.monotonic() + self._settings.accept_timeout_s)
+        while True:
+            chunk = await pending.next(deadline if pending.accepted else accept_by)
+            if chunk is None:
+                if not pending.accepted:
+                    waited = self._settings.accept_timeout_s if accept_by < deadline else "the deadline"
+                    raise CloudUnavailable(f"no worker took the request within {waited}")
+                raise DeadlineExceeded(f"the cloud answer from {pending.worker_id} passed the deadline")
+            if chunk.HasField("error") and chunk.error.code:
+                raise _worker_error(chunk.error, chunk.worker_id)
+            if chunk.delta:
+                yield Delta(chunk.delta)
+            if chunk.done:
+                usage = Usage(chunk.usage.prompt_tokens, chunk.usage.completion_tokens)
+                yield EscalationResult(
+                    chunk.finish_reason, chunk.model, usage, chunk.worker_id, chunk.backend_ms
+                )
+                return
+
+    def _on_reply(self, message: InboundMessage) -> None:
+        pending = self._pending.get(message.correlation_data or b"")
+        if pending is None:
+            self.stats.late_chunks += 1
+            logger.debug("reply chunk for an unknown or finished escalation on %s", message.topic)
+            return
+        try:
+            chunk = EscalationChunk.FromString(message.payload)
+        except DecodeError:
+            pending.fail(CloudUnavailable(f"a malformed reply chunk ({len(message.payload)} bytes) arrived"))
+            return
+        pending.offer(chunk, self.stats)
+
+    def _on_presence(self, message: InboundMessage) -> None:
+        worker = self._topics.worker_of_presence(message.topic)
+        if worker is None:
+            return
+        if message.payload:
+            try:
+                self._workers[worker] = WorkerPresence.FromString(message.payload)
+            except DecodeError:
+                logger.warning("malformed presence of worker %s (%d bytes)", worker, len(message.payload))
+            return
+        self._workers.pop(worker, None)
+        for pending in self._pending.values():
+            if pending.worker_id == worker:
+                pending.fail(CloudUnavailable(f"worker {worker} went offline while answering"))
+
+    def _on_link_state(self, state: LinkState) -> None:
+        if state.connected:
+            return
+        self._workers.clear()  # rebuilt from the retained presence messages after the next connect
+        self._fail_all(CloudUnavailable(f"MQTT link {state.phase.value}: {state.last_error or '-'}"))
+
+    def _fail_all(self, error: EdgedError) -> None:
+        for pending in self._pending.values():
+            pending.fail(error)
+
+
+def _ack_checker(pending: _Pending, topic: str) -> Callable[[asyncio.Future[int]], None]:
+    def check(ack: asyncio.Future[int]) -> None:
+        if ack.cancelled():
+            return
+        error = ack.exception()
+        if isinstance(error, EdgedError):
+            pending.fail(error)
+            return
+        code = ack.result()
+        if code == NO_MATCHING_SUBSCRIBERS:
+            pending.fail(CloudUnavailable(f"no cloud_bridge worker is subscribed to {topic}"))
+        elif code >= 0x80:
+            pending.fail(CloudUnavailable(f"the broker refused the escalation: {puback_reason(code)}"))
+
+    return check
+
+
+def _worker_error(error: EscalationError, worker_id: str) -> EdgedError:
+    text = f"worker {worker_id or '?'}: {error.message or error.code}"
+    if error.code == "invalid_argument":
+        return InvalidRequest("escalation", text)
+    if error.code == "deadline_exceeded":
+        return DeadlineExceeded(text)
+    return CloudUnavailable(f"{error.code}: {text}")
