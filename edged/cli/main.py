@@ -12,6 +12,7 @@ from edged import __version__
 # Each module has `register(subparsers)`, which adds its parser and sets `func(args) -> int`.
 COMMAND_MODULES = (
     "edged.cli.check_config",
+    "edged.cli.audit",
 )
 
 

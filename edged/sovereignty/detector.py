@@ -1,0 +1,54 @@
+"""PII detection: the Detector interface (one method), findings, and a fake that fails (the real detector,
+built on Presidio, is edged.sovereignty.presidio).
+
+A detector returns disjoint findings (character offsets, entity type, score), never the values themselves, so
+what it returns can be kept and logged without holding personal data.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """One detected value: text[start:end] is of entity_type."""
+
+    start: int
+    end: int
+    entity_type: str
+    score: float
+
+
+class Detector(Protocol):
+    def scan(self, text: str) -> list[Finding]:
+        """Disjoint findings in `text`, ordered by start. Thread-safe."""
+        ...
+
+
+def disjoint(findings: Sequence[Finding]) -> list[Finding]:
+    """Merge overlapping findings into one covering their union, typed by the best-scored (then longest) one:
+    redaction then replaces every character any recognizer flagged, exactly once."""
+    merged: list[Finding] = []
+    for f in sorted(findings, key=lambda f: (f.start, -f.end)):
+        last = merged[-1] if merged else None
+        if last is None or f.start >= last.end:
+            merged.append(f)
+            continue
+        best = max((last, f), key=lambda x: (x.score, x.end - x.start))
+        merged[-1] = Finding(last.start, max(last.end, f.end), best.entity_type, best.score)
+    return merged
+
+
+class RaisingDetector:
+    """A detector that fails on every scan (the seam for fail-closed tests)."""
+
+    def __init__(self, error: Exception | None = None) -> None:
+        self.error = error or RuntimeError("detector failure injected at the seam")
+        self.calls = 0
+
+    def scan(self, text: str) -> list[Finding]:
+        self.calls += 1
+        raise self.error

@@ -1,0 +1,166 @@
+"""SensitivityGate: the one place that decides what of a conversation may leave the device.
+
+The pipeline calls, per request (each call synchronous and thread-safe; run them via asyncio.to_thread):
+
+    verdict = gate.assess(messages, sensitive=..., data_classes=...)   # scans every message
+    release = gate.release(messages, verdict)     # before any escalation; SensitiveDataBlocked if LOCAL_ONLY
+    ... send release.messages, restore the answer with release.stream_restorer() / release.restorer() ...
+    report = gate.scan_reply(raw_cloud_text, release)
+
+Routing policy cannot override it: the only way to obtain cloud-bound messages is release(), which refuses a
+LOCAL_ONLY verdict and redacts a REDACT one. A detector failure or an unscannable conversation yields a
+LOCAL_ONLY verdict (fail closed), never an exception.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+from collections import Counter, OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from edged.config.privacy import SENSITIVE_CLASS, DataPolicy, PrivacySettings
+from edged.domain import InferenceRequest, Message
+from edged.sovereignty.counters import PrivacyMetrics, SovereigntyCounters
+from edged.sovereignty.detector import Detector, Finding
+from edged.sovereignty.redaction import CloudRelease, Redactor
+from edged.sovereignty.restore import PLACEHOLDER
+from edged.sovereignty.verdict import UNSCANNED_CLASS, Verdict, decide, unscanned
+
+logger = logging.getLogger(__name__)
+
+SCAN_CACHE_SIZE = 1024
+
+
+@dataclass(frozen=True, slots=True)
+class ReplyReport:
+    """What the scan of a cloud reply found: values the cloud wrote that were not in the conversation (left in
+    the answer, reported), and how many known placeholders it used."""
+
+    invented: dict[str, int] = field(default_factory=dict)
+    placeholders: int = 0
+    detector_failed: bool = False
+
+
+class SensitivityGate:
+    """Detection, policy and redaction for the pipeline (see the module docstring for the call sequence)."""
+
+    def __init__(
+        self,
+        settings: PrivacySettings,
+        detector: Detector,
+        *,
+        metrics: PrivacyMetrics | None = None,
+        cache_size: int = SCAN_CACHE_SIZE,
+    ) -> None:
+        self.settings = settings
+        self.counters = SovereigntyCounters()
+        self._detector = detector
+        self._metrics: list[PrivacyMetrics] = [self.counters, *([metrics] if metrics else [])]
+        self._redactor = Redactor()
+        # Findings of recently scanned message texts, keyed by a digest (no text is kept): conversations
+        # resend their system prompt and history with every turn.
+        self._cache: OrderedDict[bytes, tuple[Finding, ...]] = OrderedDict()
+        self._cache_size = cache_size
+        self._cache_lock = threading.Lock()
+
+    @classmethod
+    def load(cls, settings: PrivacySettings, *, metrics: PrivacyMetrics | None = None) -> SensitivityGate:
+        """The gate with the Presidio detector (loads spaCy and Presidio: call once, at daemon start)."""
+        from edged.sovereignty.presidio import PresidioDetector  # noqa: PLC0415 - heavy, loaded only here
+
+        return cls(settings, PresidioDetector(settings), metrics=metrics)
+
+    # -- assessment -----------------------------------------------------------------------------------------
+
+    def assess(
+        self, messages: Sequence[Message], *, sensitive: bool = False, data_classes: Sequence[str] = ()
+    ) -> Verdict:
+        """Scan every message and decide the policy. An unknown declared class raises InvalidRequest."""
+        self.settings.check_declared(data_classes)
+        declared = (*data_classes, *([SENSITIVE_CLASS] if sensitive else []))
+        total = sum(len(m.content) for m in messages)
+        if total > self.settings.detector.max_scan_chars:
+            limit = self.settings.detector.max_scan_chars
+            reason = f"conversation of {total} characters exceeds detector.max_scan_chars {limit}"
+            return self._failed(reason, declared)
+        try:
+            findings = [self._scan(m.content) for m in messages]
+        except Exception as exc:  # any detector fault keeps the request on the device
+            # The exception text may quote the prompt: log its type only, the traceback at DEBUG.
+            logger.error("PII detector failed (%s): the request stays on the device", type(exc).__name__)
+            logger.debug("PII detector failure", exc_info=exc)
+            return self._failed(f"PII detector failed ({type(exc).__name__})", declared)
+        verdict = decide(self.settings, findings, sensitive=sensitive, declared=data_classes)
+        for sink in self._metrics:
+            sink.record_detections(verdict.entities)
+        return verdict
+
+    def assess_request(self, request: InferenceRequest) -> Verdict:
+        return self.assess(request.messages, sensitive=request.sensitive, data_classes=request.data_classes)
+
+    def _scan(self, text: str) -> tuple[Finding, ...]:
+        key = hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).digest()
+        with self._cache_lock:
+            cached = self._cache.get(key)
+            if cached is not None:
+                self._cache.move_to_end(key)
+                return cached
+        findings = tuple(self._detector.scan(text))
+        with self._cache_lock:
+            self._cache[key] = findings
+            if len(self._cache) > self._cache_size:
+                self._cache.popitem(last=False)
+        return findings
+
+    def _failed(self, reason: str, declared: Sequence[str]) -> Verdict:
+        self.counters.record_detector_failure()
+        return unscanned(reason, declared=declared)
+
+    # -- release --------------------------------------------------------------------------------------------
+
+    def release(self, messages: Sequence[Message], verdict: Verdict) -> CloudRelease:
+        """The messages that may go to the cloud under `verdict`: raises SensitiveDataBlocked
+        (PERMISSION_DENIED) for LOCAL_ONLY, redacts for REDACT, passes them as they are for ALLOW. Every
+        refusal counts as a blocked escalation: call this only when the request would otherwise escalate."""
+        if not verdict.allows_cloud:
+            for sink in self._metrics:
+                sink.record_blocked_escalation(verdict.forced_by or UNSCANNED_CLASS)
+            raise verdict.blocked_error()
+        if len(verdict.findings) != len(messages):
+            raise ValueError(
+                "verdict does not belong to these messages"
+            )  # a pipeline bug, not a request fault
+        if verdict.policy is DataPolicy.ALLOW:
+            return CloudRelease(messages=tuple(messages), redacted=False, originals=tuple(messages))
+        release = self._redactor.redact(messages, verdict.findings, verdict.redactable_types())
+        for sink in self._metrics:
+            sink.record_redaction()
+        self.counters.record_redacted_values(release.replacements)
+        return release
+
+    # -- the reply ------------------------------------------------------------------------------------------
+
+    def scan_reply(self, reply: str, release: CloudRelease) -> ReplyReport:
+        """Scan the cloud's raw reply (before restoring): values it contains that are not in the conversation
+        are counted as invented and left alone; placeholder text is not a finding."""
+        placeholders = sum(1 for m in PLACEHOLDER.finditer(reply) if m.group(0) in release.mapping)
+        try:
+            findings = self._detector.scan(reply)
+        except Exception as exc:  # the answer is already the caller's: report, do not fail
+            logger.error("PII detector failed on a cloud reply (%s)", type(exc).__name__)
+            logger.debug("PII detector failure", exc_info=exc)
+            self.counters.record_detector_failure()
+            return ReplyReport(placeholders=placeholders, detector_failed=True)
+        values = ((f.entity_type, reply[f.start : f.end]) for f in findings)
+        invented = Counter(
+            entity
+            for entity, value in values
+            if not PLACEHOLDER.search(value) and not release.in_conversation(value)
+        )
+        if invented:
+            logger.info("cloud reply holds values not in the conversation: %s", dict(invented))
+            self.counters.record_invented(invented)
+        return ReplyReport(invented=dict(sorted(invented.items())), placeholders=placeholders)

@@ -1,0 +1,150 @@
+"""Redaction: the conversation as it may leave the device, with each detected value replaced by a numbered
+placeholder (`<PERSON_1>`; the same value gets the same placeholder in every message), and the mapping that
+puts the values back, which never leaves this process.
+
+Detected spans are replaced with Presidio's AnonymizerEngine; then every other occurrence of a redacted value
+in any message is replaced too, so a name the detector found in one turn but missed in another cannot leak.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from edged.domain import Message
+from edged.sovereignty.detector import Finding
+from edged.sovereignty.restore import PLACEHOLDER, Restorer, StreamRestorer
+
+
+@dataclass(frozen=True, slots=True)
+class CloudRelease:
+    """What the gate lets leave the device for one request, and how to restore the answer."""
+
+    messages: tuple[Message, ...]  # send these, and only these, to the cloud
+    redacted: bool
+    counts: Mapping[str, int] = field(default_factory=dict)  # entity type -> distinct values replaced
+    replacements: int = 0  # placeholders written, all messages together
+    mapping: Mapping[str, str] = field(default_factory=dict, repr=False)  # placeholder -> value
+    originals: tuple[Message, ...] = field(default=(), repr=False)
+
+    def restorer(self) -> Restorer:
+        return Restorer(self.mapping)
+
+    def stream_restorer(self) -> StreamRestorer:
+        return StreamRestorer(self.mapping)
+
+    def in_conversation(self, value: str) -> bool:
+        """Whether `value` occurs in the original conversation (so the cloud did not invent it)."""
+        return any(value in m.content for m in self.originals) or value in self.mapping.values()
+
+
+class _Numbering:
+    """Placeholders by value, numbered per entity type in order of first appearance, skipping numbers whose
+    placeholder text already occurs in the conversation."""
+
+    def __init__(self, taken: set[str]) -> None:
+        self._taken = taken
+        self._last: Counter[str] = Counter()
+        self.by_value: dict[str, str] = {}
+        self.types: dict[str, str] = {}  # value -> entity type
+
+    def of(self, entity_type: str, value: str) -> str:
+        if (known := self.by_value.get(value)) is not None:
+            return known
+        number = self._last[entity_type] + 1
+        while f"<{entity_type}_{number}>" in self._taken:
+            number += 1
+        self._last[entity_type] = number
+        placeholder = self.by_value[value] = f"<{entity_type}_{number}>"
+        self.types[value] = entity_type
+        return placeholder
+
+
+class Redactor:
+    """Builds CloudReleases. Thread-safe: it keeps no state between calls."""
+
+    def __init__(self) -> None:
+        # presidio_anonymizer imports presidio_analyzer (~1.5 s): only a gate that redacts pays for it.
+        from presidio_anonymizer import AnonymizerEngine  # noqa: PLC0415
+        from presidio_anonymizer.entities import (  # noqa: PLC0415
+            ConflictResolutionStrategy,
+            OperatorConfig,
+            RecognizerResult,
+        )
+
+        self._engine = AnonymizerEngine()  # type: ignore[no-untyped-call] # Presidio's __init__ is untyped
+        self._result = RecognizerResult
+        self._operator = OperatorConfig
+        self._strategy = ConflictResolutionStrategy.REMOVE_INTERSECTIONS
+
+    def redact(
+        self, messages: Sequence[Message], findings: Sequence[Sequence[Finding]], types: frozenset[str]
+    ) -> CloudRelease:
+        """Replace the findings of `types` in every message; the rest of each message is unchanged."""
+        wanted = [[f for f in per_message if f.entity_type in types] for per_message in findings]
+        taken = {m.group(0) for message in messages for m in PLACEHOLDER.finditer(message.content)}
+        numbering = _Numbering(taken)
+        for message, per_message in zip(messages, wanted, strict=True):
+            for f in per_message:
+                numbering.of(f.entity_type, message.content[f.start : f.end])
+        replaced = 0
+        out: list[Message] = []
+        for message, per_message in zip(messages, wanted, strict=True):
+            text, count = self._replace_spans(message.content, per_message, numbering)
+            text, swept = _sweep(text, numbering.by_value)
+            replaced += count + swept
+            out.append(Message(message.role, text))
+        return CloudRelease(
+            messages=tuple(out),
+            redacted=True,
+            counts=dict(sorted(Counter(numbering.types.values()).items())),
+            replacements=replaced,
+            mapping={p: v for v, p in numbering.by_value.items()},
+            originals=tuple(messages),
+        )
+
+    def _replace_spans(
+        self, text: str, findings: Sequence[Finding], numbering: _Numbering
+    ) -> tuple[str, int]:
+        if not findings:
+            return text, 0
+        results = [self._result(f.entity_type, f.start, f.end, f.score) for f in findings]
+        operators = {
+            entity: self._operator("custom", {"lambda": lambda value, e=entity: numbering.of(e, value)})
+            for entity in {f.entity_type for f in findings}
+        }
+        result = self._engine.anonymize(
+            text,
+            results,
+            operators,
+            conflict_resolution=self._strategy,
+            merge_entities_with_spaces=False,
+        )
+        return str(result.text), len(result.items)
+
+
+def _sweep(text: str, placeholders: Mapping[str, str]) -> tuple[str, int]:
+    """Replace remaining whole-word occurrences of redacted values, never touching placeholder text."""
+    if not placeholders:
+        return text, 0
+    values = sorted(placeholders, key=len, reverse=True)
+    alternatives = "|".join(_whole(v) for v in values)
+    pattern = re.compile(f"({PLACEHOLDER.pattern})|{alternatives}")
+    count = 0
+
+    def replace(match: re.Match[str]) -> str:
+        nonlocal count
+        if match.group(1):
+            return match.group(1)
+        count += 1
+        return placeholders[match.group(0)]
+
+    return pattern.sub(replace, text), count
+
+
+def _whole(value: str) -> str:
+    before = r"(?<!\w)" if re.match(r"\w", value[0]) else ""
+    after = r"(?!\w)" if re.match(r"\w", value[-1]) else ""
+    return f"{before}{re.escape(value)}{after}"
