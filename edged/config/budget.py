@@ -12,7 +12,9 @@ Count = Annotated[int, Field(ge=0, le=10**12)]
 
 
 class BudgetSettings(StrictModel):
-    requests_per_hour: Count = Field(default=0, description="Cloud requests per rolling hour (0 = unlimited).")
+    requests_per_hour: Count = Field(
+        default=0, description="Cloud requests per rolling hour (0 = unlimited)."
+    )
     requests_per_day: Count = Field(default=0, description="Cloud requests per rolling day (0 = unlimited).")
     tokens_per_hour: Count = Field(
         default=0, description="Cloud tokens (prompt + completion) per rolling hour (0 = unlimited)."

@@ -25,3 +25,9 @@ class LoadLimits(StrictModel):
     memory_available_mb_min: Annotated[float, Field(ge=0.0, le=1_000_000.0)] = Field(
         default=128.0, description="Available memory (MiB) below which the device is overloaded."
     )
+    load_average_per_cpu_max: Annotated[float, Field(ge=0.1, le=1000.0)] = Field(
+        default=4.0, description="1-minute load average per CPU core above which the device is overloaded."
+    )
+    sample_interval_s: Annotated[float, Field(ge=0.1, le=60.0)] = Field(
+        default=2.0, description="Seconds between device load samples (taken in the background)."
+    )

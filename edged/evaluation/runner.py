@@ -1,0 +1,137 @@
+"""The eval runner: every item through the local path and the routing scores, then the routing metrics.
+
+For each item: the local answer (text and per-token signals, from a LocalAnswerer), its grade, the router
+score of the prompt, the confidence summary, the AUTO score (router + confidence, the weights the daemon
+uses) and the cloud's grade (`ReferenceCloud`: always correct, the oracle upper bound routing papers use;
+or a live CloudAnswerer). `report()` turns the results into the numbers `edged eval` prints.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+
+from edged.config.routing import ScoreWeights
+from edged.domain import ConfidenceSummary
+from edged.evaluation import metrics
+from edged.evaluation.items import EvalItem
+from edged.evaluation.local import LocalAnswerer
+from edged.routing.score import auto_score
+
+logger = logging.getLogger(__name__)
+
+SIGNALS = ("router", "confidence", "auto")
+CURVE_SHARES = tuple(i / 10 for i in range(11))
+
+
+class CloudAnswerer(Protocol):
+    """Answers a prompt in the cloud (live escalation), returning the reply text."""
+
+    def answer(self, prompt: str, max_tokens: int) -> str: ...
+
+
+class ReferenceCloud:
+    """The reference cloud: every answer counts as correct (no call is made)."""
+
+
+class PromptScorer(Protocol):
+    def score(self, prompt: str) -> float: ...
+
+
+@dataclass(frozen=True, slots=True)
+class ItemResult:
+    id: str
+    task: str
+    reply: str
+    local_correct: bool
+    cloud_correct: bool
+    router_score: float | None
+    confidence: ConfidenceSummary
+    auto_score: float
+
+
+def run_items(
+    items: Sequence[EvalItem],
+    local: LocalAnswerer,
+    *,
+    router: PromptScorer | None,
+    weights: ScoreWeights,
+    cloud: CloudAnswerer | ReferenceCloud,
+    max_tokens: int,
+    progress: Callable[[int, int], None] | None = None,
+) -> list[ItemResult]:
+    results: list[ItemResult] = []
+    for done, item in enumerate(items, start=1):
+        answer = local.answer(item.prompt, max_tokens)
+        router_score = router.score(item.prompt) if router is not None else None
+        confidence = ConfidenceSummary.of(list(answer.signals))
+        if isinstance(cloud, ReferenceCloud):
+            cloud_correct = True
+        else:
+            cloud_correct = item.is_correct(cloud.answer(item.prompt, max_tokens))
+        results.append(
+            ItemResult(
+                id=item.id,
+                task=item.task,
+                reply=answer.text,
+                local_correct=item.is_correct(answer.text),
+                cloud_correct=cloud_correct,
+                router_score=router_score,
+                confidence=confidence,
+                auto_score=auto_score(router_score, confidence, weights),
+            )
+        )
+        logger.debug("eval item %s: local_correct=%s", item.id, results[-1].local_correct)
+        if progress is not None:
+            progress(done, len(items))
+    return results
+
+
+def signal_scores(results: Sequence[ItemResult]) -> dict[str, list[float]]:
+    """Each routing signal's score per item (signals without a value everywhere are left out)."""
+    out: dict[str, list[float]] = {
+        "confidence": [r.confidence.mean_logprob if r.confidence.available else -99.0 for r in results],
+        "auto": [r.auto_score for r in results],
+    }
+    if all(r.router_score is not None for r in results):
+        out["router"] = [r.router_score or 0.0 for r in results]
+    return {name: out[name] for name in SIGNALS if name in out}
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 4)
+
+
+def report(results: Sequence[ItemResult]) -> dict[str, Any]:
+    """The eval summary: keys as `edged eval --json` prints them (unsuffixed ones for the AUTO score)."""
+    local = np.array([float(r.local_correct) for r in results])
+    cloud = np.array([float(r.cloud_correct) for r in results])
+    oracle = metrics.oracle_scores(local, cloud)
+    apgr_oracle = metrics.apgr(oracle, local, cloud)
+    scores = signal_scores(results)
+    apgr_by = {name: metrics.apgr(s, local, cloud) for name, s in scores.items()}
+    positive = local > 0.5
+    return {
+        "n": len(results),
+        "local_accuracy": _round(float(local.mean())),
+        "cloud_accuracy": _round(float(cloud.mean())),
+        "apgr": _round(apgr_by["auto"]),
+        "apgr_oracle": _round(apgr_oracle),
+        "skill": _round(metrics.skill(apgr_by["auto"], apgr_oracle)),
+        "apgr_by_signal": {name: _round(value) for name, value in apgr_by.items()},
+        "skill_by_signal": {name: _round(metrics.skill(v, apgr_oracle)) for name, v in apgr_by.items()},
+        "auroc": {name: _round(metrics.auroc(s, positive)) for name, s in scores.items()},
+        "cloud_share_at_95": _round(metrics.cloud_share_at(scores["auto"], local, cloud)),
+        "cloud_share_at_95_oracle": _round(metrics.cloud_share_at(oracle, local, cloud)),
+        "curve": {
+            "cloud_share": list(CURVE_SHARES),
+            **{
+                name: [round(q, 4) for q in metrics.quality_at_shares(s, local, cloud, CURVE_SHARES)]
+                for name, s in {**scores, "oracle": list(oracle)}.items()
+            },
+        },
+    }

@@ -1,0 +1,145 @@
+"""The pre-generation router: a small learned model, served with onnxruntime, that predicts from the prompt
+alone the probability that the local answer will be acceptable.
+
+It lives in a models directory as `<name>/manifest.toml` beside its `.onnx` file:
+
+    id = "router-smollm2-v1"          kind = "router"          file = "router.onnx"
+    sha256 = "<64 hex>"               feature_version = 1      n_features = 2064
+    [score_weights]                   the AUTO score's weights trained with it (RoutingSettings.score_weights)
+
+The file's sha256 is checked before onnxruntime sees a byte (the verified bytes are what it loads), and the
+feature version and input width must match edged.routing.features: a stale or tampered model is refused.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import tomllib
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import numpy as np
+import numpy.typing as npt
+from pydantic import Field, ValidationError
+
+from edged.config.base import StrictModel, config_error
+from edged.config.routing import ScoreWeights
+from edged.errors import ConfigError, ModelError, ModelIntegrityError
+from edged.routing.features import FEATURE_VERSION, N_FEATURES, prompt_features
+
+logger = logging.getLogger(__name__)
+
+MANIFEST_NAME = "manifest.toml"
+MAX_MODEL_BYTES = 64 * 1024 * 1024
+
+
+def default_models_dir() -> Path:
+    """The models/ directory shipped with edged (the repository's, in a development checkout)."""
+    return Path(__file__).resolve().parents[2] / "models"
+
+
+class RouterManifest(StrictModel):
+    id: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.\-]+$")] = Field(
+        description="Router model id, shown in status."
+    )
+    kind: Literal["router"] = Field(description="Manifest kind.")
+    file: Annotated[str, Field(min_length=1, max_length=255, pattern=r"^[A-Za-z0-9_.\-]+\.onnx$")] = Field(
+        description="The ONNX file, beside the manifest."
+    )
+    sha256: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")] = Field(description="sha256 of the ONNX file.")
+    feature_version: Annotated[int, Field(ge=1, le=1000)] = Field(
+        description="edged.routing.features version."
+    )
+    n_features: Annotated[int, Field(ge=1, le=1_000_000)] = Field(description="Width of the model's input.")
+    description: Annotated[str, Field(max_length=2000)] = Field(
+        default="", description="What it was trained on."
+    )
+    score_weights: ScoreWeights = Field(description="AUTO score weights trained with this router.")
+    metrics: dict[str, float] = Field(default_factory=dict, description="Training-time metrics, informative.")
+
+
+def load_manifest(path: Path) -> RouterManifest:
+    try:
+        raw: dict[str, Any] = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ModelError(f"{path}: cannot be read: {exc.strerror or exc}") from None
+    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise ModelError(f"{path}: not valid TOML: {exc}") from None
+    try:
+        return RouterManifest.model_validate(raw)
+    except ValidationError as exc:
+        error: ConfigError = config_error(str(path), exc)
+        raise ModelError(str(error)) from None
+
+
+class PromptRouter:
+    """Scores prompts with the verified ONNX model (thread-safe: an onnxruntime session allows concurrent
+    run() calls)."""
+
+    def __init__(self, manifest: RouterManifest, model_bytes: bytes, source: str) -> None:
+        import onnxruntime as ort  # noqa: PLC0415 - imported only when a router is configured
+
+        self.manifest = manifest
+        options = ort.SessionOptions()
+        # One thread: the model is a few thousand multiply-adds; hand-offs would cost more than they save.
+        options.intra_op_num_threads = 1
+        options.inter_op_num_threads = 1
+        options.log_severity_level = 3
+        try:
+            self._session = ort.InferenceSession(model_bytes, options, providers=["CPUExecutionProvider"])
+        except Exception as exc:  # onnxruntime raises its own untyped errors
+            raise ModelError(f"{source}: onnxruntime cannot load it: {exc}") from None
+        inputs = self._session.get_inputs()
+        self._input = inputs[0].name
+        width = inputs[0].shape[-1]
+        if len(inputs) != 1 or width != manifest.n_features:
+            raise ModelError(f"{source}: input width {width} does not match n_features {manifest.n_features}")
+
+    @classmethod
+    def load(cls, directory: Path) -> PromptRouter:
+        """Read `directory/manifest.toml`, verify the model file's sha256 and open it."""
+        manifest = load_manifest(directory / MANIFEST_NAME)
+        if manifest.feature_version != FEATURE_VERSION or manifest.n_features != N_FEATURES:
+            raise ModelError(
+                f"{directory}: feature_version {manifest.feature_version} / n_features {manifest.n_features} "
+                f"do not match this edged ({FEATURE_VERSION} / {N_FEATURES}); retrain the router"
+            )
+        path = directory / manifest.file
+        data = _read_bounded(path)
+        digest = hashlib.sha256(data).hexdigest()
+        if digest != manifest.sha256:
+            raise ModelIntegrityError(
+                f"{path}: sha256 {digest} does not match the manifest's {manifest.sha256}"
+            )
+        router = cls(manifest, data, str(path))
+        logger.info("router %s loaded from %s", manifest.id, path)
+        return router
+
+    def score(self, prompt: str) -> float:
+        """Probability that the local answer to `prompt` is acceptable."""
+        return float(self._run(prompt_features(prompt)[np.newaxis, :])[0])
+
+    def score_many(self, prompts: Sequence[str]) -> npt.NDArray[np.float64]:
+        if not prompts:
+            return np.zeros(0)
+        batch = np.stack([prompt_features(p) for p in prompts])
+        return self._run(batch).astype(np.float64)
+
+    def _run(self, batch: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+        try:
+            (out,) = self._session.run(None, {self._input: batch})
+        except Exception as exc:  # translate onnxruntime's errors where they enter
+            raise ModelError(f"router {self.manifest.id}: inference failed: {exc}") from None
+        return np.asarray(out, dtype=np.float32).reshape(-1)
+
+
+def _read_bounded(path: Path) -> bytes:
+    try:
+        size = path.stat().st_size
+        if size > MAX_MODEL_BYTES:
+            raise ModelError(f"{path}: {size} bytes is larger than {MAX_MODEL_BYTES}")
+        return path.read_bytes()
+    except OSError as exc:
+        raise ModelError(f"{path}: cannot be read: {exc.strerror or exc}") from None
