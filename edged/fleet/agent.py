@@ -50,6 +50,12 @@ def load_keyring(settings: FleetSettings, store: FleetStore) -> KeyRing:
     return ring
 
 
+def presence_will(device_id: str, topics: FleetTopics) -> tuple[str, bytes]:
+    """(topic, payload) of the Last Will: retained offline presence the broker publishes if the link dies."""
+    will = {"device": device_id, "state": "offline", "since": None, "cause": "connection lost"}
+    return topics.device(device_id, "status"), _json(will)
+
+
 def last_good_profile(config: DaemonConfig, local: Sequence[DeviceProfile] = ()) -> DeviceProfile | None:
     """The profile the fleet last applied on this device (merged as at apply time), or None if there is none.
 
@@ -142,9 +148,8 @@ class FleetAgent:
 
     def start(self) -> None:
         """Set the Last Will, register subscriptions and start the worker (call before the link connects)."""
-        device_id = self.device.device_id
-        will = {"device": device_id, "state": "offline", "since": None, "cause": "connection lost"}
-        self.link.set_will(self.topics.device(device_id, "status"), _json(will), 1, True)
+        will_topic, will_payload = presence_will(self.device.device_id, self.topics)
+        self.link.set_will(will_topic, will_payload, 1, True)
         for topic in self.device.inbound_topics():
             self.link.subscribe(topic, self._enqueue, 1)
         self._thread = threading.Thread(target=self._run, name="edged-fleet", daemon=True)

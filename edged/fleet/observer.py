@@ -61,6 +61,9 @@ class FleetObserver:
         self.link = link
         self.topics = topics
         self.acks: list[Ack] = []
+        self._by_version: dict[
+            tuple[str, int | None], dict[str, Ack]
+        ] = {}  # (kind, version) -> device -> ack
         self.states: dict[str, dict[str, Any]] = {}
         self.statuses: dict[str, dict[str, Any]] = {}
         self.telemetry: dict[str, dict[str, Any]] = {}
@@ -101,9 +104,12 @@ class FleetObserver:
     def _record(self, leaf: str, device: str, document: Any) -> None:
         if leaf == "ack" and isinstance(document, dict):
             try:
-                self.acks.append(Ack.parse(document))
+                ack = Ack.parse(document)
             except (KeyError, TypeError, ValueError, AttributeError):
                 logger.warning("malformed ack from %s", device)
+                return
+            self.acks.append(ack)
+            self._by_version.setdefault((ack.kind, ack.version), {})[f"{ack.device} {ack.target}"] = ack
             return
         table = {"status": self.statuses, "state": self.states, "telemetry": self.telemetry}[leaf]
         if isinstance(document, dict):
@@ -153,11 +159,8 @@ class FleetObserver:
     def acks_for(self, kind: str, target: Target | None, version: int) -> dict[str, Ack]:
         """The latest ack per device for this message (target None: any target)."""
         with self._changed:
-            return {
-                ack.device: ack
-                for ack in self.acks
-                if ack.kind == kind and ack.version == version and (target is None or ack.target == target)
-            }
+            acks = self._by_version.get((kind, version), {}).values()
+            return {ack.device: ack for ack in acks if target is None or ack.target == target}
 
     def wait_acks(
         self, kind: str, target: Target | None, version: int, devices: Iterable[str] | int, timeout_s: float
@@ -166,14 +169,12 @@ class FleetObserver:
         expected = devices if isinstance(devices, int) else set(devices)
 
         def complete() -> bool:
-            seen = {a.device for a in self.acks if a.kind == kind and a.version == version}
-            if target is not None:
-                seen = {
-                    a.device
-                    for a in self.acks
-                    if a.kind == kind and a.version == version and a.target == target
-                }
-            return len(seen) >= expected if isinstance(expected, int) else expected <= seen
+            # runs after every message while a rollout is acked: the cheap count first
+            needed = expected if isinstance(expected, int) else len(expected)
+            if len(self._by_version.get((kind, version), {})) < needed:
+                return False
+            seen = self.acks_for(kind, target, version)
+            return len(seen) >= expected if isinstance(expected, int) else expected <= set(seen)
 
         self.wait(complete, timeout_s)
         return self.acks_for(kind, target, version)
