@@ -143,7 +143,7 @@ class BridgeWorker:
         self._link.unsubscribe(self._shared)
         if self._tasks:
             logger.info("draining %d in-flight requests (up to %.1fs)", len(self._tasks), timeout)
-            _done, cut = await asyncio.wait(set(self._tasks), timeout=timeout or None)
+            _done, cut = await asyncio.wait(set(self._tasks), timeout=timeout)
             for task in cut:
                 task.cancel()
             await asyncio.gather(*cut, return_exceptions=True)

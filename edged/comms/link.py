@@ -224,9 +224,10 @@ class MqttLink:
             else:
                 self._failed_attempts += 1
                 self._last_error = error
-                logger.warning(
-                    "MQTT connect to %s failed (attempt %d): %s", self.broker, self._failed_attempts, error
-                )
+                # the first failure in a row is a warning; the rest show in state() and at INFO
+                level = logging.WARNING if self._failed_attempts == 1 else logging.INFO
+                attempt = self._failed_attempts
+                logger.log(level, "MQTT connect to %s failed (attempt %d): %s", self.broker, attempt, error)
             delay = self._backoff.next_delay()
             self._next_retry_at = time.monotonic() + delay
             self._set_phase(LinkPhase.DISCONNECTED)

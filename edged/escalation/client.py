@@ -21,7 +21,7 @@ import secrets
 import time
 import uuid
 from collections import deque
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from dataclasses import dataclass
 
 from google.protobuf.message import DecodeError
@@ -192,7 +192,7 @@ class EscalationClient:
     def in_flight(self) -> int:
         return len(self._pending)
 
-    async def stream(self, request: EscalationRequest, deadline: float) -> AsyncIterator[EscalationEvent]:
+    async def stream(self, request: EscalationRequest, deadline: float) -> AsyncGenerator[EscalationEvent, None]:
         """Escalate `request`; yields Delta pieces of the answer, then one EscalationResult.
 
         `deadline` is a time.monotonic() value. Raises CloudUnavailable when the link is down or no worker
@@ -214,8 +214,11 @@ class EscalationClient:
             ack.add_done_callback(_ack_checker(pending, self._escalate_topic))
             self.stats.sent += 1
             async for event in self._receive(pending, deadline):
+                if isinstance(event, EscalationResult):
+                    # settled before the last yield: a consumer may stop iterating at the result
+                    self.stats.answered += 1
+                    self._pending.pop(correlation, None)
                 yield event
-            self.stats.answered += 1
         except EdgedError:
             self.stats.failed += 1
             raise
@@ -225,11 +228,12 @@ class EscalationClient:
     async def complete(self, request: EscalationRequest, deadline: float) -> EscalationAnswer:
         """The whole answer at once (request.stream decides how the worker sends it)."""
         parts: list[str] = []
-        async for event in self.stream(request, deadline):
-            if isinstance(event, Delta):
-                parts.append(event.text)
-            else:
-                return EscalationAnswer("".join(parts), event)
+        async with contextlib.aclosing(self.stream(request, deadline)) as events:
+            async for event in events:
+                if isinstance(event, Delta):
+                    parts.append(event.text)
+                else:
+                    return EscalationAnswer("".join(parts), event)
         raise CloudUnavailable("the reply ended without a result")  # _receive always ends with one
 
     # ---- internals -----------------------------------------------------------------------------------------

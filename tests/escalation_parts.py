@@ -1,0 +1,154 @@
+"""Shared pieces of the escalation and cloud_bridge tests: async test running, waiting, workers and requests.
+
+Workers run either in process (a real BridgeWorker with its own MQTT link, on the test's event loop) or as a
+real `edged-cloud-bridge` process; both talk to a real Mosquitto.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Coroutine
+from pathlib import Path
+from typing import Any, ParamSpec, TypeVar
+
+from cloud_bridge.backends import create_backend
+from cloud_bridge.config import BridgeConfig, parse_bridge_config
+from cloud_bridge.worker import BridgeWorker
+from edged.comms.dispatch import BoundedInbox
+from edged.comms.link import MqttLink
+from edged.config.broker import BrokerSettings
+from edged.escalation.client import EscalationClient
+from edged.v1.escalation_pb2 import EscalationChunk, EscalationRequest
+from edged.v1.inference_pb2 import ChatMessage
+
+WAIT_S = 20.0  # generous: a wait that runs out fails the test; it never measures speed
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+def run_async(test: Callable[P, Coroutine[Any, Any, T]]) -> Callable[P, T]:
+    """Run an async test function on a fresh event loop (pytest has no async plugin here)."""
+
+    @functools.wraps(test)
+    def runner(*args: P.args, **kwargs: P.kwargs) -> T:
+        return asyncio.run(test(*args, **kwargs))
+
+    return runner
+
+
+async def until(condition: Callable[[], bool], what: str, timeout: float = WAIT_S) -> None:
+    """Wait until `condition()` holds; fail naming `what` if it does not within `timeout`."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.01)
+
+
+def broker_settings(url: str, **extra: Any) -> BrokerSettings:
+    """Fast reconnects for tests; everything else as shipped."""
+    return BrokerSettings.model_validate(
+        {"url": url, "reconnect_min_s": 0.1, "reconnect_max_s": 0.5, **extra}
+    )
+
+
+def bridge_config(url: str, worker_id: str, tmp: Path, **extra: Any) -> BridgeConfig:
+    raw: dict[str, Any] = {
+        "broker": {"url": url, "reconnect_min_s": 0.1, "reconnect_max_s": 0.5},
+        "worker_id": worker_id,
+        "state_dir": str(tmp / worker_id),
+        "backend": {"type": "sleep", "delay_s": 0.0, "text": "hello from the cloud"},
+    }
+    for key, value in extra.items():
+        raw[key] = {**raw[key], **value} if isinstance(value, dict) and key in raw else value
+    return parse_bridge_config(raw, "test")
+
+
+async def start_worker(config: BridgeConfig) -> BridgeWorker:
+    worker = BridgeWorker(config, create_backend(config.backend, config.state_dir))
+    await worker.start()
+    assert await worker.link.wait_up(WAIT_S), f"worker {config.worker_id} did not connect"
+    return worker
+
+
+async def start_client(url: str, device: str = "dev-a", **extra: Any) -> EscalationClient:
+    client = EscalationClient(broker_settings(url, **extra), device)
+    await client.start()
+    assert await client.link.wait_up(WAIT_S), "client did not connect"
+    return client
+
+
+async def start_observer(
+    url: str, topic_filter: str, name: str = "observer", **extra: Any
+) -> tuple[MqttLink, BoundedInbox]:
+    """A plain MQTT client (edged's link) collecting what `topic_filter` delivers."""
+    link = MqttLink(broker_settings(url, **extra), client_id=name)
+    inbox = BoundedInbox(maxsize=10_000, name=name)
+    link.subscribe(topic_filter, inbox.put, qos=1)
+    await link.start()
+    assert await link.wait_up(WAIT_S), f"{name} did not connect"
+    return link, inbox
+
+
+def request(text: str = "What is MQTT?", *, stream: bool = False, max_tokens: int = 32) -> EscalationRequest:
+    return EscalationRequest(
+        messages=[ChatMessage(role="user", content=text)],
+        max_tokens=max_tokens,
+        temperature=0.0,
+        stream=stream,
+    )
+
+
+async def next_chunk(inbox: BoundedInbox) -> tuple[bytes, EscalationChunk]:
+    """The next reply chunk an observer received, with its correlation data."""
+    message = await asyncio.wait_for(inbox.get(), WAIT_S)
+    assert message is not None, "observer closed"
+    return message.correlation_data or b"", EscalationChunk.FromString(message.payload)
+
+
+async def chunks_until_done(inbox: BoundedInbox, correlation: bytes) -> list[tuple[bytes, EscalationChunk]]:
+    """Every chunk received until the last chunk of `correlation` (chunks of other requests included)."""
+    seen: list[tuple[bytes, EscalationChunk]] = []
+    while True:
+        key, chunk = await next_chunk(inbox)
+        seen.append((key, chunk))
+        if key == correlation and chunk.done:
+            return seen
+
+
+# ---- worker processes ------------------------------------------------------------------------------------------
+
+
+def spawn_worker(url: str, worker_id: str, tmp: Path, *flags: str) -> subprocess.Popen[bytes]:
+    """A real `edged-cloud-bridge` process (the console script of this venv)."""
+    script = Path(sys.executable).with_name("edged-cloud-bridge")
+    log = (tmp / f"{worker_id}.log").open("wb")
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    argv = [
+        str(script),
+        "--broker",
+        url,
+        "--worker-id",
+        worker_id,
+        "--state-dir",
+        str(tmp / worker_id),
+        *flags,
+    ]
+    return subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env)
+
+
+def stop_process(process: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> int:
+    if process.poll() is None:
+        process.send_signal(sig)
+        try:
+            process.wait(timeout=WAIT_S)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=WAIT_S)
+    return process.returncode

@@ -1,0 +1,223 @@
+"""EscalationClient against a real Mosquitto and real BridgeWorkers (sleeping backend, in process)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+import pytest
+
+from edged.comms.link import MqttLink
+from edged.domain import Delta
+from edged.errors import CloudUnavailable, DeadlineExceeded, InvalidRequest
+from edged.escalation.client import EscalationClient, EscalationResult
+from tests.brokers import MosquittoBroker, free_port
+from tests.escalation_parts import (
+    WAIT_S,
+    bridge_config,
+    broker_settings,
+    request,
+    run_async,
+    start_client,
+    start_observer,
+    start_worker,
+    until,
+)
+
+pytestmark = [pytest.mark.mqtt]
+
+
+@run_async
+async def test_unary_answer_comes_back_from_a_worker(mosquitto: MosquittoBroker, tmp_path: Path) -> None:
+    worker = await start_worker(bridge_config(mosquitto.url, "w1", tmp_path))
+    client = await start_client(mosquitto.url)
+    try:
+        answer = await client.complete(request(), time.monotonic() + WAIT_S)
+        assert answer.text == "hello from the cloud"
+        assert answer.result.worker_id == "w1"
+        assert answer.result.model == "sleep"
+        assert answer.result.finish_reason == "stop"
+        assert answer.result.usage.completion_tokens == 4
+        assert answer.result.usage.prompt_tokens == 3
+        assert client.stats.answered == 1
+    finally:
+        await client.stop()
+        await worker.stop()
+
+
+@run_async
+async def test_streamed_answer_arrives_in_pieces_then_a_result(
+    mosquitto: MosquittoBroker, tmp_path: Path
+) -> None:
+    worker = await start_worker(bridge_config(mosquitto.url, "w1", tmp_path))
+    client = await start_client(mosquitto.url)
+    try:
+        events = [event async for event in client.stream(request(stream=True), time.monotonic() + WAIT_S)]
+        assert [e.text for e in events if isinstance(e, Delta)] == ["hello", " from", " the", " cloud"]
+        assert isinstance(events[-1], EscalationResult)
+        assert events[-1].worker_id == "w1"
+    finally:
+        await client.stop()
+        await worker.stop()
+
+
+@run_async
+async def test_max_tokens_cuts_the_answer_with_finish_reason_length(
+    mosquitto: MosquittoBroker, tmp_path: Path
+) -> None:
+    worker = await start_worker(bridge_config(mosquitto.url, "w1", tmp_path))
+    client = await start_client(mosquitto.url)
+    try:
+        answer = await client.complete(request(max_tokens=2), time.monotonic() + WAIT_S)
+        assert (answer.text, answer.result.finish_reason) == ("hello from", "length")
+    finally:
+        await client.stop()
+        await worker.stop()
+
+
+@run_async
+async def test_a_request_while_the_link_is_down_fails_at_once() -> None:
+    client = await _client_without_broker()
+    try:
+        with pytest.raises(
+            CloudUnavailable, match=r"MQTT link to mqtt://127\.0\.0\.1:\d+ is (connecting|disconnected)"
+        ):
+            await client.complete(request(), time.monotonic() + 3600)
+        assert client.link_state().failed_attempts >= 1
+    finally:
+        await client.stop()
+
+
+async def _client_without_broker() -> EscalationClient:
+    client = EscalationClient(broker_settings(f"mqtt://127.0.0.1:{free_port()}"), "dev-a")
+    await client.start()
+    await until(lambda: client.link_state().failed_attempts >= 1, "a failed connect")
+    return client
+
+
+@run_async
+async def test_no_subscribed_worker_fails_on_the_brokers_puback(mosquitto: MosquittoBroker) -> None:
+    client = await start_client(mosquitto.url)
+    try:
+        with pytest.raises(CloudUnavailable, match="no cloud_bridge worker is subscribed"):
+            await client.complete(request(), time.monotonic() + 3600)
+    finally:
+        await client.stop()
+
+
+@run_async
+async def test_a_request_nobody_takes_fails_after_the_accept_timeout(mosquitto: MosquittoBroker) -> None:
+    # a subscriber that never answers: the broker delivers, nobody sends chunk 0
+    silent, _inbox = await start_observer(mosquitto.url, "$share/silent/edged/v1/+/escalate", "silent")
+    client = await start_client(mosquitto.url, accept_timeout_s=0.3)
+    try:
+        with pytest.raises(CloudUnavailable, match=r"no worker took the request within 0\.3"):
+            await client.complete(request(), time.monotonic() + 3600)
+    finally:
+        await client.stop()
+        await silent.stop()
+
+
+@run_async
+async def test_the_deadline_passing_mid_answer_raises_deadline_exceeded(
+    mosquitto: MosquittoBroker, tmp_path: Path
+) -> None:
+    worker = await start_worker(bridge_config(mosquitto.url, "w1", tmp_path, backend={"delay_s": 30.0}))
+    client = await start_client(mosquitto.url)
+    try:
+        with pytest.raises(DeadlineExceeded, match="from w1 passed the deadline"):
+            await client.complete(request(), time.monotonic() + 0.5)
+        assert client.in_flight() == 0
+    finally:
+        await client.stop()
+        await worker.stop(drain_timeout=0)
+
+
+@run_async
+async def test_a_worker_refusal_names_the_field(mosquitto: MosquittoBroker, tmp_path: Path) -> None:
+    worker = await start_worker(bridge_config(mosquitto.url, "w1", tmp_path, max_tokens_cap=16))
+    client = await start_client(mosquitto.url)
+    try:
+        with pytest.raises(InvalidRequest, match=r"max_tokens: 32 is outside 1\.\.16"):
+            await client.complete(request(max_tokens=32), time.monotonic() + WAIT_S)
+    finally:
+        await client.stop()
+        await worker.stop()
+
+
+@run_async
+async def test_losing_the_link_mid_request_fails_it_at_once(
+    mosquitto: MosquittoBroker, tmp_path: Path
+) -> None:
+    worker = await start_worker(bridge_config(mosquitto.url, "w1", tmp_path, backend={"delay_s": 30.0}))
+    client = await start_client(mosquitto.url)
+    try:
+        pending = asyncio.ensure_future(client.complete(request(), time.monotonic() + 3600))
+        await until(lambda: worker.in_flight == 1, "the worker to take the request")
+        mosquitto.stop()
+        # either signal may come first: the link's own loss, or the broker publishing the worker's Last Will
+        with pytest.raises(CloudUnavailable, match=r"MQTT link (disconnected|connecting)|w1 went offline"):
+            await pending
+    finally:
+        await client.stop()
+        await worker.stop(drain_timeout=0)
+
+
+@run_async
+async def test_after_a_broker_restart_the_client_reconnects_and_escalates(
+    mosquitto: MosquittoBroker, tmp_path: Path
+) -> None:
+    worker = await start_worker(bridge_config(mosquitto.url, "w1", tmp_path))
+    client = await start_client(mosquitto.url)
+    try:
+        assert (await client.complete(request(), time.monotonic() + WAIT_S)).text == "hello from the cloud"
+        mosquitto.stop()
+        await until(lambda: not client.is_up(), "the client to notice the broker is gone")
+        with pytest.raises(CloudUnavailable, match="MQTT link"):
+            await client.complete(request(), time.monotonic() + 3600)
+        mosquitto.start()
+        await until(lambda: client.is_up() and client.workers_online() == 1, "reconnect and worker presence")
+        answer = await client.complete(request(), time.monotonic() + WAIT_S)
+        assert answer.text == "hello from the cloud"
+        state = client.link_state()
+        assert state.connected
+        assert state.last_error is None
+        assert state.rtt_ms is not None
+    finally:
+        await client.stop()
+        await worker.stop()
+
+
+@run_async
+async def test_workers_online_follows_presence(mosquitto: MosquittoBroker, tmp_path: Path) -> None:
+    client = await start_client(mosquitto.url)
+    worker = await start_worker(bridge_config(mosquitto.url, "w1", tmp_path))
+    try:
+        await until(lambda: client.workers_online() == 1, "the worker's presence")
+        await worker.stop()
+        await until(lambda: client.workers_online() == 0, "the worker's presence to be cleared")
+    finally:
+        await client.stop()
+
+
+@run_async
+async def test_a_shared_link_carries_escalation_beside_other_subscriptions(
+    mosquitto: MosquittoBroker, tmp_path: Path
+) -> None:
+    worker = await start_worker(bridge_config(mosquitto.url, "w1", tmp_path))
+    link = MqttLink(broker_settings(mosquitto.url), client_id="dev-a")
+    other: list[str] = []
+    link.subscribe("fleet/dev-a/#", lambda m: other.append(m.topic))
+    client = EscalationClient(link.settings, "dev-a", link=link)
+    await client.start()
+    await link.start()
+    try:
+        assert await link.wait_up(WAIT_S)
+        assert (await client.complete(request(), time.monotonic() + WAIT_S)).text == "hello from the cloud"
+        link.publish("fleet/dev-a/ping", b"1")
+        await until(lambda: other == ["fleet/dev-a/ping"], "the other subscription's message")
+    finally:
+        await client.stop()
+        await link.stop()
+        await worker.stop()
