@@ -11,6 +11,7 @@
      ├── CloudUnavailable      the link or the workers cannot answer now  -> UNAVAILABLE
      ├── SensitiveDataBlocked  policy keeps this data on the device       -> PERMISSION_DENIED
      ├── ShuttingDown          the daemon is draining                     -> UNAVAILABLE
+     ├── NotReady              the model is still loading                 -> UNAVAILABLE
      ├── ConfigError           a config file or profile is invalid        (CLI: exit 1)
      ├── ModelError            a model cannot be located, verified, loaded
      │    └── ModelIntegrityError  sha256 mismatch
@@ -73,6 +74,10 @@ class SensitiveDataBlocked(EdgedError):
 
 class ShuttingDown(EdgedError):
     """The daemon is draining and accepts no new work."""
+
+
+class NotReady(EdgedError):
+    """The daemon is still loading its model."""
 
 
 class ConfigError(EdgedError):

@@ -11,6 +11,10 @@ from edged import __version__
 
 # Each module has `register(subparsers)`, which adds its parser and sets `func(args) -> int`.
 COMMAND_MODULES = (
+    "edged.cli.serve",
+    "edged.cli.ask",
+    "edged.cli.status",
+    "edged.cli.models",
     "edged.cli.check_config",
     "edged.cli.audit",
 )

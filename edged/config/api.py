@@ -38,14 +38,15 @@ class ApiSettings(StrictModel):
         description="RPCs handled at once; more are refused with RESOURCE_EXHAUSTED instead of waiting.",
     )
     grace_period_s: Annotated[float, Field(ge=0, le=600)] = Field(
-        default=10.0, description="On shutdown, how long in-flight requests may run before they are cancelled."
+        default=10.0,
+        description="On shutdown, how long in-flight requests may run before they are cancelled.",
     )
 
     @field_validator("socket")
     @classmethod
     def _filesystem_socket(cls, value: Path) -> Path:
         text = str(value)
-        if text.startswith(("@", "\0")) or text.startswith("unix-abstract:"):
+        if text.startswith(("@", "\x00", "unix-abstract:")):
             raise ValueError("abstract sockets are not allowed: give a filesystem path")
         if not value.is_absolute():
             raise ValueError("must be an absolute path")
@@ -57,9 +58,11 @@ class ApiSettings(StrictModel):
             return self
         host, port = parse_host_port(self.tcp)
         if not self.allow_remote_tcp and not _is_loopback(host):
-            raise ValueError(f"tcp host {host!r} is not loopback; set allow_remote_tcp = true to listen on it")
-        if not 0 < port < 65536:
-            raise ValueError(f"tcp port {port} is outside 1..65535")
+            raise ValueError(
+                f"tcp host {host!r} is not loopback; set allow_remote_tcp = true to listen on it"
+            )
+        if not 0 <= port < 65536:
+            raise ValueError(f"tcp port {port} is outside 0..65535 (0 picks a free port)")
         return self
 
 

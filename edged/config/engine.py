@@ -33,10 +33,10 @@ class EngineSettings(StrictModel):
         default=0, description="Layers offloaded to a GPU (0 on CPU-only boards)."
     )
     slots: Annotated[int, Field(ge=1, le=64)] = Field(
-        default=8, description="Requests decoded together as sequences of one llama.cpp context."
+        default=4, description="Requests decoded together as sequences of one llama.cpp context."
     )
     context_per_slot: Annotated[int, Field(ge=128, le=131_072)] = Field(
-        default=2048, description="Context tokens (prompt + answer) available to each slot."
+        default=1024, description="Context tokens (prompt + answer) available to each slot."
     )
     batch_tokens: Annotated[int, Field(ge=32, le=8192)] = Field(
         default=512, description="Most tokens decoded in one llama.cpp step (running tokens + prompt chunks)."
@@ -51,7 +51,7 @@ class EngineSettings(StrictModel):
         description="Requests that may wait for a slot; beyond it requests get RESOURCE_EXHAUSTED.",
     )
     max_tokens_cap: Annotated[int, Field(ge=1, le=131_072)] = Field(
-        default=1024, description="Largest max_tokens a request may ask for."
+        default=512, description="Largest max_tokens a request may ask for."
     )
     default_max_tokens: Annotated[int, Field(ge=1, le=131_072)] = Field(
         default=256, description="max_tokens when a request leaves it unset."

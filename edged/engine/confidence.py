@@ -23,7 +23,8 @@ class SignalComputer:
         self._scratch: FloatRows | None = None
 
     def argmax(self, logits: FloatRows) -> npt.NDArray[np.intp]:
-        return np.argmax(logits, axis=1)
+        indices: npt.NDArray[np.intp] = np.argmax(logits, axis=1)
+        return indices
 
     def signals(self, logits: FloatRows, chosen: list[int]) -> list[TokenSignals]:
         """Signals for each row of `logits` (rows x vocab, float32) given the token chosen in that row.
@@ -31,7 +32,11 @@ class SignalComputer:
         `logits` is briefly modified in place (and restored), so call this after sampling from it.
         """
         rows = logits.shape[0]
-        if self._scratch is None or self._scratch.shape[0] < rows or self._scratch.shape[1] != logits.shape[1]:
+        if (
+            self._scratch is None
+            or self._scratch.shape[0] < rows
+            or self._scratch.shape[1] != logits.shape[1]
+        ):
             self._scratch = np.empty((max(rows, 1), logits.shape[1]), dtype=np.float32)
         scratch = self._scratch[:rows]
         top_index = np.argmax(logits, axis=1)
@@ -53,6 +58,8 @@ class SignalComputer:
         logprob = chosen_logits.astype(np.float64) - log_norm
         margin = (top - second).astype(np.float64)
         return [
-            TokenSignals(logprob=float(logprob[i]), margin=float(margin[i]), entropy=float(max(entropy[i], 0.0)))
+            TokenSignals(
+                logprob=float(logprob[i]), margin=float(margin[i]), entropy=float(max(entropy[i], 0.0))
+            )
             for i in range(rows)
         ]

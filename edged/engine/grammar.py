@@ -12,7 +12,9 @@ MAX_SCHEMA_BYTES = 64 * 1024
 def json_schema_grammar(schema_text: str, field: str = "json_schema") -> str:
     """The GBNF grammar for a JSON Schema; InvalidRequest names what is wrong with the schema."""
     if len(schema_text.encode()) > MAX_SCHEMA_BYTES:
-        raise InvalidRequest(field, f"schema is {len(schema_text.encode())} bytes, the limit is {MAX_SCHEMA_BYTES}")
+        raise InvalidRequest(
+            field, f"schema is {len(schema_text.encode())} bytes, the limit is {MAX_SCHEMA_BYTES}"
+        )
     try:
         schema = json.loads(schema_text)
     except json.JSONDecodeError as exc:

@@ -192,7 +192,9 @@ class NativeContext:
 class NativeSampler:
     """A llama.cpp sampler chain for one sequence: optional grammar, then greedy or top-p/temperature/seed."""
 
-    def __init__(self, model: NativeModel, temperature: float, top_p: float, seed: int, grammar: str | None) -> None:
+    def __init__(
+        self, model: NativeModel, temperature: float, top_p: float, seed: int, grammar: str | None
+    ) -> None:
         self._chain = llama.llama_sampler_chain_init(llama.llama_sampler_chain_default_params())
         if grammar is not None:
             grammar_sampler = llama.llama_sampler_init_grammar(model.vocab, grammar.encode(), b"root")

@@ -163,7 +163,7 @@ class LlamaEngine:
     def _run(self) -> None:
         try:
             self._load()
-        except BaseException as exc:  # noqa: BLE001 - handed to start(), which raises it in the caller
+        except BaseException as exc:
             self._load_error = exc if isinstance(exc, EdgedError) else ModelError(f"loading failed: {exc}")
             with self._lock:
                 self._state = "dead"
@@ -217,7 +217,8 @@ class LlamaEngine:
 
     def _warm_up(self) -> None:
         """One tiny decode so the first request does not pay for graph allocation."""
-        assert self._ctx is not None and self._model is not None  # noqa: S101 - set by _load just before
+        assert self._ctx is not None
+        assert self._model is not None
         self._ctx.clear_batch()
         self._ctx.add(self._model.bos, 0, 0, want_logits=True)
         if self._ctx.decode() != 0:
@@ -267,14 +268,16 @@ class LlamaEngine:
     def _retire_expired(self, now: float) -> None:
         for job in [j for j in self._waiting if j.deadline is not None and j.deadline <= now]:
             self._waiting.remove(job)
-            self._finish_job(job, ErrorEvent(DeadlineExceeded("the deadline passed while waiting for a slot")))
+            self._finish_job(
+                job, ErrorEvent(DeadlineExceeded("the deadline passed while waiting for a slot"))
+            )
         for seq in self._active():
             if seq.job.deadline is not None and seq.job.deadline <= now:
                 self._retire(seq, ErrorEvent(DeadlineExceeded("the deadline passed during generation")))
 
     def _retire(self, seq: _Sequence, event: FinishEvent | ErrorEvent) -> None:
         """Free the slot and its KV cells at once, then tell the caller."""
-        assert self._ctx is not None  # noqa: S101 - engine thread invariant
+        assert self._ctx is not None
         self._ctx.forget(seq.slot)
         if seq.sampler is not None:
             seq.sampler.close()
@@ -327,7 +330,8 @@ class LlamaEngine:
 
     def _prepare(self, job: GenerationJob, slot: int) -> _Sequence:
         """Render, tokenize and check a job against the slot's context; build its sampler."""
-        assert self._model is not None and self._template is not None  # noqa: S101 - loaded before serving
+        assert self._model is not None
+        assert self._template is not None
         model = self._model
         text = self._template.render(job.messages)
         add_special = model.add_bos and not text.startswith(self._template.bos_token or "\0")
@@ -356,7 +360,7 @@ class LlamaEngine:
     def _step(self) -> bool:
         """Decode one batch; False when there was nothing to decode."""
         ctx = self._ctx
-        assert ctx is not None  # noqa: S101 - engine thread invariant
+        assert ctx is not None
         ctx.clear_batch()
         outputs: list[tuple[_Sequence, int]] = []
         active = self._active()
@@ -388,7 +392,7 @@ class LlamaEngine:
 
     def _sample(self, outputs: list[tuple[_Sequence, int]]) -> None:
         ctx = self._ctx
-        assert ctx is not None  # noqa: S101 - engine thread invariant
+        assert ctx is not None
         logits = ctx.output_logits()
         greedy = self._signals.argmax(logits)
         chosen = [
@@ -401,7 +405,7 @@ class LlamaEngine:
 
     def _advance(self, seq: _Sequence, token: int, signals: TokenSignals | None) -> None:
         """Take one generated token: end of turn, stop string, length, monitor — or emit its text."""
-        assert self._model is not None  # noqa: S101 - engine thread invariant
+        assert self._model is not None
         if self._model.is_eog(token):
             self._complete(seq, "stop")
             return
@@ -413,7 +417,11 @@ class LlamaEngine:
         self._emit(seq.job, TokenEvent(text=text, index=seq.generated - 1, signals=signals))
         if stopped:
             self._complete(seq, "stop", flush=False)
-        elif seq.job.monitor is not None and signals is not None and seq.job.monitor(signals, seq.generated - 1):
+        elif (
+            seq.job.monitor is not None
+            and signals is not None
+            and seq.job.monitor(signals, seq.generated - 1)
+        ):
             self._complete(seq, "low_confidence", flush=False)
         elif seq.generated >= seq.job.params.max_tokens:
             self._complete(seq, "length")

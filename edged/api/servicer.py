@@ -1,0 +1,81 @@
+"""The Inference service: decode, call the pipeline, encode. No decisions are made here."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import grpc
+
+from edged.api.convert import RequestLimits, decode_request, encode_answer, encode_last_chunk, encode_status
+from edged.api.status import stream_errors, unary_errors
+from edged.domain import Answer, Delta, InferenceRequest
+from edged.errors import EngineError, InvalidRequest
+from edged.pipeline import InferencePipeline
+from edged.status import DaemonStatus
+from edged.v1 import inference_pb2 as pb
+
+Context = grpc.aio.ServicerContext[Any, Any]
+
+
+class MalformedRequest:
+    """Stands in for a request whose bytes did not parse (e.g. invalid UTF-8 in a string field)."""
+
+    def __init__(self, type_name: str, error: str) -> None:
+        self.message = f"request is not a valid {type_name}: {error}"
+
+
+class InferenceServicer:
+    def __init__(
+        self,
+        pipeline: InferencePipeline,
+        limits: Callable[[], RequestLimits],
+        status: Callable[[], DaemonStatus],
+    ) -> None:
+        self._pipeline = pipeline
+        self._limits = limits
+        self._status = status
+
+    def _decode(self, request: pb.GenerateRequest | MalformedRequest, context: Context) -> InferenceRequest:
+        if isinstance(request, MalformedRequest):
+            raise InvalidRequest("request", request.message)
+        remaining = context.time_remaining()
+        deadline = time.monotonic() + remaining if remaining is not None else None
+        return decode_request(request, self._limits(), deadline)
+
+    @unary_errors
+    async def Generate(  # noqa: N802 - gRPC method name
+        self, request: pb.GenerateRequest | MalformedRequest, context: Context
+    ) -> pb.GenerateResponse:
+        answer = await _final(self._pipeline.answer(self._decode(request, context)))
+        return encode_answer(answer)
+
+    @stream_errors
+    async def GenerateStream(  # noqa: N802 - gRPC method name
+        self, request: pb.GenerateRequest | MalformedRequest, context: Context
+    ) -> AsyncIterator[pb.GenerateChunk]:
+        decoded = self._decode(request, context)
+        async for item in self._pipeline.answer(decoded):
+            if isinstance(item, Delta):
+                yield pb.GenerateChunk(request_id=decoded.request_id, delta=item.text)
+            else:
+                yield encode_last_chunk(item)
+
+    @unary_errors
+    async def GetStatus(  # noqa: N802 - gRPC method name
+        self, request: pb.GetStatusRequest | MalformedRequest, context: Context
+    ) -> pb.StatusResponse:
+        if isinstance(request, MalformedRequest):
+            raise InvalidRequest("request", request.message)
+        return encode_status(self._status())
+
+
+async def _final(items: AsyncIterator[Delta | Answer]) -> Answer:
+    answer: Answer | None = None
+    async for item in items:
+        if isinstance(item, Answer):
+            answer = item
+    if answer is None:
+        raise EngineError("the pipeline ended without an answer")
+    return answer

@@ -1,0 +1,83 @@
+"""The one place where edged's domain errors become gRPC status codes."""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, TypeVar
+
+import grpc
+
+from edged import errors
+
+logger = logging.getLogger(__name__)
+
+_CODES: tuple[tuple[type[errors.EdgedError], grpc.StatusCode], ...] = (
+    (errors.InvalidRequest, grpc.StatusCode.INVALID_ARGUMENT),
+    (errors.ModelNotFound, grpc.StatusCode.NOT_FOUND),
+    (errors.Overloaded, grpc.StatusCode.RESOURCE_EXHAUSTED),
+    (errors.BudgetExhausted, grpc.StatusCode.RESOURCE_EXHAUSTED),
+    (errors.DeadlineExceeded, grpc.StatusCode.DEADLINE_EXCEEDED),
+    (errors.Cancelled, grpc.StatusCode.CANCELLED),
+    (errors.NoCloudLink, grpc.StatusCode.FAILED_PRECONDITION),
+    (errors.CloudUnavailable, grpc.StatusCode.UNAVAILABLE),
+    (errors.ShuttingDown, grpc.StatusCode.UNAVAILABLE),
+    (errors.NotReady, grpc.StatusCode.UNAVAILABLE),
+    (errors.SensitiveDataBlocked, grpc.StatusCode.PERMISSION_DENIED),
+)
+
+
+def status_code(error: errors.EdgedError) -> grpc.StatusCode:
+    for kind, code in _CODES:
+        if isinstance(error, kind):
+            return code
+    return grpc.StatusCode.INTERNAL
+
+
+Req = TypeVar("Req")
+Resp = TypeVar("Resp")
+Servicer = TypeVar("Servicer")
+
+
+def unary_errors(
+    method: Callable[[Servicer, Req, grpc.aio.ServicerContext[Any, Any]], Awaitable[Resp]],
+) -> Callable[[Servicer, Req, grpc.aio.ServicerContext[Any, Any]], Awaitable[Resp]]:
+    """Translate domain errors raised by a unary handler into the matching status."""
+
+    @functools.wraps(method)
+    async def wrapper(self: Servicer, request: Req, context: grpc.aio.ServicerContext[Any, Any]) -> Resp:
+        try:
+            return await method(self, request, context)
+        except errors.EdgedError as exc:
+            await _abort(context, exc)
+            raise  # unreachable: abort raises
+
+    return wrapper
+
+
+def stream_errors(
+    method: Callable[[Servicer, Req, grpc.aio.ServicerContext[Any, Any]], AsyncIterator[Resp]],
+) -> Callable[[Servicer, Req, grpc.aio.ServicerContext[Any, Any]], AsyncIterator[Resp]]:
+    """Translate domain errors raised by a server-streaming handler into the matching status."""
+
+    @functools.wraps(method)
+    async def wrapper(
+        self: Servicer, request: Req, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> AsyncIterator[Resp]:
+        try:
+            async for item in method(self, request, context):
+                yield item
+        except errors.EdgedError as exc:
+            await _abort(context, exc)
+
+    return wrapper
+
+
+async def _abort(context: grpc.aio.ServicerContext[Any, Any], exc: errors.EdgedError) -> None:
+    code = status_code(exc)
+    if code == grpc.StatusCode.INTERNAL:
+        logger.error("request failed: %s", exc)
+    else:
+        logger.debug("request refused (%s): %s", code.name, exc)
+    await context.abort(code, str(exc))

@@ -1,0 +1,39 @@
+"""Connecting CLI commands to a running daemon."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+import grpc
+
+from edged.config.paths import default_socket_path
+from edged.v1 import inference_pb2_grpc
+
+
+def add_connection_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--socket", type=Path, default=None, help=f"daemon socket (default {default_socket_path()})"
+    )
+    parser.add_argument("--tcp", metavar="HOST:PORT", help="connect over TCP instead of the socket")
+    parser.add_argument("--timeout", type=float, default=120.0, help="seconds before giving up (default 120)")
+
+
+def target(args: argparse.Namespace) -> str:
+    if args.tcp:
+        return str(args.tcp)
+    return f"unix:{args.socket or default_socket_path()}"
+
+
+def connect(args: argparse.Namespace) -> tuple[grpc.Channel, Any]:
+    channel = grpc.insecure_channel(target(args))
+    return channel, inference_pb2_grpc.InferenceStub(channel)
+
+
+def describe_error(exc: grpc.RpcError, args: argparse.Namespace) -> str:
+    code = exc.code()
+    details = exc.details()
+    if code == grpc.StatusCode.UNAVAILABLE and "connect" in (details or "").lower():
+        return f"cannot reach edged at {target(args)}: is `edged serve` running? ({details})"
+    return f"{code.name}: {details}"

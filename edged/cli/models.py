@@ -1,0 +1,60 @@
+"""`edged models list|verify`: the model manifests this device has, and whether their files check out."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from edged.errors import EdgedError
+from edged.models import ModelRegistry
+
+
+def register(subparsers: argparse._SubParsersAction[Any]) -> None:
+    parser = subparsers.add_parser("models", help="list or verify model manifests")
+    parser.add_argument("--models-dir", type=Path, help="manifest directory (default: the bundled models/)")
+    actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
+    actions.add_parser("list", help="list the manifests").set_defaults(func=run_list)
+    verify = actions.add_parser("verify", help="check model files against their sha256")
+    verify.add_argument("ids", nargs="*", help="model ids (default: all)")
+    verify.set_defaults(func=run_verify)
+
+
+def _registry(args: argparse.Namespace) -> ModelRegistry:
+    return ModelRegistry.from_dir(args.models_dir)
+
+
+def run_list(args: argparse.Namespace) -> int:
+    try:
+        registry = _registry(args)
+    except EdgedError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(f"{'ID':32} {'FORMAT':6} {'QUANT':8} {'CONTEXT':>8}  SOURCE")
+    for model_id in registry.ids():
+        m = registry.manifest(model_id)
+        source = m.source
+        origin = {"package": getattr(source, "package", ""), "assembled": getattr(source, "package", "")}.get(
+            source.kind, str(getattr(source, "path", ""))
+        )
+        print(f"{m.id:32} {m.format:6} {m.quantization:8} {m.context_length:>8}  {source.kind}:{origin}")
+    return 0
+
+
+def run_verify(args: argparse.Namespace) -> int:
+    try:
+        registry = _registry(args)
+    except EdgedError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    failed = 0
+    for model_id in args.ids or registry.ids():
+        try:
+            resolved = registry.resolve(model_id)
+        except EdgedError as exc:
+            print(f"FAIL {model_id}: {exc}")
+            failed += 1
+        else:
+            print(f"ok   {model_id}: {resolved.path}")
+    return 1 if failed else 0
