@@ -14,7 +14,9 @@ from edged.errors import ConfigError
 def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     parser = subparsers.add_parser("check-config", help="validate a config file and the profiles it names")
     parser.add_argument("file", type=Path, help="daemon config (TOML)")
-    parser.add_argument("--profile", type=Path, action="append", default=[], help="also validate this profile")
+    parser.add_argument(
+        "--profile", type=Path, action="append", default=[], help="also validate this profile"
+    )
     parser.set_defaults(func=run)
 
 

@@ -53,7 +53,9 @@ class DaemonConfig(StrictModel):
     metrics: MetricsSettings = Field(default_factory=MetricsSettings, description="Prometheus endpoint.")
     # Defaults for the profile's sections; a profile overrides them key by key.
     engine: EngineSettings = Field(default_factory=EngineSettings, description="Local model runtime.")
-    routing: RoutingSettings = Field(default_factory=RoutingSettings, description="Local vs cloud thresholds.")
+    routing: RoutingSettings = Field(
+        default_factory=RoutingSettings, description="Local vs cloud thresholds."
+    )
     limits: LoadLimits = Field(default_factory=LoadLimits, description="Device load limits for offload.")
     privacy: PrivacySettings = Field(default_factory=PrivacySettings, description="Data-class policy.")
     budget: BudgetSettings = Field(default_factory=BudgetSettings, description="Cloud budget.")

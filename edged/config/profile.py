@@ -28,9 +28,13 @@ class DeviceProfile(StrictModel):
     name: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.\-]+$")] = Field(
         default="default", description="Profile name shown in status and telemetry."
     )
-    description: Annotated[str, Field(max_length=500)] = Field(default="", description="What the profile is for.")
+    description: Annotated[str, Field(max_length=500)] = Field(
+        default="", description="What the profile is for."
+    )
     engine: EngineSettings = Field(default_factory=EngineSettings, description="Local model runtime.")
-    routing: RoutingSettings = Field(default_factory=RoutingSettings, description="Local vs cloud thresholds.")
+    routing: RoutingSettings = Field(
+        default_factory=RoutingSettings, description="Local vs cloud thresholds."
+    )
     limits: LoadLimits = Field(default_factory=LoadLimits, description="Device load limits for offload.")
     privacy: PrivacySettings = Field(default_factory=PrivacySettings, description="Data-class policy.")
     budget: BudgetSettings = Field(default_factory=BudgetSettings, description="Cloud budget.")
