@@ -202,6 +202,10 @@ class BridgeWorker:
             if len(self._tasks) >= self._config.concurrency + self._config.backlog:
                 raise Overloaded(f"worker {self.worker_id} has {len(self._tasks)} requests in flight")
         except EdgedError as exc:
+            if isinstance(exc, Overloaded):
+                self.stats.rejected += 1
+            else:
+                self.stats.invalid += 1
             self._refuse(reply, exc)
             return None
         return reply

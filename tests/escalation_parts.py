@@ -7,15 +7,23 @@ real `edged-cloud-bridge` process; both talk to a real Mosquitto.
 from __future__ import annotations
 
 import asyncio
+import datetime
 import functools
+import ipaddress
 import os
 import signal
 import subprocess
 import sys
 import time
 from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 from cloud_bridge.backends import create_backend
 from cloud_bridge.config import BridgeConfig, parse_bridge_config
@@ -49,6 +57,11 @@ async def until(condition: Callable[[], bool], what: str, timeout: float = WAIT_
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
         await asyncio.sleep(0.01)
+
+
+# Mosquitto started as root drops to the `mosquitto` user, which cannot read pytest's 0700 temp dirs (password
+# files, certificates): keep it root in tests that hand it such files.
+AS_ROOT = ("user root",) if os.geteuid() == 0 else ()
 
 
 def broker_settings(url: str, **extra: Any) -> BrokerSettings:
@@ -152,3 +165,75 @@ def stop_process(process: subprocess.Popen[bytes], sig: int = signal.SIGTERM) ->
             process.kill()
             process.wait(timeout=WAIT_S)
     return process.returncode
+
+
+# ---- TLS material -------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TlsFiles:
+    ca: Path
+    server_cert: Path
+    server_key: Path
+    client_cert: Path
+    client_key: Path
+
+
+def make_tls(directory: Path, client_cn: str = "dev-a") -> TlsFiles:
+    """A throwaway CA, a broker certificate for 127.0.0.1 and a client certificate with CN `client_cn`."""
+    directory.mkdir(parents=True, exist_ok=True)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "edged test CA")])
+    ca = _certificate(ca_name, ca_name, ca_key.public_key(), ca_key, is_ca=True)
+    server_key = ec.generate_private_key(ec.SECP256R1())
+    server_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    server = _certificate(server_name, ca_name, server_key.public_key(), ca_key, is_ca=False, ip="127.0.0.1")
+    client_key = ec.generate_private_key(ec.SECP256R1())
+    client_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, client_cn)])
+    client = _certificate(client_name, ca_name, client_key.public_key(), ca_key, is_ca=False)
+    files = TlsFiles(
+        directory / "ca.crt",
+        directory / "broker.crt",
+        directory / "broker.key",
+        directory / "client.crt",
+        directory / "client.key",
+    )
+    files.ca.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    files.server_cert.write_bytes(server.public_bytes(serialization.Encoding.PEM))
+    files.server_key.write_bytes(_pem_key(server_key))
+    files.client_cert.write_bytes(client.public_bytes(serialization.Encoding.PEM))
+    files.client_key.write_bytes(_pem_key(client_key))
+    return files
+
+
+def _certificate(
+    subject: x509.Name,
+    issuer: x509.Name,
+    public_key: ec.EllipticCurvePublicKey,
+    signer: ec.EllipticCurvePrivateKey,
+    *,
+    is_ca: bool,
+    ip: str | None = None,
+) -> x509.Certificate:
+    now = datetime.datetime.now(datetime.UTC)
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(issuer)
+        .public_key(public_key)
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=is_ca, path_length=None), critical=True)
+    )
+    if ip is not None:
+        builder = builder.add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(ip))]), False
+        )
+    return builder.sign(signer, hashes.SHA256())
+
+
+def _pem_key(key: ec.EllipticCurvePrivateKey) -> bytes:
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
