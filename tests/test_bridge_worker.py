@@ -15,7 +15,7 @@ import pytest
 
 from edged.comms.link import MqttLink
 from edged.errors import CloudUnavailable
-from edged.v1.escalation_pb2 import EscalationRequest
+from edged.v1.escalation_pb2 import EscalationChunk, EscalationRequest
 from tests.brokers import MosquittoBroker
 from tests.escalation_parts import (
     WAIT_S,
@@ -230,7 +230,7 @@ async def test_bad_fields_are_refused_naming_the_field_and_limit(
     try:
         for key, (bad, _message) in cases.items():
             sender.publish(ESCALATE, bad.SerializeToString(), correlation_data=key, response_topic=REPLY)
-        errors = {}
+        errors: dict[bytes, EscalationChunk] = {}
         while len(errors) < len(cases):
             key, chunk = await next_chunk(replies)
             errors[key] = chunk
