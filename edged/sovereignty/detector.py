@@ -1,5 +1,5 @@
-"""PII detection: the Detector interface (one method), findings, and a fake that fails (the real detector,
-built on Presidio, is edged.sovereignty.presidio).
+"""PII detection: the Detector interface (one method), findings, and two fakes for the seam (one that fails,
+one that counts); the real detector, built on Presidio, is edged.sovereignty.presidio.
 
 A detector returns disjoint findings (character offsets, entity type, score), never the values themselves, so
 what it returns can be kept and logged without holding personal data.
@@ -30,14 +30,15 @@ class Detector(Protocol):
 
 def disjoint(findings: Sequence[Finding]) -> list[Finding]:
     """Merge overlapping findings into one covering their union, typed by the best-scored (then longest) one:
-    redaction then replaces every character any recognizer flagged, exactly once."""
+    redaction then replaces every character any recognizer flagged, exactly once. Ties go to the type name that
+    sorts last, so the result never depends on the order recognizers ran in."""
     merged: list[Finding] = []
-    for f in sorted(findings, key=lambda f: (f.start, -f.end)):
+    for f in sorted(findings, key=lambda f: (f.start, -f.end, f.entity_type)):
         last = merged[-1] if merged else None
         if last is None or f.start >= last.end:
             merged.append(f)
             continue
-        best = max((last, f), key=lambda x: (x.score, x.end - x.start))
+        best = max((last, f), key=lambda x: (x.score, x.end - x.start, x.entity_type))
         merged[-1] = Finding(last.start, max(last.end, f.end), best.entity_type, best.score)
     return merged
 
@@ -52,3 +53,15 @@ class RaisingDetector:
     def scan(self, text: str) -> list[Finding]:
         self.calls += 1
         raise self.error
+
+
+class CountingDetector:
+    """Wraps a detector and counts its scans (the seam for cache tests)."""
+
+    def __init__(self, inner: Detector) -> None:
+        self.inner = inner
+        self.calls = 0
+
+    def scan(self, text: str) -> list[Finding]:
+        self.calls += 1
+        return self.inner.scan(text)

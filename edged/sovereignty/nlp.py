@@ -12,6 +12,7 @@ missing model.
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
 import spacy
@@ -21,6 +22,9 @@ from edged.errors import ConfigError
 from edged.sovereignty.recognizers import NER_LABELS
 
 logger = logging.getLogger(__name__)
+
+# The small model sometimes calls `REQUEST_DENIED` or `expiry 09/27` a person; names have none of these.
+_NOT_IN_NAMES = re.compile(r"[0-9_@/#=<>{}\[\]]")
 
 NER_ONLY_EXCLUDES = ("tok2vec", "tagger", "parser", "senter", "attribute_ruler", "lemmatizer")
 
@@ -58,6 +62,8 @@ class NerOnlySpacyEngine(SpacyNlpEngine):
 
     def _doc_to_nlp_artifact(self, doc: Any, language: str) -> NlpArtifacts:
         entities, scores = self._get_updated_entities(list(doc.ents), self._get_scores_for_entities(doc))
+        kept = [(e, s) for e, s in zip(entities, scores, strict=True) if _plausible(e.label_, e.text)]
+        entities, scores = [e for e, _ in kept], [s for _, s in kept]
         return NlpArtifacts(
             entities=entities,
             tokens=doc,
@@ -67,3 +73,7 @@ class NerOnlySpacyEngine(SpacyNlpEngine):
             language=language,
             scores=scores,
         )
+
+
+def _plausible(label: str, text: str) -> bool:
+    return label != "PERSON" or not _NOT_IN_NAMES.search(text)

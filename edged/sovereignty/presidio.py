@@ -51,6 +51,7 @@ class PresidioDetector:
             supported_languages=[detector.language],
             default_score_threshold=detector.score_threshold,
         )
+        self._engine = engine
         self._language = detector.language
         self._threshold = detector.score_threshold
         self._allow_list = list(detector.allow_list) or None
@@ -65,6 +66,11 @@ class PresidioDetector:
             len(self.entities),
             len(recognizers),
         )
+
+    @property
+    def pipe_names(self) -> list[str]:
+        """The spaCy components that run on every scan."""
+        return list(self._engine.get_nlp(self._language).pipe_names)
 
     def scan(self, text: str) -> list[Finding]:
         if not self.entities or not text.strip():

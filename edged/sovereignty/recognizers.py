@@ -100,7 +100,10 @@ class PrivateKeyRecognizer(PatternRecognizer):
     _LABEL = r"(?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?"
     PATTERNS = (
         Pattern("pem_private_key", rf"-----BEGIN {_LABEL}-----.*?-----END {_LABEL}-----", 1.0),
-        Pattern("pem_private_key_head", rf"-----BEGIN {_LABEL}-----[A-Za-z0-9+/=:\-,\s]*", 0.95),
+        # a key pasted without its END line: the header and every base64 line after it
+        Pattern(
+            "pem_private_key_head", rf"-----BEGIN {_LABEL}-----(?:(?!-----END)[A-Za-z0-9+/=:\-,\s])*", 0.95
+        ),
     )
 
     def __init__(self) -> None:
@@ -144,9 +147,9 @@ class StreetAddressRecognizer(PatternRecognizer):
         r"Parkway|Pkwy|Circle|Cir|Square|Sq|Highway|Hwy|Trail|Trl|Close|Crescent|Cres|Row|Alley|Plaza|Gardens|"
         r"Mews|Hill|Walk)"
     )
-    _NAME_WORD = r"(?:\d{1,3}(?:st|nd|rd|th)|[A-Z][A-Za-z'\-]+\.?)"
+    _NAME_WORD = r"(?:\d{1,3}(?:st|nd|rd|th)|[A-Z][A-Za-z'\-]*\.?)"
     _UNIT = r"(?:,?\s(?:Apt|Apartment|Suite|Ste|Unit|Floor|Fl|Room|#)\.?\s?#?[A-Za-z0-9\-]{1,6})"
-    _TOWN = r"(?:,\s[A-Z][A-Za-z'\-]+(?:\s[A-Z][A-Za-z'\-]+){0,3})"
+    _TOWN = r"(?:,\s[A-Z][a-z][A-Za-z'\-]*(?:\s[A-Z][a-z][A-Za-z'\-]*){0,3})"
     _REGION = r"(?:,?\s[A-Z]{2}(?=[\s,.;]|$))"
     _POSTCODE = r"(?:,?\s(?:\d{5}(?:-\d{4})?|[A-Z]{1,2}\d[A-Z\d]?\s\d[A-Z]{2}))"
     PATTERNS = (
@@ -154,7 +157,7 @@ class StreetAddressRecognizer(PatternRecognizer):
             "street_address",
             rf"\b\d{{1,6}}[A-Za-z]?\s(?:{_NAME_WORD}\s){{1,4}}{_SUFFIX}\b\.?(?:\s(?:N|S|E|W|NE|NW|SE|SW)\b)?"
             rf"{_UNIT}?{_TOWN}?{_REGION}?{_POSTCODE}?",
-            0.7,
+            0.9,
         ),
         Pattern("po_box", r"\bP\.?\s?O\.?\s?Box\s\d{1,6}\b", 0.6),
     )
@@ -168,6 +171,50 @@ class StreetAddressRecognizer(PatternRecognizer):
             name="edged-street-address",
             global_regex_flags=CASE_SENSITIVE,
         )
+
+
+class PersonCueRecognizer(PatternRecognizer):
+    """Names after the phrases that introduce one (`my name is`, `Dear`, `Mr.`, `I'm`): spaCy's small model misses
+    some of these, most often names it has not seen."""
+
+    _CUE = r"(?:[Mm]y name is|[Nn]ame:|I'm|I am|Dear|Mr\.?|Mrs\.?|Ms\.?|Miss|Dr\.?|Prof\.?|[Cc]ontact|[Ff]rom:|[Tt]o:)"
+    _WORD = r"[A-Z][a-z]*(?:['\-][A-Z]?[a-z]+)*"
+    _TITLE = r"(?:Mr|Mrs|Ms|Miss|Dr|Prof)\b"  # "Dear Mr. Smith": the name is the word after the title
+    PATTERNS = (
+        Pattern(
+            "cued_name",
+            rf"(?<=\b{_CUE}\s{{1,3}})(?!{_TITLE}){_WORD}(?:\s{_WORD}){{0,3}}(?=[\s,.;:!?)]|$)",
+            0.6,
+        ),
+    )
+
+    def __init__(self) -> None:
+        super().__init__(
+            supported_entity="PERSON",
+            patterns=list(self.PATTERNS),
+            name="edged-person-cue",
+            global_regex_flags=CASE_SENSITIVE,
+        )
+
+
+class CardRecognizer(CreditCardRecognizer):
+    """Presidio's card recognizer (Luhn-checked), plus Mastercard's 2221-2720 range, which its pattern predates,
+    and minus 15-digit numbers outside the 15-digit card ranges (Amex 34/37, UATP 1): those are IMEIs."""
+
+    MASTERCARD_2_SERIES = Pattern(
+        "mastercard_2_series", r"\b2(?:2[2-9]\d|[3-6]\d\d|7[01]\d|720)[- ]?\d{4}[- ]?\d{4}[- ]?\d{4}\b", 0.3
+    )
+
+    def __init__(self) -> None:
+        super().__init__(
+            patterns=[*CreditCardRecognizer.PATTERNS, self.MASTERCARD_2_SERIES], name="edged-card"
+        )
+
+    def validate_result(self, pattern_text: str) -> bool:
+        digits = re.sub(r"\D", "", pattern_text)
+        if len(digits) == 15 and not digits.startswith(("34", "37", "1")):
+            return False
+        return bool(super().validate_result(pattern_text))
 
 
 class OfflineEmailRecognizer(EmailRecognizer):
@@ -197,11 +244,11 @@ def custom_recognizer(spec: CustomRecognizer) -> PatternRecognizer:
 
 RecognizerFactory = Callable[[DetectorSettings], EntityRecognizer]
 
-# The recognizer of each pattern-based entity type (NER types come from the spaCy recognizer).
+# The pattern recognizer of each entity type (NER types also come from the spaCy recognizer).
 PATTERN_RECOGNIZERS: dict[str, RecognizerFactory] = {
     "EMAIL_ADDRESS": lambda _: OfflineEmailRecognizer(),
     "PHONE_NUMBER": lambda s: PhoneRecognizer(supported_regions=s.phone_regions),
-    "CREDIT_CARD": lambda _: CreditCardRecognizer(),
+    "CREDIT_CARD": lambda _: CardRecognizer(),
     "IBAN_CODE": lambda _: IbanRecognizer(),
     "IP_ADDRESS": lambda _: IpRecognizer(),
     "MAC_ADDRESS": lambda _: MacAddressRecognizer(),
@@ -218,6 +265,7 @@ PATTERN_RECOGNIZERS: dict[str, RecognizerFactory] = {
     "PRIVATE_KEY": lambda _: PrivateKeyRecognizer(),
     "IMEI": lambda _: ImeiRecognizer(),
     "STREET_ADDRESS": lambda _: StreetAddressRecognizer(),
+    "PERSON": lambda _: PersonCueRecognizer(),  # beside spaCy's NER
 }
 
 # Entity types spaCy's NER reports, keyed by the spaCy label.
