@@ -21,6 +21,7 @@ from edged.config.base import StrictModel, config_error
 from edged.config.broker import BrokerSettings
 from edged.config.loader import read_toml
 from edged.config.profile import deep_merge
+from edged.errors import ConfigError
 
 NAME = r"^[A-Za-z0-9_\-]{1,64}$"
 
@@ -163,7 +164,18 @@ def parse_bridge_config(raw: Mapping[str, Any], source: str = "config") -> Bridg
     try:
         return BridgeConfig.model_validate(raw)
     except ValidationError as exc:
-        raise config_error(source, exc) from None
+        error = config_error(source, exc)
+    # pydantic puts the union's tag in the path (backend.sleep.delay_s): name the key as the file spells it
+    problems = [(_untag(key), value, reason) for key, value, reason in error.problems]
+    raise ConfigError(source, problems)
+
+
+def _untag(key: str) -> str:
+    for kind in ("gguf", "openai", "sleep"):
+        tag = f"backend.{kind}."
+        if key.startswith(tag):
+            return "backend." + key[len(tag) :]
+    return key
 
 
 def load_bridge_config(path: Path | None, overrides: Mapping[str, Any] | None = None) -> BridgeConfig:

@@ -141,7 +141,6 @@ async def chunks_until_done(inbox: BoundedInbox, correlation: bytes) -> list[tup
 def spawn_worker(url: str, worker_id: str, tmp: Path, *flags: str) -> subprocess.Popen[bytes]:
     """A real `edged-cloud-bridge` process (the console script of this venv)."""
     script = Path(sys.executable).with_name("edged-cloud-bridge")
-    log = (tmp / f"{worker_id}.log").open("wb")
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     argv = [
         str(script),
@@ -153,7 +152,8 @@ def spawn_worker(url: str, worker_id: str, tmp: Path, *flags: str) -> subprocess
         str(tmp / worker_id),
         *flags,
     ]
-    return subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env)
+    with (tmp / f"{worker_id}.log").open("wb") as log:  # the child keeps its own descriptor
+        return subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env)
 
 
 def stop_process(process: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> int:
