@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import stat
 import threading
 from collections.abc import Iterator
@@ -120,10 +121,10 @@ def test_stop_string_ends_the_answer_before_it(edged: RunningDaemon) -> None:
 
 
 def test_json_schema_constrains_the_answer(edged: RunningDaemon) -> None:
-    import json
-
     schema = {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}
-    response = ask(edged, prompt="Which city is the capital of France? Answer in JSON.", json_schema=json.dumps(schema))
+    response = ask(
+        edged, prompt="Which city is the capital of France? Answer in JSON.", json_schema=json.dumps(schema)
+    )
     value = json.loads(response.text)
     assert isinstance(value["city"], str)
 
@@ -133,7 +134,7 @@ def test_cloud_modes_without_a_link_fail_precondition(edged: RunningDaemon) -> N
         with pytest.raises(grpc.RpcError) as info:
             ask(edged, prompt=QUESTION, mode=mode)
         assert info.value.code() == grpc.StatusCode.FAILED_PRECONDITION
-        assert "no cloud link configured" in info.value.details()
+        assert "no cloud link configured" in str(info.value.details())
 
 
 def test_prefer_cloud_without_a_link_answers_locally_and_says_so(edged: RunningDaemon) -> None:
@@ -151,7 +152,11 @@ BAD_REQUESTS: list[tuple[dict[str, object], grpc.StatusCode, str]] = [
     ({"messages": []}, grpc.StatusCode.INVALID_ARGUMENT, "prompt"),
     ({"messages": [pb.ChatMessage(role="robot", content="hi")]}, grpc.StatusCode.INVALID_ARGUMENT, "role"),
     ({"messages": [pb.ChatMessage(role="user", content="")]}, grpc.StatusCode.INVALID_ARGUMENT, "content"),
-    ({"prompt": "hi", "messages": [pb.ChatMessage(role="user", content="x")]}, grpc.StatusCode.INVALID_ARGUMENT, ""),
+    (
+        {"prompt": "hi", "messages": [pb.ChatMessage(role="user", content="x")]},
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "",
+    ),
     ({"prompt": "hi", "max_tokens": 0}, grpc.StatusCode.INVALID_ARGUMENT, "max_tokens: 0 is outside 1..256"),
     ({"prompt": "hi", "max_tokens": -5}, grpc.StatusCode.INVALID_ARGUMENT, "max_tokens"),
     ({"prompt": "hi", "max_tokens": 100000}, grpc.StatusCode.INVALID_ARGUMENT, "1..256"),
@@ -161,7 +166,11 @@ BAD_REQUESTS: list[tuple[dict[str, object], grpc.StatusCode, str]] = [
     ({"prompt": "hi", "top_p": 0.0}, grpc.StatusCode.INVALID_ARGUMENT, "top_p"),
     ({"prompt": "hi", "top_p": 1.5}, grpc.StatusCode.INVALID_ARGUMENT, "top_p"),
     ({"prompt": "hi", "json_schema": "{not json"}, grpc.StatusCode.INVALID_ARGUMENT, "json_schema"),
-    ({"prompt": "hi", "json_schema": '{"type": "nonsense"}'}, grpc.StatusCode.INVALID_ARGUMENT, "json_schema"),
+    (
+        {"prompt": "hi", "json_schema": '{"type": "nonsense"}'},
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "json_schema",
+    ),
     ({"prompt": "hi", "json_schema": "[1, 2]"}, grpc.StatusCode.INVALID_ARGUMENT, "json_schema"),
     ({"prompt": "hi", "stop": [""]}, grpc.StatusCode.INVALID_ARGUMENT, "stop[0]"),
     ({"prompt": "hi", "request_id": "bad id with spaces"}, grpc.StatusCode.INVALID_ARGUMENT, "request_id"),
@@ -178,7 +187,7 @@ def test_bad_input_gets_a_clear_status_and_the_next_request_is_served(
     with pytest.raises(grpc.RpcError) as info:
         ask(edged, **fields)
     assert info.value.code() == code
-    assert mentions in info.value.details()
+    assert mentions in str(info.value.details())
     assert ask(edged, prompt="Say hi.", max_tokens=4).text
 
 
@@ -187,7 +196,7 @@ def test_prompt_beyond_the_context_names_both_numbers(edged: RunningDaemon) -> N
     with pytest.raises(grpc.RpcError) as info:
         ask(edged, prompt=long_prompt, max_tokens=100)
     assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-    details = info.value.details()
+    details = str(info.value.details())
     assert "max_tokens is 100" in details
     assert "512 tokens per slot" in details
     assert "the prompt is" in details
@@ -212,7 +221,7 @@ def test_invalid_utf8_from_a_raw_client_does_not_crash_the_server(edged: Running
     with pytest.raises(grpc.RpcError) as info:
         raw(bad_utf8, timeout=10)
     assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-    assert "edged.v1.GenerateRequest" in info.value.details()
+    assert "edged.v1.GenerateRequest" in str(info.value.details())
     garbage = b"\xff\xff\xff\xff"
     with pytest.raises(grpc.RpcError) as info:
         raw(garbage, timeout=10)
@@ -222,7 +231,9 @@ def test_invalid_utf8_from_a_raw_client_does_not_crash_the_server(edged: Running
 
 def test_expired_deadline_is_deadline_exceeded_and_frees_the_slot(edged: RunningDaemon) -> None:
     with pytest.raises(grpc.RpcError) as info:
-        edged.stub.Generate(pb.GenerateRequest(prompt="Write a long essay about rivers.", max_tokens=256), timeout=0.3)
+        edged.stub.Generate(
+            pb.GenerateRequest(prompt="Write a long essay about rivers.", max_tokens=256), timeout=0.3
+        )
     assert info.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
     status = edged.wait_idle()
     assert status.slots_busy == 0
@@ -260,7 +271,9 @@ def test_concurrent_rpcs_beyond_the_limit_are_refused(tmp_path_factory: pytest.T
     config = {"api": {"max_concurrent_rpcs": 2}}
     with running_daemon(tmp_path_factory.mktemp("limited"), config) as daemon:
         calls = [
-            daemon.stub.GenerateStream(pb.GenerateRequest(prompt="Write a long essay.", max_tokens=200), timeout=60)
+            daemon.stub.GenerateStream(
+                pb.GenerateRequest(prompt="Write a long essay.", max_tokens=200), timeout=60
+            )
             for _ in range(2)
         ]
         for call in calls:
@@ -276,9 +289,13 @@ def test_concurrent_rpcs_beyond_the_limit_are_refused(tmp_path_factory: pytest.T
 
 def test_shutdown_lets_a_running_stream_finish(tmp_path_factory: pytest.TempPathFactory) -> None:
     with running_daemon(tmp_path_factory.mktemp("drain"), {"api": {"grace_period_s": 30}}) as daemon:
-        call = daemon.stub.GenerateStream(pb.GenerateRequest(prompt="Count to twenty.", max_tokens=48), timeout=60)
+        call = daemon.stub.GenerateStream(
+            pb.GenerateRequest(prompt="Count to twenty.", max_tokens=48), timeout=60
+        )
         chunks = [next(call)]
-        stopper = threading.Thread(target=daemon.loop.call_soon_threadsafe, args=(daemon.daemon.request_stop,))
+        stopper = threading.Thread(
+            target=daemon.loop.call_soon_threadsafe, args=(daemon.daemon.request_stop,)
+        )
         stopper.start()
         chunks.extend(call)
         stopper.join()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
 import pytest
@@ -75,11 +76,11 @@ def test_profile_layers_override_the_config_key_by_key() -> None:
 
 
 def test_serve_flags_override_the_file(tmp_path: Path) -> None:
-    import argparse
-
     parser = argparse.ArgumentParser()
     register(parser.add_subparsers())
-    args = parser.parse_args(["serve", "--socket", "/tmp/x.sock", "--device-id", "dev-9", "--tcp", "127.0.0.1:0"])
+    args = parser.parse_args(
+        ["serve", "--socket", "/tmp/x.sock", "--device-id", "dev-9", "--tcp", "127.0.0.1:0"]
+    )
     file = tmp_path / "edged.toml"
     file.write_text("device_id = 'from-file'\n[api]\nsocket = '/run/edged/edged.sock'\n")
     config = load_config(file, overrides_from(args))

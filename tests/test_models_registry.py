@@ -30,9 +30,7 @@ def test_unknown_model_is_not_found() -> None:
 
 
 def _manifest_for(path: Path, sha256: str) -> str:
-    return (
-        f'id = "copy"\nformat = "gguf"\nsha256 = "{sha256}"\n[source]\nkind = "path"\npath = "{path}"\n'
-    )
+    return f'id = "copy"\nformat = "gguf"\nsha256 = "{sha256}"\n[source]\nkind = "path"\npath = "{path}"\n'
 
 
 def test_tampered_model_file_is_refused(tmp_path: Path) -> None:

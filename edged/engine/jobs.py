@@ -20,6 +20,7 @@ class TokenEvent:
     text: str
     index: int
     signals: TokenSignals | None
+    token: int = -1  # the token id (-1 for text flushed at the end)
 
 
 @dataclass(frozen=True, slots=True)

@@ -414,7 +414,7 @@ class LlamaEngine:
         if signals is not None:
             seq.signals.append(signals)
         text, stopped = seq.stops.push(seq.utf8.feed(self._model.piece(token)))
-        self._emit(seq.job, TokenEvent(text=text, index=seq.generated - 1, signals=signals))
+        self._emit(seq.job, TokenEvent(text=text, index=seq.generated - 1, signals=signals, token=token))
         if stopped:
             self._complete(seq, "stop", flush=False)
         elif (
