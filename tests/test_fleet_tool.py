@@ -154,7 +154,8 @@ def test_status_table_and_json_count_the_latest_rollout(
     kit.push(GROUP, profile_doc("v2", engine={"model": "gemma-3-270m-q4_k_m"}), version=2)
     kit.ack("pi-1", GROUP, 2)
     kit.ack("pi-2", GROUP, 2)
-    kit.state("pi-2", lambda s: s["last"].get("profile:group:pi5", {}).get("version") == 2)
+    for device in ("pi-1", "pi-2"):  # the state document follows the ack: wait until both are retained
+        kit.state(device, lambda s: s["last"].get("profile:group:pi5", {}).get("version") == 2)
     assert main(["status", "--json", "--broker", kit.broker.url]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["rollout"]["version"] == 2

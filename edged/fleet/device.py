@@ -134,6 +134,7 @@ class FleetDevice:
             logger.warning("ignoring a message on unexpected topic %s", topic)
             return
         target, kind = parsed
+        self._unknown_key.pop(topic, None)  # only the latest message of a topic is retried after a rotation
         try:
             if kind == "keys":
                 self._receive_keys(topic, target, payload)
@@ -164,7 +165,6 @@ class FleetDevice:
             candidate = self.base.merge(layers)
         except ConfigError as exc:
             raise Rejected(RejectReason.INVALID_PROFILE, str(exc), envelope.version) from None
-        self._unknown_key.pop(topic, None)
         fingerprint = digest(envelope)
         self.store.record(envelope.stream, envelope.version, fingerprint, StreamState.APPLYING)
         outcome = self._apply(candidate)

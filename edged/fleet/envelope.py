@@ -42,7 +42,7 @@ class RejectReason(StrEnum):
     ROTATION_DISABLED = "rotation_disabled"  # a key announcement while fleet.key_rotation is false
 
 
-class Rejected(EdgedError):  # noqa: N818 - a verdict on a message, not a fault of edged
+class Rejected(EdgedError):
     """A fleet message was refused; `reason` is machine-readable, `detail` says which field and why.
 
     Raised and caught inside edged.fleet only: the device reports it in an ack and carries on.
