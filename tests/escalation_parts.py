@@ -16,7 +16,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
@@ -34,6 +34,7 @@ from edged.config.broker import BrokerSettings
 from edged.escalation.client import EscalationClient
 from edged.v1.escalation_pb2 import EscalationChunk, EscalationRequest
 from edged.v1.inference_pb2 import ChatMessage
+from tests.brokers import MosquittoBroker, free_port
 
 WAIT_S = 20.0  # generous: a wait that runs out fails the test; it never measures speed
 P = ParamSpec("P")
@@ -237,3 +238,46 @@ def _pem_key(key: ec.EllipticCurvePrivateKey) -> bytes:
     return key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     )
+
+
+# ---- the shipped broker setup (cloud_bridge/deploy) -----------------------------------------------------------
+
+DEPLOY = Path(__file__).resolve().parents[1] / "cloud_bridge" / "deploy"
+
+
+@dataclass
+class ShippedBroker(MosquittoBroker):
+    """Mosquitto running cloud_bridge/deploy/mosquitto.conf as shipped, with only paths and ports replaced."""
+
+    secrets: Path = Path()
+    tls: TlsFiles | None = None
+    tls_port: int = field(default_factory=free_port)
+
+    @property
+    def tls_url(self) -> str:
+        return f"mqtts://127.0.0.1:{self.tls_port}"
+
+    def write_config(self) -> None:
+        assert self.tls is not None
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        text = (DEPLOY / "mosquitto.conf").read_text()
+        replacements = {
+            "password_file /etc/mosquitto/edged.passwd": f"password_file {self.secrets / 'edged.passwd'}",
+            "acl_file /etc/mosquitto/edged.acl": f"acl_file {DEPLOY / 'edged.acl'}",
+            "listener 8883\n": f"listener {self.tls_port} 127.0.0.1\n",
+            "certfile /etc/mosquitto/certs/broker.crt": f"certfile {self.tls.server_cert}",
+            "keyfile /etc/mosquitto/certs/broker.key": f"keyfile {self.tls.server_key}",
+            "cafile /etc/mosquitto/certs/ca.crt": f"cafile {self.tls.ca}",
+            "listener 1883 127.0.0.1": f"listener {self.port} 127.0.0.1",
+        }
+        for shipped, local in replacements.items():
+            assert shipped in text, f"the shipped mosquitto.conf no longer has {shipped!r}"
+            text = text.replace(shipped, local)
+        extra = [*AS_ROOT, f"log_dest file {self.log_path}", "log_type all"]
+        self.config_path.write_text("\n".join(extra) + "\n" + text)
+
+
+def make_passwords(out: Path, *devices: str) -> Path:
+    """Run the shipped make-passwords script; returns the directory of plain-text secrets."""
+    subprocess.run([str(DEPLOY / "make-passwords"), str(out), *devices], check=True, capture_output=True)
+    return out / "secrets"
