@@ -1,0 +1,395 @@
+"""Local engine benchmark: edged vs a raw llama.cpp decode loop and vs llama-cpp-python's own server.
+
+Everything runs in one go on the same machine, the same model file and the same thread count, and the table
+prints ratios (absolute times on a shared 2-core machine are noise; ratios taken in the same run are not):
+
+  1. single stream tok/s: edged over gRPC vs a raw llama.cpp low-level decode loop (goal >= 0.95x)
+  2. aggregate tok/s at 1, 4, 8, 16 concurrent streaming clients: edged vs `python -m llama_cpp.server`
+     (OpenAI API, streaming) (goal >= 1.8x at 8 clients), with time to first token p50/p95 at 8 clients
+  3. confidence signals on vs off, single stream and 8 clients (goal <= 5% slower)
+
+    .venv/bin/python bench/engine.py [--threads 2] [--tokens 64] [--requests-per-client 2] [--markdown FILE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+import httpx
+import llama_cpp as llama
+import numpy as np
+
+from edged.models import ModelRegistry
+from edged.v1 import inference_pb2 as pb
+from edged.v1 import inference_pb2_grpc
+
+MODEL_ID = "smollm2-135m-instruct-q4_1"
+PROMPTS = [
+    "Write a long story about a lighthouse keeper and a storm.",
+    "Describe in detail how a steam engine works.",
+    "Write a long letter to a friend about a trip to the mountains.",
+    "Explain the history of the printing press at length.",
+]
+
+
+@dataclass
+class Run:
+    tokens: int
+    seconds: float
+    ttft: list[float]
+
+    @property
+    def tok_s(self) -> float:
+        return self.tokens / self.seconds
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+# ----------------------------------------------------------------------------- raw llama.cpp loop
+
+
+def raw_decode_loop(path: Path, threads: int, prompt: str, tokens: int, repeats: int) -> Run:
+    """The floor: one sequence, greedy, straight llama_decode calls from Python, no server around it."""
+    llama.llama_backend_init()
+    model = llama.llama_model_load_from_file(str(path).encode(), llama.llama_model_default_params())
+    vocab = llama.llama_model_get_vocab(model)
+    n_vocab = llama.llama_vocab_n_tokens(vocab)
+    params = llama.llama_context_default_params()
+    params.n_ctx, params.n_batch, params.n_threads, params.n_threads_batch = 1024, 512, threads, threads
+    ctx = llama.llama_init_from_model(model, params)
+    text = f"<|im_start|>user\n{prompt}<|im_end|>\n<|im_start|>assistant\n".encode()
+    buf = (llama.llama_token * 512)()
+    n_prompt = llama.llama_tokenize(vocab, text, len(text), buf, 512, False, True)
+    batch = llama.llama_batch_init(512, 0, 1)
+    total_tokens, total_time = 0, 0.0
+    for _ in range(repeats):
+        llama.llama_memory_clear(llama.llama_get_memory(ctx), True)
+        start = time.perf_counter()
+        batch.n_tokens = n_prompt
+        for i in range(n_prompt):
+            batch.token[i], batch.pos[i], batch.n_seq_id[i] = buf[i], i, 1
+            batch.seq_id[i][0], batch.logits[i] = 0, i == n_prompt - 1
+        llama.llama_decode(ctx, batch)
+        pos = n_prompt
+        for _ in range(tokens):
+            logits = np.ctypeslib.as_array(llama.llama_get_logits_ith(ctx, -1), shape=(n_vocab,))
+            token = int(logits.argmax())
+            batch.n_tokens = 1
+            batch.token[0], batch.pos[0], batch.n_seq_id[0], batch.seq_id[0][0], batch.logits[0] = (
+                token,
+                pos,
+                1,
+                0,
+                True,
+            )
+            llama.llama_decode(ctx, batch)
+            pos += 1
+        total_time += time.perf_counter() - start
+        total_tokens += tokens
+    llama.llama_batch_free(batch)
+    llama.llama_free(ctx)
+    llama.llama_model_free(model)
+    return Run(total_tokens, total_time, [])
+
+
+# ----------------------------------------------------------------------------- servers
+
+
+@contextmanager
+def edged_server(threads: int, slots: int, confidence: bool, workdir: Path) -> Iterator[str]:
+    sock = workdir / f"edged-{slots}-{int(confidence)}.sock"
+    config = workdir / "edged.toml"
+    config.write_text(
+        f'device_id = "bench"\nstate_dir = "{workdir / "state"}"\nlog_level = "WARNING"\n'
+        f'[api]\nsocket = "{sock}"\nmax_concurrent_rpcs = 256\n'
+        f"[engine]\nthreads = {threads}\nslots = {slots}\ncontext_per_slot = 512\nqueue_size = 64\n"
+        f"confidence = {'true' if confidence else 'false'}\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-m", "edged.cli.main", "serve", "--config", str(config)])
+    target = f"unix:{sock}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                with grpc.insecure_channel(target) as channel:
+                    stub = inference_pb2_grpc.InferenceStub(channel)
+                    if stub.GetStatus(pb.GetStatusRequest(), timeout=1).state == "serving":
+                        break
+            except grpc.RpcError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("edged did not start")
+            time.sleep(0.2)
+        yield target
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(60)
+
+
+@contextmanager
+def llama_cpp_server(path: Path, threads: int) -> Iterator[str]:
+    port = free_port()
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "llama_cpp.server",
+            "--model",
+            str(path),
+            "--n_threads",
+            str(threads),
+            "--n_threads_batch",
+            str(threads),
+            "--n_ctx",
+            "2048",
+            "--interrupt_requests",  # queue concurrent requests instead of aborting the running one
+            "False",
+            "--port",
+            str(port),
+            "--host",
+            "127.0.0.1",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                if httpx.get(f"{url}/v1/models", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("llama_cpp.server did not start")
+            time.sleep(0.2)
+        yield url
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(60)
+
+
+# ----------------------------------------------------------------------------- clients
+
+
+def edged_client(target: str, tokens: int) -> Callable[[str], tuple[int, float]]:  # a Client
+    channel = grpc.insecure_channel(target)
+    stub = inference_pb2_grpc.InferenceStub(channel)
+
+    def one(prompt: str) -> tuple[int, float]:
+        start = time.perf_counter()
+        ttft = 0.0
+        count = 0
+        for chunk in stub.GenerateStream(
+            pb.GenerateRequest(prompt=prompt, max_tokens=tokens, temperature=0.0)
+        ):
+            if chunk.delta and not ttft:
+                ttft = time.perf_counter() - start
+            if chunk.done:
+                count = chunk.usage.completion_tokens
+        return count, ttft
+
+    return one
+
+
+def openai_client(url: str, tokens: int) -> Callable[[str], tuple[int, float]]:
+    client = httpx.Client(base_url=url, timeout=600)
+
+    def one(prompt: str) -> tuple[int, float]:
+        body = {
+            "messages": [{"role": "user", "content": prompt}],
+            "max_tokens": tokens,
+            "temperature": 0.0,
+            "stream": True,
+        }
+        start = time.perf_counter()
+        ttft = 0.0
+        count = 0
+        with client.stream("POST", "/v1/chat/completions", json=body) as response:
+            for line in response.iter_lines():
+                if not line.startswith("data: ") or line == "data: [DONE]":
+                    continue
+                delta = json.loads(line[6:])["choices"][0].get("delta", {}).get("content")
+                if delta:
+                    count += 1  # the server sends one chunk per generated token
+                    if not ttft:
+                        ttft = time.perf_counter() - start
+        return count, ttft
+
+    return one
+
+
+Client = Callable[[str], tuple[int, float]]
+
+
+def concurrent(
+    make_client: Callable[[], Callable[[str], tuple[int, float]]], clients: int, per_client: int
+) -> Run:
+    results: list[tuple[int, float]] = []
+    lock = threading.Lock()
+    workers = [make_client() for _ in range(clients)]
+    barrier = threading.Barrier(clients + 1)
+
+    def work(index: int) -> None:
+        barrier.wait()
+        for r in range(per_client):
+            outcome = workers[index](PROMPTS[(index + r) % len(PROMPTS)])
+            with lock:
+                results.append(outcome)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(clients)]
+    for t in threads:
+        t.start()
+    barrier.wait()
+    start = time.perf_counter()
+    for t in threads:
+        t.join()
+    elapsed = time.perf_counter() - start
+    return Run(sum(n for n, _ in results), elapsed, [t for _, t in results])
+
+
+def log(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+def pct(values: list[float], q: float) -> float:
+    return float(np.percentile(values, q)) * 1000 if values else float("nan")
+
+
+# ----------------------------------------------------------------------------- main
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--threads", type=int, default=os.cpu_count() or 2)
+    parser.add_argument("--tokens", type=int, default=64)
+    parser.add_argument("--requests-per-client", type=int, default=2)
+    parser.add_argument("--clients", default="1,4,8,16")
+    parser.add_argument("--markdown", type=Path, help="also write the table here")
+    args = parser.parse_args()
+    path = ModelRegistry.from_dir().resolve(MODEL_ID).path
+    levels = [int(c) for c in args.clients.split(",")]
+    rows: list[tuple[str, str, str, str]] = []
+
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        log("raw llama.cpp decode loop ...")
+        raw = raw_decode_loop(path, args.threads, PROMPTS[0], args.tokens, repeats=3)
+        results: dict[str, dict[int, Run]] = {"edged": {}, "edged-noconf": {}, "llama_cpp.server": {}}
+        with edged_server(args.threads, max(levels), True, work) as target:
+            edged_client(target, 8)(PROMPTS[0])  # warm
+            log("edged single stream ...")
+            make: Callable[[], Client] = functools.partial(edged_client, target, args.tokens)
+            single = concurrent(make, 1, 3)
+            for n in levels:
+                log(f"edged, {n} clients ...")
+                results["edged"][n] = concurrent(make, n, args.requests_per_client)
+        with edged_server(args.threads, max(levels), False, work) as target:
+            edged_client(target, 8)(PROMPTS[0])
+            log("edged without confidence signals ...")
+            make = functools.partial(edged_client, target, args.tokens)
+            single_off = concurrent(make, 1, 3)
+            results["edged-noconf"][8] = concurrent(make, 8, args.requests_per_client)
+        with llama_cpp_server(path, args.threads) as url:
+            openai_client(url, 8)(PROMPTS[0])
+            for n in levels:
+                log(f"llama_cpp.server, {n} clients ...")
+                results["llama_cpp.server"][n] = concurrent(
+                    functools.partial(openai_client, url, args.tokens), n, args.requests_per_client
+                )
+
+    rows.append(
+        (
+            "single stream tok/s: edged (gRPC) vs raw llama.cpp loop",
+            f"{single.tok_s:.1f}",
+            f"{raw.tok_s:.1f}",
+            f"{single.tok_s / raw.tok_s:.2f}x (goal >= 0.95x)",
+        )
+    )
+    for n in levels:
+        e, s = results["edged"][n], results["llama_cpp.server"][n]
+        goal = " (goal >= 1.8x)" if n == 8 else ""
+        rows.append(
+            (
+                f"aggregate tok/s, {n} clients: edged vs llama_cpp.server",
+                f"{e.tok_s:.1f}",
+                f"{s.tok_s:.1f}",
+                f"{e.tok_s / s.tok_s:.2f}x{goal}",
+            )
+        )
+    if 8 in results["edged"]:
+        e, s = results["edged"][8], results["llama_cpp.server"][8]
+        rows.append(
+            (
+                "TTFT p50 ms, 8 clients: edged vs llama_cpp.server",
+                f"{pct(e.ttft, 50):.0f}",
+                f"{pct(s.ttft, 50):.0f}",
+                f"{pct(s.ttft, 50) / pct(e.ttft, 50):.2f}x faster",
+            )
+        )
+        rows.append(
+            (
+                "TTFT p95 ms, 8 clients: edged vs llama_cpp.server",
+                f"{pct(e.ttft, 95):.0f}",
+                f"{pct(s.ttft, 95):.0f}",
+                f"{pct(s.ttft, 95) / pct(e.ttft, 95):.2f}x faster",
+            )
+        )
+        off = results["edged-noconf"][8]
+        rows.append(
+            (
+                "confidence on vs off, 8 clients tok/s",
+                f"{e.tok_s:.1f}",
+                f"{off.tok_s:.1f}",
+                f"{(1 - e.tok_s / off.tok_s) * 100:+.1f}% slower (goal <= 5%)",
+            )
+        )
+    rows.append(
+        (
+            "confidence on vs off, single stream tok/s",
+            f"{single.tok_s:.1f}",
+            f"{single_off.tok_s:.1f}",
+            f"{(1 - single.tok_s / single_off.tok_s) * 100:+.1f}% slower (goal <= 5%)",
+        )
+    )
+
+    header = ("measure", "edged", "competitor", "ratio")
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(4)]
+    lines = [" | ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in [header, *rows]]
+    print(
+        f"model {MODEL_ID}, {args.threads} threads, {args.tokens} tokens per request, "
+        f"{args.requests_per_client} requests per client"
+    )
+    print("\n".join(lines))
+    if args.markdown:
+        md = ["| " + " | ".join(header) + " |", "|" + "---|" * 4]
+        md += ["| " + " | ".join(r) + " |" for r in rows]
+        args.markdown.write_text("\n".join(md) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
