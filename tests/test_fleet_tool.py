@@ -147,7 +147,9 @@ def test_status_table_and_json_count_the_latest_rollout(
 ) -> None:
     kit.agent("pi-1")
     kit.agent("pi-2", applier=SimulatedApplier(fail_models={"gemma-3-270m-q4_k_m"}))
-    kit.agent("pi-3").stop()  # went offline before the rollout: pending
+    gone = kit.agent("pi-3")
+    kit.state("pi-3", lambda s: s["group"] == "pi5")
+    gone.stop()  # went offline before the rollout: pending
     kit.push(GROUP, profile_doc("v1"), version=1)
     kit.ack("pi-1", GROUP, 1)
     kit.ack("pi-2", GROUP, 1)

@@ -50,9 +50,15 @@ def load_keyring(settings: FleetSettings, store: FleetStore) -> KeyRing:
     return ring
 
 
-def presence_will(device_id: str, topics: FleetTopics) -> tuple[str, bytes]:
+def presence_will(device_id: str, group: str | None, topics: FleetTopics) -> tuple[str, bytes]:
     """(topic, payload) of the Last Will: retained offline presence the broker publishes if the link dies."""
-    will = {"device": device_id, "state": "offline", "since": None, "cause": "connection lost"}
+    will = {
+        "device": device_id,
+        "state": "offline",
+        "since": None,
+        "group": group,
+        "cause": "connection lost",
+    }
     return topics.device(device_id, "status"), _json(will)
 
 
@@ -148,7 +154,9 @@ class FleetAgent:
 
     def start(self) -> None:
         """Set the Last Will, register subscriptions and start the worker (call before the link connects)."""
-        will_topic, will_payload = presence_will(self.device.device_id, self.topics)
+        will_topic, will_payload = presence_will(
+            self.device.device_id, self.device.settings.group, self.topics
+        )
         self.link.set_will(will_topic, will_payload, 1, True)
         for topic in self.device.inbound_topics():
             self.link.subscribe(topic, self._enqueue, 1)
@@ -166,7 +174,13 @@ class FleetAgent:
             logger.warning("fleet worker still busy after %.1f s; leaving it to finish", timeout_s)
         self._thread = None
         device_id = self.device.device_id
-        offline = {"device": device_id, "state": "offline", "since": self._clock(), "cause": "stopped"}
+        offline = {
+            "device": device_id,
+            "state": "offline",
+            "since": self._clock(),
+            "group": self.device.settings.group,
+            "cause": "stopped",
+        }
         self.link.publish(self.topics.device(device_id, "status"), _json(offline), 1, True)
 
     # -- link thread -------------------------------------------------------------------------------

@@ -26,7 +26,9 @@ logger = logging.getLogger(__name__)
 
 def fleet_will(config: DaemonConfig) -> Will:
     """The Last Will to build the daemon's MqttLink with when the fleet is enabled."""
-    topic, payload = presence_will(config.device_id, FleetTopics(config.broker.topic_prefix))
+    topic, payload = presence_will(
+        config.device_id, config.fleet.group, FleetTopics(config.broker.topic_prefix)
+    )
     return Will(topic, payload, qos=1, retain=True)
 
 
