@@ -17,6 +17,8 @@ COMMAND_MODULES = (
     "edged.cli.models",
     "edged.cli.check_config",
     "edged.cli.audit",
+    "edged.cli.eval",
+    "edged.cli.calibrate",
 )
 
 

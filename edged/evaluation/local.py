@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import importlib.metadata
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -141,3 +142,31 @@ class ScriptedAnswerer:
             return self._replies[prompt]
         except KeyError:
             raise EngineError(f"no scripted reply for a prompt of {len(prompt)} characters") from None
+
+
+def answer_all(
+    answerer: LocalAnswerer,
+    prompts: Sequence[str],
+    max_tokens: int,
+    *,
+    concurrency: int = 1,
+    progress: Callable[[int, int], None] | None = None,
+) -> list[LocalAnswer]:
+    """Answers in prompt order; with concurrency > 1 the prompts are in flight together (engine batching)."""
+    if concurrency <= 1:
+        answers = []
+        for done, prompt in enumerate(prompts, start=1):
+            answers.append(answerer.answer(prompt, max_tokens))
+            if progress is not None:
+                progress(done, len(prompts))
+        return answers
+    results: list[LocalAnswer | None] = [None] * len(prompts)
+    with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="eval") as pool:
+        futures: dict[Future[LocalAnswer], int] = {
+            pool.submit(answerer.answer, p, max_tokens): i for i, p in enumerate(prompts)
+        }
+        for done, future in enumerate(as_completed(futures), start=1):
+            results[futures[future]] = future.result()
+            if progress is not None:
+                progress(done, len(prompts))
+    return [r for r in results if r is not None]

@@ -19,7 +19,7 @@ from edged.config.routing import ScoreWeights
 from edged.domain import ConfidenceSummary
 from edged.evaluation import metrics
 from edged.evaluation.items import EvalItem
-from edged.evaluation.local import LocalAnswerer
+from edged.evaluation.local import LocalAnswerer, answer_all
 from edged.routing.score import auto_score
 
 logger = logging.getLogger(__name__)
@@ -62,11 +62,14 @@ def run_items(
     weights: ScoreWeights,
     cloud: CloudAnswerer | ReferenceCloud,
     max_tokens: int,
+    concurrency: int = 1,
     progress: Callable[[int, int], None] | None = None,
 ) -> list[ItemResult]:
-    results: list[ItemResult] = []
-    for done, item in enumerate(items, start=1):
-        answer = local.answer(item.prompt, max_tokens)
+    """Answer every item locally (`concurrency` in flight together), score and grade it."""
+    prompts = [item.prompt for item in items]
+    answers = answer_all(local, prompts, max_tokens, concurrency=concurrency, progress=progress)
+    results = []
+    for item, answer in zip(items, answers, strict=True):
         router_score = router.score(item.prompt) if router is not None else None
         confidence = ConfidenceSummary.of(list(answer.signals))
         if isinstance(cloud, ReferenceCloud):
@@ -85,9 +88,7 @@ def run_items(
                 auto_score=auto_score(router_score, confidence, weights),
             )
         )
-        logger.debug("eval item %s: local_correct=%s", item.id, results[-1].local_correct)
-        if progress is not None:
-            progress(done, len(items))
+    logger.debug("eval: %d items answered", len(results))
     return results
 
 

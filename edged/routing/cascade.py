@@ -51,6 +51,16 @@ class CascadeMonitor:
         self.verdict = CascadeVerdict(self.k, score, self.threshold, collapsed=score < self.threshold)
         return self.verdict
 
+    def engine_hook(self) -> Callable[[TokenSignals, int], bool]:
+        """This monitor as the engine's ConfidenceMonitor (edged.engine.jobs): True stops the sequence with
+        finish_reason "low_confidence". Called on the engine thread; it only appends and compares."""
+
+        def hook(signals: TokenSignals, index: int) -> bool:
+            verdict = self.observe(signals)
+            return verdict is not None and verdict.collapsed
+
+        return hook
+
 
 @dataclass(frozen=True, slots=True)
 class StreamPiece:
@@ -80,10 +90,8 @@ def cascade_stream(
             if verdict is not None and verdict.collapsed:
                 collapse = verdict
                 break
-            if held:
-                yield StreamPiece("".join(held), Source.LOCAL)
-                held.clear()
-            yield StreamPiece(text, Source.LOCAL)
+            yield StreamPiece("".join([*held, text]), Source.LOCAL)
+            held.clear()
     finally:
         close = getattr(tokens, "close", None)
         if close is not None:

@@ -1,0 +1,70 @@
+"""The cloud side of an eval: the reference cloud (always correct) or live escalation over MQTT.
+
+`LiveCloud` runs the daemon's EscalationClient on an event loop of its own thread, so the eval runner (plain
+threads) can call `answer()` from any thread and block on the result.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+import uuid
+from concurrent.futures import Future
+
+from edged.config.broker import BrokerSettings
+from edged.errors import CloudUnavailable, NoCloudLink
+from edged.escalation.client import EscalationClient
+from edged.v1.escalation_pb2 import EscalationRequest
+from edged.v1.inference_pb2 import ChatMessage
+
+logger = logging.getLogger(__name__)
+
+CONNECT_TIMEOUT_S = 30.0
+
+
+class LiveCloud:
+    def __init__(self, broker: BrokerSettings, device_id: str, *, timeout_s: float = 120.0) -> None:
+        if not broker.url:
+            raise NoCloudLink("--cloud live needs a broker: set [broker] url in the config")
+        self._device_id = device_id
+        self._timeout_s = timeout_s
+        self._loop = asyncio.new_event_loop()
+        # The client lives on this loop; answer() hands coroutines to it from the runner's threads.
+        self._thread = threading.Thread(target=self._loop.run_forever, name="eval-cloud", daemon=True)
+        self._thread.start()
+        self._client = EscalationClient(broker, device_id, instance=f"eval-{uuid.uuid4().hex[:8]}")
+        self._call(self._client.start()).result(CONNECT_TIMEOUT_S)
+        self._wait_until_up()
+
+    def _call(self, coroutine: object) -> Future[object]:
+        return asyncio.run_coroutine_threadsafe(coroutine, self._loop)  # type: ignore[arg-type]
+
+    def _wait_until_up(self) -> None:
+        deadline = time.monotonic() + CONNECT_TIMEOUT_S
+        while not self._client.is_up():
+            if time.monotonic() > deadline:
+                self.close()
+                raise CloudUnavailable(f"the broker link did not come up within {CONNECT_TIMEOUT_S:.0f}s")
+            time.sleep(0.05)
+
+    def answer(self, prompt: str, max_tokens: int) -> str:
+        request = EscalationRequest(
+            request_id=f"eval-{uuid.uuid4().hex[:12]}",
+            device_id=self._device_id,
+            messages=[ChatMessage(role="user", content=prompt)],
+            max_tokens=max_tokens,
+            temperature=0.0,
+            top_p=1.0,
+        )
+        deadline = time.monotonic() + self._timeout_s
+        answer = self._call(self._client.complete(request, deadline)).result(self._timeout_s + 5.0)
+        return str(getattr(answer, "text", ""))
+
+    def close(self) -> None:
+        try:
+            self._call(self._client.stop()).result(CONNECT_TIMEOUT_S)
+        finally:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(CONNECT_TIMEOUT_S)
