@@ -3,16 +3,19 @@ the exact span) and what they must not (checksums, case, shape)."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
+from presidio_analyzer.predefined_recognizers import PhoneRecognizer
 
 from edged.config import parse_profile
 from edged.config.privacy import BUILTIN_ENTITIES, PrivacySettings
 from edged.errors import ConfigError
 from edged.sovereignty.detector import Finding, disjoint
+from edged.sovereignty.evaluation import load_corpus
 from edged.sovereignty.presidio import PresidioDetector
-from edged.sovereignty.recognizers import luhn_valid
+from edged.sovereignty.recognizers import WindowedPhoneRecognizer, luhn_valid
 
 PEM = (
     "-----BEGIN EC PRIVATE KEY-----\n"
@@ -163,3 +166,21 @@ def test_luhn() -> None:
     assert luhn_valid("4111111111111111")
     assert luhn_valid("490154203237518")
     assert not luhn_valid("4111111111111112")
+
+
+def test_windowed_phone_recognizer_finds_what_presidios_finds() -> None:
+    data = Path(__file__).parent / "data"
+    texts = [
+        m.content
+        for name in ("pii_corpus.jsonl", "pii_corpus_holdout.jsonl")
+        for e in load_corpus(data / name)
+        for m in e.messages
+    ]
+    texts.append("Call 0044 20 7946 0958 ext. 12, or (415)555-2671; fax +1-646-555-0177.")
+    stock, windowed = PhoneRecognizer(), WindowedPhoneRecognizer()
+    phones = 0
+    for text in texts:
+        expected = sorted((r.start, r.end) for r in stock.analyze(text, ["PHONE_NUMBER"]))
+        assert sorted((r.start, r.end) for r in windowed.analyze(text, ["PHONE_NUMBER"])) == expected, text
+        phones += len(expected)
+    assert phones >= 20

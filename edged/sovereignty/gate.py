@@ -73,6 +73,10 @@ class SensitivityGate:
 
         return cls(settings, PresidioDetector(settings), metrics=metrics)
 
+    @property
+    def detector(self) -> Detector:
+        return self._detector
+
     # -- assessment -----------------------------------------------------------------------------------------
 
     def assess(
