@@ -7,6 +7,7 @@ import pytest
 from edged.config.budget import BudgetSettings
 from edged.errors import BudgetExhausted, InvalidRequest
 from edged.routing.budget import CloudBudget, FakeClock
+from edged.routing.report import budget_info, budget_remaining
 
 
 def test_unlimited_by_default() -> None:
@@ -65,3 +66,13 @@ def test_new_limits_keep_use_so_far() -> None:
 def test_negative_tokens_are_refused_by_name() -> None:
     with pytest.raises(InvalidRequest, match="tokens: -5 is negative"):
         CloudBudget(BudgetSettings(), FakeClock()).charge_tokens(-5)
+
+
+def test_budget_as_status_and_metrics() -> None:
+    budget = CloudBudget(BudgetSettings(requests_per_hour=10, tokens_per_day=1000), FakeClock())
+    budget.charge_request()
+    budget.charge_tokens(250)
+    info = budget_info(budget.status())
+    assert (info.requests_this_hour, info.tokens_today, info.requests_per_hour_limit) == (1, 250, 10)
+    assert not info.exhausted
+    assert budget_remaining(budget.status()) == [("requests", "hour", 9.0), ("tokens", "day", 750.0)]

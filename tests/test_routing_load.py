@@ -17,6 +17,7 @@ from edged.routing.load import (
     SystemReading,
     over_limits,
 )
+from edged.routing.report import load_info
 
 
 def test_psutil_source_reads_this_machine() -> None:
@@ -115,3 +116,15 @@ def test_background_thread_samples_until_stopped() -> None:
 def test_interval_out_of_bounds_is_rejected() -> None:
     with pytest.raises(ValueError, match=r"interval_s: 0\.0 is outside"):
         LoadSampler(FakeSystemSource(), interval_s=0.0)
+
+
+def test_load_as_status() -> None:
+    clock = FakeClock()
+    source = FakeSystemSource()
+    source.set(cpu_percent=95.0, temperature_c=55.0)
+    snapshot = LoadSampler(source, clock=clock).sample_once()
+    clock.advance(1.5)
+    info = load_info(snapshot, LoadLimits(), clock())
+    assert (info.cpu_percent, info.temperature_c, info.age_s) == (95.0, 55.0, 1.5)
+    assert info.over_limits == ("cpu_percent",)
+    assert info.battery_percent is None
