@@ -6,14 +6,16 @@ decide anything themselves.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator
 
 from edged.domain import Answer, Delta, InferenceRequest, Mode, Provenance, Source, Timing, Usage
 from edged.engine import FinishEvent, TokenEvent
-from edged.errors import NoCloudLink
+from edged.errors import Cancelled, EdgedError, NoCloudLink
 from edged.local import LocalAnswerer
+from edged.telemetry.metrics import EdgedMetrics
 
 logger = logging.getLogger(__name__)
 
@@ -21,9 +23,10 @@ CLOUD_MODES = (Mode.CLOUD_ONLY, Mode.PREFER_CLOUD)
 
 
 class InferencePipeline:
-    def __init__(self, device_id: str, local: LocalAnswerer) -> None:
+    def __init__(self, device_id: str, local: LocalAnswerer, metrics: EdgedMetrics | None = None) -> None:
         self.device_id = device_id
         self.local = local
+        self.metrics = metrics
         self.answered_local = 0
         self.answered_cloud = 0
 
@@ -37,6 +40,23 @@ class InferencePipeline:
         return reasons
 
     async def answer(self, request: InferenceRequest) -> AsyncIterator[Delta | Answer]:
+        """Text deltas as they are produced, then the final Answer; domain errors are raised."""
+        try:
+            async for item in self._answer(request):
+                if isinstance(item, Answer) and self.metrics is not None:
+                    self.metrics.record_answer(request.mode, item)
+                yield item
+        except EdgedError as exc:
+            if self.metrics is not None:
+                self.metrics.record_failure(request.mode, exc)
+            raise
+        except (asyncio.CancelledError, GeneratorExit):
+            # the caller went away (cancelled, disconnected or past its deadline)
+            if self.metrics is not None:
+                self.metrics.record_failure(request.mode, Cancelled("the caller went away"))
+            raise
+
+    async def _answer(self, request: InferenceRequest) -> AsyncIterator[Delta | Answer]:
         reasons = self.route_reasons(request)
         degraded = request.mode == Mode.PREFER_CLOUD
         if degraded:

@@ -32,6 +32,8 @@ from edged.models import ModelRegistry
 from edged.pipeline import InferencePipeline
 from edged.service.sdnotify import ServiceNotifier
 from edged.status import DaemonStatus, ModelInfo, ProfileInfo
+from edged.telemetry.logging import set_level
+from edged.telemetry.metrics import EdgedMetrics, MetricsEndpoint
 
 logger = logging.getLogger(__name__)
 
@@ -66,8 +68,10 @@ class Daemon:
         self.profile = DeviceProfile()
         self._registry: ModelRegistry | None = None
         self._engines: dict[str, LlamaEngine] = {}
+        self.metrics = EdgedMetrics(config.device_id)
+        self._metrics_endpoint: MetricsEndpoint | None = None
         self.local = LocalAnswerer({}, config.engine.model)
-        self.pipeline = InferencePipeline(config.device_id, self.local)
+        self.pipeline = InferencePipeline(config.device_id, self.local, self.metrics)
         self._api: ApiServer | None = None
 
     # ------------------------------------------------------------------ the steps
@@ -76,6 +80,7 @@ class Daemon:
         return [
             Step("state directory", self._open_state_dir),
             Step("profile", self._resolve_profile),
+            Step("metrics endpoint", self._start_metrics, self._stop_metrics),
             Step("listeners", self._bind_listeners, self._close_listeners),
             Step("local model", self._load_model, self._close_model),
             Step("serving", self._start_serving, self._drain),
@@ -88,6 +93,16 @@ class Daemon:
         layers = [load_profile(self.config.profile)] if self.config.profile else []
         self.profile = effective_profile(self.config, layers)
         self._registry = ModelRegistry.from_dir(self.config.models_dir, self.config.state_dir / "models")
+
+    async def _start_metrics(self) -> None:
+        self._metrics_endpoint = MetricsEndpoint.from_settings(self.metrics.registry, self.config.metrics)
+        if self._metrics_endpoint is not None:
+            self._metrics_endpoint.start()
+            logger.info("metrics on %s", self._metrics_endpoint.url)
+
+    async def _stop_metrics(self) -> None:
+        if self._metrics_endpoint is not None:
+            self._metrics_endpoint.close()
 
     async def _bind_listeners(self) -> None:
         servicer = InferenceServicer(self.pipeline, self.request_limits, self.status)
@@ -185,6 +200,11 @@ class Daemon:
         interval = min(_SUPERVISE_INTERVAL_S, self._notifier.watchdog_interval() or _SUPERVISE_INTERVAL_S)
         while not self._stop.is_set():
             stats = [engine.stats() for engine in self._engines.values()]
+            self.metrics.set_engine_load(
+                queue_depth=sum(s.queue_depth for s in stats),
+                slots_busy=sum(s.slots_busy for s in stats),
+                slots=sum(s.slots_total for s in stats),
+            )
             if any(not s.alive for s in stats):
                 logger.error("the local engine died; exiting so the service manager restarts edged")
                 self._exit_code = 1
@@ -211,6 +231,7 @@ class Daemon:
             return
         self.config = config
         self.profile = profile
+        set_level(config.log_level)
         logger.info("configuration reloaded")
         self._notifier.ready(self._status_line())
 
