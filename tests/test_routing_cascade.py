@@ -54,6 +54,14 @@ def test_engine_hook_stops_the_sequence_on_collapse() -> None:
     assert [hook(LOST, i) for i in range(3)] == [False, False, True]
 
 
+def test_engine_hook_lets_the_answer_finish_when_nobody_can_take_over() -> None:
+    monitor = _monitor(k=3)
+    hook = monitor.engine_hook(can_escalate=lambda: False)
+    assert [hook(LOST, i) for i in range(5)] == [False] * 5
+    assert monitor.verdict is not None
+    assert monitor.verdict.collapsed
+
+
 class _LocalStream:
     """A local decode as the engine yields it; records whether it was stopped early."""
 

@@ -51,13 +51,17 @@ class CascadeMonitor:
         self.verdict = CascadeVerdict(self.k, score, self.threshold, collapsed=score < self.threshold)
         return self.verdict
 
-    def engine_hook(self) -> Callable[[TokenSignals, int], bool]:
+    def engine_hook(
+        self, can_escalate: Callable[[], bool] = lambda: True
+    ) -> Callable[[TokenSignals, int], bool]:
         """This monitor as the engine's ConfidenceMonitor (edged.engine.jobs): True stops the sequence with
-        finish_reason "low_confidence". Called on the engine thread; it only appends and compares."""
+        finish_reason "low_confidence". Called on the engine thread; it only appends and compares.
+        `can_escalate` is asked at the verdict (link up, budget left): a collapse nobody can take over from
+        is let run to the end rather than cut short."""
 
         def hook(signals: TokenSignals, index: int) -> bool:
             verdict = self.observe(signals)
-            return verdict is not None and verdict.collapsed
+            return verdict is not None and verdict.collapsed and can_escalate()
 
         return hook
 

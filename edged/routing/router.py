@@ -25,19 +25,16 @@ import numpy.typing as npt
 from pydantic import Field, ValidationError
 
 from edged.config.base import StrictModel, config_error
+from edged.config.profile import DeviceProfile
 from edged.config.routing import ScoreWeights
 from edged.errors import ConfigError, ModelError, ModelIntegrityError
+from edged.models.registry import default_models_dir
 from edged.routing.features import FEATURE_VERSION, N_FEATURES, prompt_features
 
 logger = logging.getLogger(__name__)
 
 MANIFEST_NAME = "manifest.toml"
 MAX_MODEL_BYTES = 64 * 1024 * 1024
-
-
-def default_models_dir() -> Path:
-    """The models/ directory shipped with edged (the repository's, in a development checkout)."""
-    return Path(__file__).resolve().parents[2] / "models"
 
 
 class RouterManifest(StrictModel):
@@ -143,3 +140,23 @@ def _read_bounded(path: Path) -> bytes:
         return path.read_bytes()
     except OSError as exc:
         raise ModelError(f"{path}: cannot be read: {exc.strerror or exc}") from None
+
+
+def load_router(models_dir: Path | None, name: str) -> PromptRouter | None:
+    """The profile's router (`<models_dir>/<name>/manifest.toml`), sha256-checked; None, with a warning, when
+    no manifest is installed (AUTO then routes on load and confidence alone). A tampered or stale model
+    raises ModelError: a router that is present but wrong is a fault, not a missing feature."""
+    directory = (models_dir or default_models_dir()) / name
+    if not (directory / MANIFEST_NAME).is_file():
+        logger.warning("no router manifest at %s: AUTO routes without a pre-generation router", directory)
+        return None
+    return PromptRouter.load(directory)
+
+
+def effective_weights(profile: DeviceProfile, router: PromptRouter | None) -> ScoreWeights:
+    """The AUTO score's weights: the profile's, else the router's trained ones, else the router score alone."""
+    if profile.routing.score_weights is not None:
+        return profile.routing.score_weights
+    if router is not None:
+        return router.manifest.score_weights
+    return ScoreWeights()
