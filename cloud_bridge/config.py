@@ -60,6 +60,11 @@ class GgufBackendSettings(StrictModel):
     gpu_layers: Annotated[int, Field(ge=0, le=1000)] = Field(
         default=0, description="Layers offloaded to a GPU."
     )
+    prompt_style: Literal["auto", "chat", "transcript"] = Field(
+        default="auto",
+        description="chat: the GGUF's chat template; transcript: 'Question:/Answer:' text for base models "
+        "without one (like the default Gemma 3 270M); auto: chat when the file has a template.",
+    )
 
 
 class OpenAIBackendSettings(StrictModel):

@@ -80,7 +80,12 @@ def bridge_config(url: str, worker_id: str, tmp: Path, **extra: Any) -> BridgeCo
         "backend": {"type": "sleep", "delay_s": 0.0, "text": "hello from the cloud"},
     }
     for key, value in extra.items():
-        raw[key] = {**raw[key], **value} if isinstance(value, dict) and key in raw else value
+        merge = (
+            isinstance(value, dict)
+            and key in raw
+            and value.get("type", "sleep") == raw[key].get("type", "sleep")
+        )
+        raw[key] = {**raw[key], **value} if merge else value
     return parse_bridge_config(raw, "test")
 
 

@@ -22,7 +22,7 @@ from typing import Any
 
 from cloud_bridge.backends.base import BackendDone, BackendEvent, BackendJob
 from cloud_bridge.config import GgufBackendSettings
-from edged.domain import Usage
+from edged.domain import Message, Usage
 from edged.errors import EngineError, InvalidRequest, ModelError, ModelIntegrityError
 
 logger = logging.getLogger(__name__)
@@ -75,6 +75,8 @@ class GgufBackend:
         self._jobs: queue.Queue[_EngineJob | None] = queue.Queue()
         self._thread: threading.Thread | None = None
         self._llama: Any = None
+        self.transcript = False  # set when the model is loaded (prompt_style)
+        self._grammar_from_schema: Any = None
         self.model = settings.model_id or (
             settings.model_path.stem if settings.model_path else "gemma-3-270m-q4_k_m"
         )
@@ -137,65 +139,97 @@ class GgufBackend:
 
     def _load(self) -> Any:
         llama_cpp: Any = importlib.import_module("llama_cpp")  # heavy: imported only when configured
-        return llama_cpp.Llama(
+        llama = llama_cpp.Llama(
             model_path=str(self.path),
             n_ctx=self._settings.n_ctx,
             n_threads=self._settings.threads,
             n_gpu_layers=self._settings.gpu_layers,
             verbose=False,
         )
+        style = self._settings.prompt_style
+        has_template = "tokenizer.chat_template" in (llama.metadata or {})
+        self.transcript = style == "transcript" or (style == "auto" and not has_template)
+        self._grammar_from_schema = llama_cpp.LlamaGrammar.from_json_schema
+        return llama
 
     def _generate(self, engine_job: _EngineJob) -> None:
         if engine_job.cancelled.is_set():
-            return
-        job = engine_job.job
-        try:
-            kwargs = _completion_args(job)
-        except InvalidRequest as exc:
-            engine_job.emit(exc)
             return
         produced = 0
         finish = "stop"
         chunks: Any = None
         try:
-            chunks = self._llama.create_chat_completion(**kwargs)
+            chunks = self._start(engine_job.job)
             for chunk in chunks:
                 if engine_job.cancelled.is_set():
                     return
                 choice = chunk["choices"][0]
-                text = choice.get("delta", {}).get("content")
+                text = choice.get("text") if self.transcript else choice.get("delta", {}).get("content")
+                if text and produced == 0 and self.transcript:
+                    text = text.lstrip()  # "Answer: Paris": the space belongs to the format
                 if text:
                     produced += 1
                     engine_job.emit(text)
                 finish = choice.get("finish_reason") or finish
             prompt_tokens = max(0, int(self._llama.n_tokens) - produced)
             engine_job.emit(BackendDone(finish, self.model, Usage(prompt_tokens, produced)))
+        except InvalidRequest as exc:
+            engine_job.emit(exc)
         except Exception as exc:  # llama.cpp's errors enter edged here
             engine_job.emit(EngineError(f"llama.cpp failed: {type(exc).__name__}: {exc}"))
         finally:
             if chunks is not None and hasattr(chunks, "close"):
                 chunks.close()
 
+    def _start(self, job: BackendJob) -> Any:
+        """The llama.cpp token stream for `job`: its chat template, or a transcript for a base model."""
+        params = job.params
+        sampling: dict[str, Any] = {
+            "max_tokens": params.max_tokens,
+            "temperature": params.temperature,
+            "top_p": params.top_p,
+            "stream": True,
+        }
+        if params.seed is not None:
+            sampling["seed"] = params.seed
+        schema = _schema(params.json_schema)
+        if not self.transcript:
+            messages = [{"role": m.role, "content": m.content} for m in job.messages]
+            if schema is not None:
+                sampling["response_format"] = {"type": "json_object", "schema": schema}
+            return self._llama.create_chat_completion(
+                messages=messages, stop=list(params.stop) or None, **sampling
+            )
+        if schema is not None:
+            sampling["grammar"] = self._grammar_from_schema(json.dumps(schema), verbose=False)
+        stop = [TRANSCRIPT_TURN, *params.stop]
+        return self._llama.create_completion(transcript(job.messages), stop=stop, **sampling)
 
-def _completion_args(job: BackendJob) -> dict[str, Any]:
-    params = job.params
-    kwargs: dict[str, Any] = {
-        "messages": [{"role": m.role, "content": m.content} for m in job.messages],
-        "max_tokens": params.max_tokens,
-        "temperature": params.temperature,
-        "top_p": params.top_p,
-        "stop": list(params.stop) or None,
-        "stream": True,
-    }
-    if params.seed is not None:
-        kwargs["seed"] = params.seed
-    if params.json_schema:
-        try:
-            schema = json.loads(params.json_schema)
-        except ValueError as exc:
-            raise InvalidRequest("json_schema", f"not valid JSON: {exc}") from None
-        kwargs["response_format"] = {"type": "json_object", "schema": schema}
-    return kwargs
+
+TRANSCRIPT_TURN = "\nQuestion:"
+
+
+def transcript(messages: tuple[Message, ...]) -> str:
+    """A base model's prompt: system text, then 'Question:'/'Answer:' turns, ending with 'Answer:'."""
+    lines = [m.content for m in messages if m.role == "system"]
+    if lines:
+        lines.append("")
+    for message in messages:
+        if message.role == "user":
+            lines.append(f"Question: {message.content}")
+        elif message.role == "assistant":
+            lines.append(f"Answer: {message.content}")
+    lines.append("Answer:")
+    return "\n".join(lines)
+
+
+def _schema(text: str | None) -> Any:
+    if not text:
+        return None
+    try:
+        return json.loads(text)
+    except ValueError as exc:
+        raise InvalidRequest("json_schema", f"not valid JSON: {exc}") from None
 
 
 def _settle(future: asyncio.Future[None], error: BaseException | None) -> None:
