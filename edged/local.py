@@ -30,6 +30,10 @@ class LocalAnswerer:
                 f"model {model_id!r} is not served on this device (loaded: {loaded})"
             ) from None
 
+    def engines(self) -> dict[str, LlamaEngine]:
+        """The engines serving now, by model id (a copy)."""
+        return dict(self._engines)
+
     def replace_engines(self, engines: Mapping[str, LlamaEngine], default_model: str) -> None:
         """Swap in newly loaded engines (a profile changed the model); requests already running keep theirs."""
         self._engines = engines

@@ -284,7 +284,7 @@ def test_concurrent_rpcs_beyond_the_limit_are_refused(tmp_path_factory: pytest.T
         for call in calls:
             call.cancel()
         daemon.wait_idle()
-        assert daemon.stub.Generate(pb.GenerateRequest(prompt="hi", max_tokens=2), timeout=30).text
+        assert daemon.stub.Generate(pb.GenerateRequest(prompt="hi", max_tokens=2), timeout=120).text
 
 
 def test_shutdown_lets_a_running_stream_finish(tmp_path_factory: pytest.TempPathFactory) -> None:

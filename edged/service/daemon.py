@@ -24,12 +24,11 @@ from edged.api.convert import RequestLimits
 from edged.api.server import ApiServer
 from edged.api.servicer import InferenceServicer
 from edged.config import DaemonConfig, DeviceProfile, effective_profile, load_config, load_profile
-from edged.config.engine import EngineSettings
-from edged.engine import LlamaEngine
 from edged.errors import ConfigError, EdgedError
 from edged.local import LocalAnswerer
 from edged.models import ModelRegistry
 from edged.pipeline import InferencePipeline
+from edged.service.apply import ProfileApplier, start_engine
 from edged.service.sdnotify import ServiceNotifier
 from edged.status import DaemonStatus, ModelInfo, ProfileInfo
 from edged.telemetry.logging import set_level
@@ -67,7 +66,7 @@ class Daemon:
         self._exit_code = 0
         self.profile = DeviceProfile()
         self._registry: ModelRegistry | None = None
-        self._engines: dict[str, LlamaEngine] = {}
+        self._applier: ProfileApplier | None = None
         self.metrics = EdgedMetrics(config.device_id)
         self._metrics_endpoint: MetricsEndpoint | None = None
         self.local = LocalAnswerer({}, config.engine.model)
@@ -116,29 +115,26 @@ class Daemon:
     async def _load_model(self) -> None:
         settings = self.profile.engine
         self._notifier.status(f"loading model {settings.model}")
-        engine = await asyncio.to_thread(self._start_engine, settings)
-        self._engines = {engine.model_id: engine}
-        self.local.replace_engines(self._engines, engine.model_id)
-
-    def _start_engine(self, settings: EngineSettings) -> LlamaEngine:
-        """Verify and load a model (blocking: runs in a worker thread)."""
         assert self._registry is not None
-        if settings.model_path is not None:
-            path = settings.model_path
-            if settings.model_sha256 is not None:
-                from edged.models.registry import verify_sha256  # noqa: PLC0415
-
-                verify_sha256(path, settings.model_sha256, settings.model)
-        else:
-            path = self._registry.resolve(settings.model).path
-        engine = LlamaEngine(settings.model, path, settings)
-        engine.start()
-        return engine
+        engine = await asyncio.to_thread(start_engine, self._registry, settings)
+        self.local.replace_engines({engine.model_id: engine}, engine.model_id)
+        self._applier = ProfileApplier(
+            loop=asyncio.get_running_loop(),
+            registry=self._registry,
+            local=self.local,
+            get_profile=lambda: self.profile,
+            set_profile=self._set_profile,
+            drain_grace_s=self.config.api.grace_period_s,
+        )
 
     async def _close_model(self) -> None:
-        engines, self._engines = self._engines, {}
+        engines = self.local.engines()
+        self.local.replace_engines({}, self.local.default_model)
         for engine in engines.values():
             await asyncio.to_thread(engine.close)
+
+    def _set_profile(self, profile: DeviceProfile) -> None:
+        self.profile = profile
 
     async def _start_serving(self) -> None:
         assert self._api is not None
@@ -199,7 +195,7 @@ class Daemon:
         """Feed the watchdog while the engine is alive and responsive; stop if it dies."""
         interval = min(_SUPERVISE_INTERVAL_S, self._notifier.watchdog_interval() or _SUPERVISE_INTERVAL_S)
         while not self._stop.is_set():
-            stats = [engine.stats() for engine in self._engines.values()]
+            stats = [engine.stats() for engine in self.local.engines().values()]
             self.metrics.set_engine_load(
                 queue_depth=sum(s.queue_depth for s in stats),
                 slots_busy=sum(s.slots_busy for s in stats),
@@ -229,6 +225,12 @@ class Daemon:
             logger.error("reload rejected, keeping the running configuration: %s", exc)
             self._notifier.ready(self._status_line())
             return
+        if self._applier is not None:
+            outcome = await asyncio.to_thread(self._applier, profile)
+            if outcome.reason:
+                logger.error("reload rejected, keeping the running configuration: %s", outcome.reason)
+                self._notifier.ready(self._status_line())
+                return
         self.config = config
         self.profile = profile
         set_level(config.log_level)
@@ -243,7 +245,7 @@ class Daemon:
             max_tokens_cap=engine.max_tokens_cap,
             default_max_tokens=engine.default_max_tokens,
             default_temperature=engine.default_temperature,
-            models=frozenset(self._engines),
+            models=frozenset(self.local.engines()),
         )
 
     def status(self) -> DaemonStatus:
@@ -261,13 +263,14 @@ class Daemon:
     def _model_infos(self) -> list[ModelInfo]:
         infos = []
         registry_ids = self._registry.ids() if self._registry else []
-        for model_id in sorted(set(registry_ids) | set(self._engines)):
+        engines = self.local.engines()
+        for model_id in sorted(set(registry_ids) | set(engines)):
             manifest = (
                 self._registry.manifest(model_id) if model_id in registry_ids and self._registry else None
             )
             if manifest is not None and manifest.format != "gguf":
                 continue
-            engine = self._engines.get(model_id)
+            engine = engines.get(model_id)
             stats = engine.stats() if engine else None
             infos.append(
                 ModelInfo(
@@ -287,7 +290,7 @@ class Daemon:
         return infos
 
     def _status_line(self) -> str:
-        stats = [engine.stats() for engine in self._engines.values()]
+        stats = [engine.stats() for engine in self.local.engines().values()]
         busy = sum(s.slots_busy for s in stats)
         total = sum(s.slots_total for s in stats)
         return f"{self._state}: {self.local.default_model}, {busy}/{total} slots busy"
