@@ -272,7 +272,7 @@ def test_concurrent_rpcs_beyond_the_limit_are_refused(tmp_path_factory: pytest.T
     with running_daemon(tmp_path_factory.mktemp("limited"), config) as daemon:
         calls = [
             daemon.stub.GenerateStream(
-                pb.GenerateRequest(prompt="Write a long essay.", max_tokens=200), timeout=60
+                pb.GenerateRequest(prompt="Write a long essay.", max_tokens=256), timeout=120
             )
             for _ in range(2)
         ]
