@@ -3,7 +3,7 @@
 Concurrency: paho's socket is hooked into the event loop through paho's socket callbacks (add_reader and
 add_writer, the aiomqtt approach), so every paho callback, every handler and every publish runs on the loop's
 thread — no locks, no thread hops. Only the blocking TCP/TLS connect runs in an executor thread; while it
-runs, the loop touches the client for nothing but socket-callback bookkeeping (see _on_loop).
+runs, the loop touches the client for nothing but socket bookkeeping (see loop_io.py).
 
 Handlers run inside paho's read callback: they must return at once (decode, queue, resolve a future) and never
 wait for a publish. State listeners are called with call_soon, outside paho's callbacks.
@@ -18,23 +18,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import socket
-import ssl
-import threading
 import time
 from typing import Any
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from edged.comms.backoff import Backoff
 from edged.comms.dispatch import Subscription, TopicDispatcher
+from edged.comms.loop_io import LoopSocketIO
 from edged.comms.messages import (
-    InboundMessage,
     LinkPhase,
     LinkState,
     MessageHandler,
@@ -42,6 +38,7 @@ from edged.comms.messages import (
     Will,
 )
 from edged.comms.security import read_password, tls_context
+from edged.comms.wire import inbound, is_plain_drop, new_properties, publish_properties
 from edged.config.broker import BrokerSettings
 from edged.errors import CloudUnavailable, NoCloudLink
 
@@ -73,7 +70,6 @@ class MqttLink:
         self._next_retry_at: float | None = None
         self._rtt_ms: float | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._loop_thread = 0
         self._client: mqtt.Client | None = None
         self._supervisor: asyncio.Task[None] | None = None
         self._misc_task: asyncio.Task[None] | None = None
@@ -83,8 +79,7 @@ class MqttLink:
         self._lost = asyncio.Event()
         self._stop = asyncio.Event()
         self._stopping = False
-        self._reader_fd: int | None = None
-        self._writer_fd: int | None = None
+        self._io: LoopSocketIO | None = None
         self._acks: dict[int, tuple[asyncio.Future[int], float, int]] = {}
         self._round_trips: dict[int, float] = {}  # SUBSCRIBE/UNSUBSCRIBE mid -> time sent
         self._last_probe = 0.0
@@ -131,8 +126,8 @@ class MqttLink:
         if self._supervisor is not None:
             return
         self._loop = asyncio.get_running_loop()
-        self._loop_thread = threading.get_ident()
         self._client = self._build_client()
+        self._io = LoopSocketIO(self._client, self._loop, self.broker)
         self._stopping = False
         self._stop.clear()
         self._supervisor = asyncio.create_task(self._supervise(), name=f"mqtt-link-{self._client_id}")
@@ -164,7 +159,8 @@ class MqttLink:
         with contextlib.suppress(asyncio.CancelledError):
             await self._supervisor
         self._supervisor = None
-        self._close_socket()
+        if self._io is not None:
+            self._io.close()
         self._fail_acks("the MQTT link was stopped")
         self._set_phase(LinkPhase.STOPPED)
 
@@ -197,7 +193,7 @@ class MqttLink:
             raise CloudUnavailable(
                 f"MQTT link to {self.broker} is down: {self._last_error or self._phase.value}"
             )
-        properties = _publish_properties(correlation_data, response_topic, expiry_s)
+        properties = publish_properties(correlation_data, response_topic, expiry_s)
         info = client.publish(topic, payload, qos=qos, retain=retain, properties=properties)
         if info.rc == MQTTErrorCode.MQTT_ERR_QUEUE_SIZE:
             raise CloudUnavailable(
@@ -247,7 +243,7 @@ class MqttLink:
             return f"connect to {self._settings.host}:{self._settings.port} failed: {exc}"
         finally:
             self._connecting = None
-        self._watch_reads()
+        self._io_or_fail().watch_reads()
         try:
             reason = await asyncio.wait_for(asyncio.shield(self._connack), self._settings.connect_timeout_s)
         except TimeoutError:
@@ -261,7 +257,7 @@ class MqttLink:
 
     def _connect_blocking(self) -> None:
         """Runs in an executor thread: DNS, TCP and TLS handshakes block."""
-        properties = _properties(PacketTypes.CONNECT)
+        properties = new_properties(PacketTypes.CONNECT)
         properties.SessionExpiryInterval = 0
         self._client_or_fail().connect(
             self._settings.host,
@@ -299,10 +295,6 @@ class MqttLink:
             client.tls_set_context(context)
         if self._will is not None:
             client.will_set(self._will.topic, self._will.payload, self._will.qos, self._will.retain)
-        client.on_socket_open = self._on_socket_open
-        client.on_socket_close = self._on_socket_close
-        client.on_socket_register_write = self._on_socket_register_write
-        client.on_socket_unregister_write = self._on_socket_unregister_write
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
@@ -310,21 +302,6 @@ class MqttLink:
         client.on_subscribe = self._on_subscribe
         client.on_unsubscribe = self._on_unsubscribe
         return client
-
-    def _on_socket_open(self, _client: mqtt.Client, _userdata: Any, sock: Any) -> None:
-        # Without TCP_NODELAY a request/response round trip on loopback took 44-88 ms (Nagle + delayed ACK);
-        # with it (and `set_tcp_nodelay true` on the broker), 0.68 ms.
-        with contextlib.suppress(OSError, AttributeError):
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-
-    def _on_socket_close(self, _client: mqtt.Client, _userdata: Any, _sock: Any) -> None:
-        self._on_loop(self._unwatch)
-
-    def _on_socket_register_write(self, _client: mqtt.Client, _userdata: Any, sock: Any) -> None:
-        self._on_loop(self._watch_writes, sock)
-
-    def _on_socket_unregister_write(self, _client: mqtt.Client, _userdata: Any, _sock: Any) -> None:
-        self._on_loop(self._unwatch_writes)
 
     def _on_connect(
         self, _client: mqtt.Client, _userdata: Any, _flags: Any, reason: ReasonCode, _properties: Any
@@ -354,7 +331,7 @@ class MqttLink:
         if getattr(flags, "is_disconnect_packet_from_server", False):
             error = f"the broker disconnected us: {reason}"
         else:
-            error = "connection to the broker lost" if _is_plain_drop(reason) else f"disconnected: {reason}"
+            error = "connection to the broker lost" if is_plain_drop(reason) else f"disconnected: {reason}"
         if not self._stopping:
             self._last_error = error
             if was_up:
@@ -368,7 +345,7 @@ class MqttLink:
 
     def _on_message(self, _client: mqtt.Client, _userdata: Any, message: mqtt.MQTTMessage) -> None:
         self.messages_in += 1
-        self._dispatcher.dispatch(_inbound(message))
+        self._dispatcher.dispatch(inbound(message))
 
     def _on_publish(
         self, _client: mqtt.Client, _userdata: Any, mid: int, reason: ReasonCode, _properties: Any
@@ -395,69 +372,6 @@ class MqttLink:
         self, _client: mqtt.Client, _userdata: Any, mid: int, _reasons: Any, _properties: Any
     ) -> None:
         self._note_round_trip(mid)
-
-    # ---- event-loop plumbing -------------------------------------------------------------------------------
-
-    def _on_loop(self, func: Any, *args: Any) -> None:
-        """Run now if on the loop's thread; from the connect executor thread, hand it to the loop."""
-        if self._loop is None:
-            return
-        if threading.get_ident() == self._loop_thread:
-            func(*args)
-        else:
-            self._loop.call_soon_threadsafe(func, *args)
-
-    def _watch_reads(self) -> None:
-        sock = self._client_or_fail().socket()
-        if sock is None or self._loop is None:
-            return
-        self._unwatch_reads()
-        self._reader_fd = sock.fileno()
-        self._loop.add_reader(self._reader_fd, self._readable)
-
-    def _watch_writes(self, sock: Any) -> None:
-        fd = sock.fileno()
-        if fd < 0 or self._loop is None:
-            return  # closed before the loop got here
-        self._unwatch_writes()
-        self._writer_fd = fd
-        self._loop.add_writer(fd, self._writable)
-
-    def _unwatch_reads(self) -> None:
-        if self._reader_fd is not None and self._loop is not None:
-            self._loop.remove_reader(self._reader_fd)
-        self._reader_fd = None
-
-    def _unwatch_writes(self) -> None:
-        if self._writer_fd is not None and self._loop is not None:
-            self._loop.remove_writer(self._writer_fd)
-        self._writer_fd = None
-
-    def _unwatch(self) -> None:
-        self._unwatch_reads()
-        self._unwatch_writes()
-
-    def _readable(self) -> None:
-        client = self._client_or_fail()
-        try:
-            rc = client.loop_read()
-            sock = client.socket()
-            # TLS may hold decrypted bytes the selector cannot see
-            while rc == MQTTErrorCode.MQTT_ERR_SUCCESS and isinstance(sock, ssl.SSLSocket) and sock.pending():
-                rc = client.loop_read()
-        except Exception as exc:  # paho maps socket errors itself; anything else must not kill the loop
-            logger.warning("MQTT read from %s failed: %s", self.broker, exc)
-            self._unwatch()
-            client.disconnect()
-
-    def _writable(self) -> None:
-        client = self._client_or_fail()
-        try:
-            client.loop_write()
-        except Exception as exc:
-            logger.warning("MQTT write to %s failed: %s", self.broker, exc)
-            self._unwatch()
-            client.disconnect()
 
     async def _misc(self) -> None:
         """Keepalive pings and ping timeouts (loop_misc), and a round-trip probe when the link is idle."""
@@ -520,13 +434,10 @@ class MqttLink:
             # outside paho's callback (paho holds a lock while it calls us)
             self._loop.call_soon(_notify, listener, state)
 
-    def _close_socket(self) -> None:
-        self._unwatch()
-        client = self._client
-        sock = client.socket() if client is not None else None
-        if sock is not None:
-            with contextlib.suppress(OSError):
-                sock.close()
+    def _io_or_fail(self) -> LoopSocketIO:
+        if self._io is None:
+            raise CloudUnavailable("the MQTT link was never started")
+        return self._io
 
     def _client_or_fail(self) -> mqtt.Client:
         if self._client is None:
@@ -534,59 +445,8 @@ class MqttLink:
         return self._client
 
 
-def _is_plain_drop(reason: ReasonCode) -> bool:
-    """paho reports a dropped socket (no DISCONNECT packet) as 'Unspecified error'."""
-    return int(reason.value) in (0, 0x80)
-
-
 def _notify(listener: StateListener, state: LinkState) -> None:
     try:
         listener(state)
     except Exception:
         logger.exception("MQTT link state listener failed")
-
-
-def _properties(packet_type: int) -> Properties:
-    return Properties(packet_type)  # type: ignore[no-untyped-call]  # paho's Properties is unannotated
-
-
-def _publish_properties(
-    correlation_data: bytes | None, response_topic: str | None, expiry_s: int | None
-) -> Properties | None:
-    if correlation_data is None and response_topic is None and expiry_s is None:
-        return None
-    properties = _properties(PacketTypes.PUBLISH)
-    if correlation_data is not None:
-        properties.CorrelationData = correlation_data
-    if response_topic is not None:
-        properties.ResponseTopic = response_topic
-    if expiry_s is not None:
-        properties.MessageExpiryInterval = max(1, expiry_s)
-    return properties
-
-
-def _inbound(message: mqtt.MQTTMessage) -> InboundMessage:
-    properties = getattr(message, "properties", None)
-    correlation = getattr(properties, "CorrelationData", None)
-    response_topic = getattr(properties, "ResponseTopic", None)
-    expiry = getattr(properties, "MessageExpiryInterval", None)
-    return InboundMessage(
-        topic=message.topic,
-        payload=bytes(message.payload),
-        qos=message.qos,
-        retain=bool(message.retain),
-        correlation_data=bytes(correlation) if correlation is not None else None,
-        response_topic=str(response_topic) if response_topic is not None else None,
-        expiry_s=int(expiry) if expiry is not None else None,
-    )
-
-
-NO_MATCHING_SUBSCRIBERS = 0x10  # PUBACK reason: the broker had nobody to deliver to
-
-
-def puback_reason(code: int) -> str:
-    """The name of a PUBACK reason code, e.g. 'No matching subscribers' for 16."""
-    try:
-        return str(ReasonCode(PacketTypes.PUBACK, identifier=code))
-    except (KeyError, ValueError):
-        return f"reason code {code}"

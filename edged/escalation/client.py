@@ -26,8 +26,9 @@ from dataclasses import dataclass
 
 from google.protobuf.message import DecodeError
 
-from edged.comms.link import NO_MATCHING_SUBSCRIBERS, MqttLink, puback_reason
+from edged.comms.link import MqttLink
 from edged.comms.messages import InboundMessage, LinkState
+from edged.comms.wire import NO_MATCHING_SUBSCRIBERS, puback_reason
 from edged.config.broker import BrokerSettings
 from edged.domain import Delta, Usage
 from edged.errors import CloudUnavailable, DeadlineExceeded, EdgedError, InvalidRequest
@@ -192,7 +193,9 @@ class EscalationClient:
     def in_flight(self) -> int:
         return len(self._pending)
 
-    async def stream(self, request: EscalationRequest, deadline: float) -> AsyncGenerator[EscalationEvent, None]:
+    async def stream(
+        self, request: EscalationRequest, deadline: float
+    ) -> AsyncGenerator[EscalationEvent, None]:
         """Escalate `request`; yields Delta pieces of the answer, then one EscalationResult.
 
         `deadline` is a time.monotonic() value. Raises CloudUnavailable when the link is down or no worker
