@@ -121,6 +121,15 @@ class MqttLink:
         """Call `listener(state)` on the loop after every phase change."""
         self._listeners.append(listener)
 
+    def set_will(self, will: Will | None) -> None:
+        """The Last Will for the next connect (the current session keeps the one it connected with)."""
+        self._will = will
+        if self._client is not None:
+            if will is None:
+                self._client.will_clear()
+            else:
+                self._client.will_set(will.topic, will.payload, will.qos, will.retain)
+
     async def start(self) -> None:
         """Read credentials and TLS files (ConfigError if bad), then begin connecting; does not wait."""
         if self._supervisor is not None:
