@@ -341,3 +341,42 @@ def test_concurrent_assessments_agree_with_sequential_ones(detector: PresidioDet
     for t in threads:
         t.join()
     assert [results[i] for i in range(12)] == expected
+
+
+def test_concurrent_releases_keep_their_own_mappings(detector: PresidioDetector) -> None:
+    gate = SensitivityGate(PrivacySettings(), detector, cache_size=0)
+    people = ["Maria Garcia", "Wei Zhang", "Priya Patel", "Liam Murphy", "Grace Kim", "David Cohen"]
+    failures: list[str] = []
+
+    def worker(name: str) -> None:
+        for i in range(3):
+            conversation = [user(f"I'm {name}; mail me at user{i}@example.com about the invoice.")]
+            release = gate.release(conversation, gate.assess(conversation))
+            restored = release.restorer().restore(release.messages[0].content)
+            if name in release.messages[0].content or restored != conversation[0].content:
+                failures.append(f"{name} {i}")
+
+    threads = [threading.Thread(target=worker, args=(name,)) for name in people]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert failures == []
+    assert gate.counters.redactions == len(people) * 3
+
+
+def test_reconfigured_reuses_the_detector_when_only_policies_change(gate: SensitivityGate) -> None:
+    stricter = gate.reconfigured(settings_with({"data_classes": {"identity": {"policy": "LOCAL_ONLY"}}}))
+    assert stricter.detector is gate.detector
+    assert stricter.counters is gate.counters
+    assert stricter.assess([user(f"I'm {NAME}.")]).policy is DataPolicy.LOCAL_ONLY
+
+
+def test_reconfigured_loads_a_new_detector_for_new_entity_types(gate: SensitivityGate) -> None:
+    raw = {
+        "data_classes": {"employee": {"entities": ["EMPLOYEE_ID"], "policy": "LOCAL_ONLY"}},
+        "custom_recognizers": [{"entity": "EMPLOYEE_ID", "patterns": [r"\bEMP-\d{6}\b"]}],
+    }
+    extended = gate.reconfigured(settings_with(raw))
+    assert extended.detector is not gate.detector
+    assert extended.assess([user("Badge EMP-204518 was lost.")]).forced_by == "employee"

@@ -53,11 +53,13 @@ class SensitivityGate:
         detector: Detector,
         *,
         metrics: PrivacyMetrics | None = None,
+        counters: SovereigntyCounters | None = None,
         cache_size: int = SCAN_CACHE_SIZE,
     ) -> None:
         self.settings = settings
-        self.counters = SovereigntyCounters()
+        self.counters = counters or SovereigntyCounters()
         self._detector = detector
+        self._external_metrics = metrics
         self._metrics: list[PrivacyMetrics] = [self.counters, *([metrics] if metrics else [])]
         self._redactor = Redactor()
         # Findings of recently scanned message texts, keyed by a digest (no text is kept): conversations
@@ -72,6 +74,31 @@ class SensitivityGate:
         from edged.sovereignty.presidio import PresidioDetector  # noqa: PLC0415 - heavy, loaded only here
 
         return cls(settings, PresidioDetector(settings), metrics=metrics)
+
+    def reconfigured(self, settings: PrivacySettings) -> SensitivityGate:
+        """A gate for new privacy settings (a profile change), keeping the counters and metrics. The detector is
+        reused when it would be built the same (only policies or classes changed, not the entity types,
+        detector settings or custom recognizers); otherwise Presidio is loaded again (seconds: call it off the
+        event loop, then swap the gate in)."""
+        old = self.settings
+        same = (
+            settings.detected_entities() == old.detected_entities()
+            and settings.detector == old.detector
+            and settings.custom_recognizers == old.custom_recognizers
+        )
+        if same:
+            detector = self._detector
+        else:
+            from edged.sovereignty.presidio import PresidioDetector  # noqa: PLC0415 - heavy, loaded only here
+
+            detector = PresidioDetector(settings)
+        return SensitivityGate(
+            settings,
+            detector,
+            metrics=self._external_metrics,
+            counters=self.counters,
+            cache_size=self._cache_size,
+        )
 
     @property
     def detector(self) -> Detector:
