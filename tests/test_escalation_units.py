@@ -6,10 +6,11 @@ import random
 from pathlib import Path
 
 import pytest
+from paho.mqtt.client import topic_matches_sub  # the reference for topic_matches
 from pydantic import ValidationError
 
 from edged.comms.backoff import Backoff
-from edged.comms.dispatch import BoundedInbox, TopicDispatcher
+from edged.comms.dispatch import BoundedInbox, TopicDispatcher, match_filter, topic_matches
 from edged.comms.messages import InboundMessage
 from edged.comms.security import read_password, tls_context
 from edged.config.base import config_error
@@ -172,3 +173,29 @@ def test_unreadable_secrets_and_tls_files_are_config_errors(tmp_path: Path) -> N
     (tmp_path / "bad.pem").write_text("not a certificate")
     with pytest.raises(ConfigError, match=r"broker.tls_ca_file = '.*bad.pem'"):
         tls_context(BrokerSettings(url="mqtts://h", tls_ca_file=tmp_path / "bad.pem"))
+
+
+@pytest.mark.parametrize(
+    ("topic_filter", "topic"),
+    [
+        ("a/b", "a/b"),
+        ("a/+", "a/b"),
+        ("a/#", "a"),
+        ("a/#", "a/b/c"),
+        ("#", "a/b"),
+        ("+/+", "a/b"),
+        ("a/+/c", "a//c"),
+        ("$share/g/a/+", "a/b"),
+        ("$SYS/#", "$SYS/x"),
+        ("+", "$SYS"),
+        ("#", "$SYS/x"),
+        ("a/b", "a/b/c"),
+        ("a/+", "a"),
+        ("a/+", "a/b/c"),
+        ("a/b/c", "a/b"),
+        ("b/#", "a/b"),
+    ],
+)
+def test_topic_matching_agrees_with_paho(topic_filter: str, topic: str) -> None:
+    levels = tuple(match_filter(topic_filter).split("/"))
+    assert topic_matches(levels, topic) == topic_matches_sub(match_filter(topic_filter), topic)
