@@ -250,6 +250,11 @@ class MqttLink:
             await asyncio.shield(self._connecting)
         except (OSError, ValueError) as exc:  # socket, DNS and TLS errors (ssl.SSLError is an OSError)
             return f"connect to {self._settings.host}:{self._settings.port} failed: {exc}"
+        except Exception as exc:  # anything else paho raises must not end the reconnect loop
+            logger.exception("unexpected error connecting to %s", self.broker)
+            return (
+                f"connect to {self._settings.host}:{self._settings.port} failed: {type(exc).__name__}: {exc}"
+            )
         finally:
             self._connecting = None
         self._io_or_fail().watch_reads()
