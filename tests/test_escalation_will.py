@@ -1,5 +1,5 @@
-"""The shared link seen as the fleet agent's FleetLink: subscribe/publish/connect listener, and a Last Will
-set through it that the broker publishes when the process dies."""
+"""Last Will on the shared link (what the fleet's presence relies on): set at build time or with set_will, the
+broker publishes it when the process dies without a DISCONNECT."""
 
 from __future__ import annotations
 
@@ -10,45 +10,22 @@ import textwrap
 
 import pytest
 
-from edged.comms.fleet_link import SharedFleetLink
-from edged.comms.link import MqttLink
-from edged.fleet.link import FleetLink
 from tests.brokers import MosquittoBroker
-from tests.escalation_parts import WAIT_S, broker_settings, run_async, start_observer, until
+from tests.escalation_parts import WAIT_S, run_async, start_observer
 
 pytestmark = [pytest.mark.mqtt]
-
-
-@run_async
-async def test_the_fleet_protocol_runs_on_the_shared_link(mosquitto: MosquittoBroker) -> None:
-    link = MqttLink(broker_settings(mosquitto.url), client_id="dev-a")
-    fleet: FleetLink = SharedFleetLink(link)
-    received: list[tuple[str, bytes]] = []
-    connects: list[int] = []
-    fleet.subscribe("fleet/dev-a/#", lambda topic, payload: received.append((topic, payload)))
-    fleet.add_connect_listener(lambda: connects.append(1))
-    fleet.publish("fleet/dev-a/early", b"dropped")  # link not up yet: dropped with a warning, no exception
-    await link.start()
-    try:
-        assert await link.wait_up(WAIT_S)
-        fleet.publish("fleet/dev-a/status", b"ok")
-        await until(lambda: received == [("fleet/dev-a/status", b"ok")], "the fleet message")
-        mosquitto.restart()
-        await until(lambda: len(connects) == 2, "the connect listener after the reconnect")
-    finally:
-        await link.stop()
 
 
 CHILD = textwrap.dedent(
     """
     import asyncio, sys
-    from edged.comms.fleet_link import SharedFleetLink
-    from edged.comms.link import MqttLink
+    from edged.comms import MqttLink, Will
     from edged.config.broker import BrokerSettings
 
     async def main() -> None:
-        link = MqttLink(BrokerSettings(url=sys.argv[1]), client_id="doomed-agent")
-        SharedFleetLink(link).set_will("fleet/doomed-agent/state", b"gone", qos=1, retain=False)
+        first = Will("fleet/doomed-agent/state", b"built-in", qos=1, retain=False)
+        link = MqttLink(BrokerSettings(url=sys.argv[1]), client_id="doomed-agent", will=first)
+        link.set_will(Will("fleet/doomed-agent/state", b"gone", qos=1, retain=False))
         await link.start()
         await link.wait_up(20)
         print("up", flush=True)
@@ -60,7 +37,7 @@ CHILD = textwrap.dedent(
 
 
 @run_async
-async def test_a_will_set_through_the_fleet_link_is_published_when_the_process_dies(
+async def test_the_last_will_is_published_when_the_process_dies(
     mosquitto: MosquittoBroker,
 ) -> None:
     observer, inbox = await start_observer(mosquitto.url, "fleet/+/state")

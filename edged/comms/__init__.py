@@ -1,7 +1,6 @@
 """The MQTT v5 link escalation and the fleet share: one connection, a topic dispatcher, a visible state."""
 
 from edged.comms.dispatch import BoundedInbox, TopicDispatcher
-from edged.comms.fleet_link import SharedFleetLink
 from edged.comms.link import MqttLink
 from edged.comms.messages import InboundMessage, LinkPhase, LinkState, MessageHandler, StateListener, Will
 from edged.comms.wire import NO_MATCHING_SUBSCRIBERS, puback_reason
@@ -14,7 +13,6 @@ __all__ = [
     "LinkState",
     "MessageHandler",
     "MqttLink",
-    "SharedFleetLink",
     "StateListener",
     "TopicDispatcher",
     "Will",
