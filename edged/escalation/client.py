@@ -21,7 +21,7 @@ import secrets
 import time
 import uuid
 from collections import deque
-from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass
 
 from google.protobuf.message import DecodeError
@@ -149,6 +149,7 @@ class EscalationClient:
         self._pending: dict[bytes, _Pending] = {}
         self._workers: dict[str, WorkerPresence] = {}
         self._started = False
+        self._listening = False
         self.stats = EscalationStats()
 
     @property
@@ -166,7 +167,9 @@ class EscalationClient:
         self._started = True
         self._link.subscribe(self._reply_topic, self._on_reply, qos=1)
         self._link.subscribe(self._topics.presence_filter(), self._on_presence, qos=1)
-        self._link.add_state_listener(self._on_link_state)
+        if not self._listening:
+            self._link.add_state_listener(self._on_link_state)
+            self._listening = True
         if self._owns_link:
             await self._link.start()
 
@@ -216,12 +219,13 @@ class EscalationClient:
             )
             ack.add_done_callback(_ack_checker(pending, self._escalate_topic))
             self.stats.sent += 1
-            async for event in self._receive(pending, deadline):
-                if isinstance(event, EscalationResult):
-                    # settled before the last yield: a consumer may stop iterating at the result
-                    self.stats.answered += 1
-                    self._pending.pop(correlation, None)
-                yield event
+            async with contextlib.aclosing(self._receive(pending, deadline)) as events:
+                async for event in events:
+                    if isinstance(event, EscalationResult):
+                        # settled before the last yield: a consumer may stop iterating at the result
+                        self.stats.answered += 1
+                        self._pending.pop(correlation, None)
+                    yield event
         except EdgedError:
             self.stats.failed += 1
             raise
@@ -262,7 +266,7 @@ class EscalationClient:
         message.deadline_unix_ms = int((time.time() + left) * 1000)
         return message
 
-    async def _receive(self, pending: _Pending, deadline: float) -> AsyncIterator[EscalationEvent]:
+    async def _receive(self, pending: _Pending, deadline: float) -> AsyncGenerator[EscalationEvent, None]:
         accept_by = min(deadline, time.monotonic() + self._settings.accept_timeout_s)
         while True:
             chunk = await pending.next(deadline if pending.accepted else accept_by)
