@@ -6,6 +6,10 @@ One float32 vector per prompt, the same at training (scripts/train_router.py) an
     words      hashed word unigrams and bigrams, numbers replaced by their shape ("<n3>" = a 3-digit number),
                so "what is <n3> times <n2>" is one learnable pattern whatever the numbers are
     chars      hashed character 3-grams of the lowercased prompt (spelling and task cues the words miss)
+    crosses    hashed (word x property) pairs, where the properties describe the prompt's numbers and quoted
+               text: the order of the first two numbers, the last number's parity, last digit and primality,
+               how often a quoted letter occurs in a quoted word, the quoted word's length. A linear model
+               cannot combine "even" with "the number is odd" by itself; the crossed feature hands it over.
 
 Hashes are zlib.crc32 (words) and a fixed polynomial (char 3-grams): stable across processes and machines,
 unlike Python's hash(). Bump FEATURE_VERSION whenever anything here changes: the router manifest records the
@@ -21,12 +25,15 @@ import zlib
 import numpy as np
 import numpy.typing as npt
 
-FEATURE_VERSION = 1
+FEATURE_VERSION = 2
 WORD_BUCKETS = 1024
 CHAR_BUCKETS = 1024
+CROSS_BUCKETS = 2048
 MAX_CHARS = 8192  # features read at most this many characters (the end of a long prompt is kept)
 
 _NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
+_QUOTED = re.compile(r"'([^'\n]{1,40})'|\"([^\"\n]{1,200})\"")
+_SMALL_PRIMES = tuple(p for p in range(2, 1001) if all(p % d for d in range(2, int(p**0.5) + 1)))
 _TOKEN = re.compile(r"[a-z]+|\d+(?:[.,]\d+)*|[^\sa-z\d]")
 _SENTENCE_END = re.compile(r"[.!?](?:\s|$)")
 _OPERATORS = ("+", "-", "*", "/", "×", "÷", "times", "plus", "minus", "divided", "multiplied", "%")
@@ -49,7 +56,7 @@ _DENSE_NAMES = (
     "bias_one",
 )
 DENSE_FEATURES = len(_DENSE_NAMES)
-N_FEATURES = DENSE_FEATURES + WORD_BUCKETS + CHAR_BUCKETS
+N_FEATURES = DENSE_FEATURES + WORD_BUCKETS + CHAR_BUCKETS + CROSS_BUCKETS
 
 
 def _dense(text: str, tokens: list[str], numbers: list[str]) -> list[float]:
@@ -80,19 +87,79 @@ def _dense(text: str, tokens: list[str], numbers: list[str]) -> list[float]:
     ]
 
 
+def _is_prime(n: int) -> bool | None:
+    """Primality for n < 10**6 (None above: not worth the time on the request path)."""
+    if n >= 1_000_000:
+        return None
+    if n < 2:
+        return False
+    return all(n % p for p in _SMALL_PRIMES if p * p <= n)
+
+
+def _properties(text: str, numbers: list[str]) -> list[str]:
+    """Facts about the prompt's numbers and quoted text, as tokens to cross with its words."""
+    props = []
+    integers = [int(n.replace(",", "")) for n in numbers if "." not in n.replace(",", "")][:64]
+    if len(integers) >= 2:
+        a, b = integers[0], integers[1]
+        props.append("order=" + ("gt" if a > b else "lt" if a < b else "eq"))
+    if integers:
+        last = integers[-1]
+        props += [f"parity={last % 2}", f"lastdigit={last % 10}", f"prime={_is_prime(last)}"]
+        props.append(f"ndigits={min(6, max(len(str(i)) for i in integers))}")
+    quoted = [a or b for a, b in _QUOTED.findall(text)]
+    letters = [q.lower() for q in quoted if len(q) == 1]
+    words = [q.lower() for q in quoted if len(q) > 1]
+    if words:
+        longest = max(words, key=len)
+        props.append(f"qlen={min(len(longest), 12) // 3}")
+        if letters:
+            props.append(f"qcount={min(3, longest.count(letters[0]))}")
+    return props
+
+
 def _word_tokens(lowered: str) -> list[str]:
     tokens = _TOKEN.findall(lowered)
     return [f"<n{len(t)}>" if t[0].isdigit() else t for t in tokens]
 
 
+_CRC_CACHE: dict[str, int] = {}
+_CRC_CACHE_MAX = 200_000
+
+
+def _crc32s(tokens: list[str]) -> npt.NDArray[np.uint64]:
+    """zlib.crc32 of each token, memoised (prompts repeat the same words; a dict lookup beats encode + crc).
+    Dict reads and writes are atomic under the GIL, so concurrent callers are safe; the cache stops growing
+    at _CRC_CACHE_MAX entries."""
+    cache = _CRC_CACHE
+    out = np.empty(len(tokens), dtype=np.uint64)
+    for i, token in enumerate(tokens):
+        value = cache.get(token)
+        if value is None:
+            value = zlib.crc32(token.encode("utf-8"))
+            if len(cache) < _CRC_CACHE_MAX:
+                cache[token] = value
+        out[i] = value
+    return out
+
+
 def _word_hashes(tokens: list[str]) -> npt.NDArray[np.int64]:
     """Bucket ids of the unigrams, then of the bigrams (a bigram mixes its two words' crc32s)."""
-    unigrams = np.fromiter(
-        (zlib.crc32(t.encode("utf-8")) for t in tokens), dtype=np.uint64, count=len(tokens)
-    )
+    unigrams = _crc32s(tokens)
     bigrams = (unigrams[:-1] * np.uint64(1_000_003) + unigrams[1:] + np.uint64(0x9E3779B9)) % np.uint64(2**32)
     both = np.concatenate([unigrams, bigrams]) % np.uint64(WORD_BUCKETS)
     return both.astype(np.int64)
+
+
+def _cross_hashes(tokens: list[str], props: list[str]) -> npt.NDArray[np.int64]:
+    """Bucket ids of every (distinct word, property) pair."""
+    words = [t for t in set(tokens) if t[0].isalpha()]  # order is irrelevant to the counts
+    if not words or not props:
+        return np.zeros(0, dtype=np.int64)
+    w = _crc32s(words)
+    p = _crc32s(props)
+    mixed = (w[:, None] * np.uint64(1_000_033) + p[None, :] + np.uint64(0x7F4A7C15)) % np.uint64(2**32)
+    return (mixed.ravel() % np.uint64(CROSS_BUCKETS)).astype(np.int64)
 
 
 def _char_hashes(lowered: str) -> npt.NDArray[np.int64]:
@@ -111,10 +178,16 @@ def prompt_features(prompt: str) -> npt.NDArray[np.float32]:
     numbers = _NUMBER.findall(text)
     out = np.zeros(N_FEATURES, dtype=np.float32)
     out[:DENSE_FEATURES] = _dense(text, tokens, numbers)
-    words = np.bincount(_word_hashes(tokens), minlength=WORD_BUCKETS)
+    props = _properties(text, numbers)
+    words = np.bincount(_word_hashes([*tokens, *props]), minlength=WORD_BUCKETS)
     chars = np.bincount(_char_hashes(lowered), minlength=CHAR_BUCKETS)
-    out[DENSE_FEATURES : DENSE_FEATURES + WORD_BUCKETS] = np.log1p(words)
-    out[DENSE_FEATURES + WORD_BUCKETS :] = np.log1p(chars)
+    crosses = np.bincount(_cross_hashes(tokens, props), minlength=CROSS_BUCKETS)
+    start = DENSE_FEATURES
+    out[start : start + WORD_BUCKETS] = np.log1p(words)
+    start += WORD_BUCKETS
+    out[start : start + CHAR_BUCKETS] = np.log1p(chars)
+    start += CHAR_BUCKETS
+    out[start:] = np.log1p(crosses)
     return out
 
 
@@ -123,4 +196,5 @@ def feature_names() -> list[str]:
         *_DENSE_NAMES,
         *(f"word_{i}" for i in range(WORD_BUCKETS)),
         *(f"char_{i}" for i in range(CHAR_BUCKETS)),
+        *(f"cross_{i}" for i in range(CROSS_BUCKETS)),
     ]

@@ -1,0 +1,271 @@
+#!/usr/bin/env python3
+"""Train the pre-generation router and the AUTO score, export the router to ONNX with its sha256 manifest.
+
+Reproducible: the data are files in the repository, every random choice comes from --seed, and the ONNX
+graph is written with fixed names, so the same inputs give the same bytes (and the same sha256).
+
+    inputs   bench/evalsets/train.jsonl (prompts) + models/router/train_labels.jsonl (SmolLM2's graded answers
+             and per-token signals, from scripts/label_evalset.py)
+    model    candidates (logistic regression at several L2 strengths, a one-hidden-layer MLP) are compared by
+             5-fold cross-validated AUROC on the train items only; the best is refitted on all of them
+    AUTO     the AUTO score's weights are fitted on out-of-fold router scores (so they are not fooled by the
+             router's in-sample confidence) plus each answer's confidence summary
+    outputs  models/router/router.onnx and models/router/manifest.toml
+
+    .venv/bin/pip install -e '.[train]'    # onnx, for writing the graph
+    .venv/bin/python scripts/train_router.py [--seed 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+from edged.config.routing import ScoreWeights
+from edged.domain import ConfidenceSummary, TokenSignals
+from edged.evaluation import metrics
+from edged.evaluation.fit import fit_auto_weights
+from edged.evaluation.items import load_items
+from edged.routing.features import DENSE_FEATURES, FEATURE_VERSION, N_FEATURES, prompt_features
+from edged.routing.score import SIGNALS, auto_score
+
+FloatArray = npt.NDArray[np.float64]
+FOLDS = 5
+
+
+@dataclass
+class Network:
+    """x -> (x - shift) * scale -> [W1, b1, relu] -> w2, b2 -> sigmoid; hidden is None for a linear model."""
+
+    shift: FloatArray
+    scale: FloatArray
+    hidden: tuple[FloatArray, FloatArray] | None
+    out_w: FloatArray
+    out_b: float
+
+    def predict(self, x: FloatArray) -> FloatArray:
+        h = (x - self.shift) * self.scale
+        if self.hidden is not None:
+            h = np.maximum(h @ self.hidden[0] + self.hidden[1], 0.0)
+        return np.asarray(1.0 / (1.0 + np.exp(-(h @ self.out_w + self.out_b))), dtype=np.float64)
+
+
+def _standardiser(x: FloatArray) -> tuple[FloatArray, FloatArray]:
+    """Standardise the dense features; the hashed counts (log1p, 0..~3) stay as they are."""
+    shift = np.zeros(x.shape[1])
+    scale = np.ones(x.shape[1])
+    dense = x[:, :DENSE_FEATURES]
+    std = dense.std(axis=0)
+    std[std < 1e-9] = 1.0
+    shift[:DENSE_FEATURES] = dense.mean(axis=0)
+    scale[:DENSE_FEATURES] = 1.0 / std
+    return shift, scale
+
+
+def fit_network(
+    x: FloatArray, y: FloatArray, l2: float, seed: int, *, hidden: int, epochs: int = 300
+) -> Network:
+    """Logistic regression (hidden=0) or a one-hidden-layer MLP, trained full-batch with Adam from a seeded
+    initialisation; L2 on the weights, not the biases."""
+    rng = np.random.default_rng(seed)
+    shift, scale = _standardiser(x)
+    h_in = (x - shift) * scale
+    n, d = h_in.shape
+    width = hidden or d
+    params = [
+        rng.normal(0, np.sqrt(2.0 / d), (d, hidden)) if hidden else np.zeros((0, 0)),
+        np.zeros(hidden),
+        rng.normal(0, np.sqrt(1.0 / width), width) if hidden else np.zeros(d),
+        np.zeros(1),
+    ]
+    moments = [np.zeros_like(p) for p in params]
+    squares = [np.zeros_like(p) for p in params]
+    for step in range(1, epochs + 1):
+        pre = h_in @ params[0] + params[1] if hidden else h_in
+        act = np.maximum(pre, 0.0) if hidden else h_in
+        p = 1.0 / (1.0 + np.exp(-(act @ params[2] + params[3][0])))
+        err = (p - y) / n
+        grads = [
+            np.zeros_like(params[0]),
+            np.zeros_like(params[1]),
+            act.T @ err + l2 * params[2],
+            err.sum(keepdims=True),
+        ]
+        if hidden:
+            back = np.outer(err, params[2]) * (pre > 0)
+            grads[0] = h_in.T @ back + l2 * params[0]
+            grads[1] = back.sum(axis=0)
+        for i, g in enumerate(grads):
+            moments[i] = 0.9 * moments[i] + 0.1 * g
+            squares[i] = 0.999 * squares[i] + 0.001 * g * g
+            m_hat = moments[i] / (1 - 0.9**step)
+            v_hat = squares[i] / (1 - 0.999**step)
+            params[i] -= 0.01 * m_hat / (np.sqrt(v_hat) + 1e-8)
+    layer = (params[0], params[1]) if hidden else None
+    return Network(shift, scale, layer, params[2], float(params[3][0]))
+
+
+Trainer = Callable[[FloatArray, FloatArray, int], Network]
+
+
+def candidates() -> dict[str, Trainer]:
+    out: dict[str, Trainer] = {}
+    for l2 in (1e-4, 1e-3, 1e-2):
+        out[f"logistic(l2={l2:g})"] = lambda x, y, s, l2=l2: fit_network(x, y, l2, s, hidden=0)
+    for l2 in (1e-3, 1e-2):
+        out[f"mlp32(l2={l2:g})"] = lambda x, y, s, l2=l2: fit_network(x, y, l2, s, hidden=32)
+    return out
+
+
+def out_of_fold(train: Trainer, x: FloatArray, y: FloatArray, seed: int) -> FloatArray:
+    folds = np.random.default_rng(seed).permutation(len(y)) % FOLDS
+    scores = np.zeros(len(y))
+    for fold in range(FOLDS):
+        held = folds == fold
+        scores[held] = train(x[~held], y[~held], seed + fold).predict(x[held])
+    return scores
+
+
+def to_onnx(net: Network, model_id: str) -> bytes:
+    """The network as an ONNX graph (opset 17): input "features" [N, n_features] -> output "p_local" [N]."""
+    f32 = np.float32
+    inits = [
+        numpy_helper.from_array(net.shift.astype(f32), "shift"),
+        numpy_helper.from_array(net.scale.astype(f32), "scale"),
+        numpy_helper.from_array(net.out_w.astype(f32).reshape(-1, 1), "out_w"),
+        numpy_helper.from_array(np.array([net.out_b], dtype=f32), "out_b"),
+        numpy_helper.from_array(np.array([-1], dtype=np.int64), "flat"),
+    ]
+    nodes = [
+        helper.make_node("Sub", ["features", "shift"], ["centred"]),
+        helper.make_node("Mul", ["centred", "scale"], ["h0"]),
+    ]
+    last = "h0"
+    if net.hidden is not None:
+        inits += [
+            numpy_helper.from_array(net.hidden[0].astype(f32), "w1"),
+            numpy_helper.from_array(net.hidden[1].astype(f32), "b1"),
+        ]
+        nodes += [
+            helper.make_node("Gemm", ["h0", "w1", "b1"], ["pre1"]),
+            helper.make_node("Relu", ["pre1"], ["h1"]),
+        ]
+        last = "h1"
+    nodes += [
+        helper.make_node("Gemm", [last, "out_w", "out_b"], ["logit"]),
+        helper.make_node("Sigmoid", ["logit"], ["p_column"]),
+        helper.make_node("Reshape", ["p_column", "flat"], ["p_local"]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        model_id,
+        [helper.make_tensor_value_info("features", TensorProto.FLOAT, ["N", N_FEATURES])],
+        [helper.make_tensor_value_info("p_local", TensorProto.FLOAT, ["N"])],
+        inits,
+    )
+    model = helper.make_model(
+        graph, opset_imports=[helper.make_opsetid("", 17)], producer_name="edged-train-router"
+    )
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    return bytes(model.SerializeToString())
+
+
+def load_training(
+    items_path: Path, labels_path: Path
+) -> tuple[list[str], FloatArray, list[ConfidenceSummary]]:
+    prompts = {item.id: item.prompt for item in load_items(items_path)}
+    rows = [json.loads(line) for line in labels_path.read_text().splitlines() if line.strip()]
+    texts = [prompts[row["id"]] for row in rows]
+    labels = np.array([float(row["correct"]) for row in rows])
+    summaries = [ConfidenceSummary.of([TokenSignals(*s) for s in row["signals"]]) for row in rows]
+    return texts, labels, summaries
+
+
+def _toml_value(value: float | str) -> str:
+    return json.dumps(value) if isinstance(value, str) else repr(value)
+
+
+def manifest_text(
+    model_id: str, digest: str, weights: ScoreWeights, description: str, cv: dict[str, float]
+) -> str:
+    lines = [
+        "# The pre-generation router (written by scripts/train_router.py: do not edit by hand).",
+        f'id = "{model_id}"',
+        'kind = "router"',
+        'file = "router.onnx"',
+        f'sha256 = "{digest}"',
+        f"feature_version = {FEATURE_VERSION}",
+        f"n_features = {N_FEATURES}",
+        f"description = {_toml_value(description)}",
+        "",
+        "[score_weights]",
+        *(f"{name} = {value!r}" for name, value in weights.model_dump().items()),
+        "",
+        "[metrics]",
+        *(f"{name} = {round(value, 4)!r}" for name, value in cv.items()),
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--items", type=Path, default=Path("bench/evalsets/train.jsonl"))
+    parser.add_argument("--labels", type=Path, default=Path("models/router/train_labels.jsonl"))
+    parser.add_argument("--out", type=Path, default=Path("models/router"))
+    parser.add_argument("--seed", type=int, default=5)
+    parser.add_argument("--id", default="router-smollm2-v1")
+    args = parser.parse_args()
+
+    texts, y, summaries = load_training(args.items, args.labels)
+    x = np.stack([prompt_features(t) for t in texts]).astype(np.float64)
+    print(f"{len(y)} training items, local accuracy {y.mean():.3f}, {x.shape[1]} features")
+    cv: dict[str, FloatArray] = {}
+    for name, trainer in candidates().items():
+        cv[name] = out_of_fold(trainer, x, y, args.seed)
+        print(f"  {name:22s} CV AUROC {metrics.auroc(cv[name], y > 0.5):.4f}")
+    best = max(cv, key=lambda name: metrics.auroc(cv[name], y > 0.5) or 0.0)
+    oof = cv[best]
+    weights = fit_auto_weights(list(oof), summaries, list(y > 0.5))
+    auto = np.array([auto_score(float(r), c, weights) for r, c in zip(oof, summaries, strict=True)])
+    conf = np.array([c.mean_logprob for c in summaries])
+    cloud = np.ones_like(y)
+    oracle = metrics.apgr(metrics.oracle_scores(y, cloud), y, cloud)
+    report = {
+        "cv_auroc_router": metrics.auroc(oof, y > 0.5) or 0.0,
+        "cv_auroc_auto": metrics.auroc(auto, y > 0.5) or 0.0,
+        "cv_skill_router": metrics.skill(metrics.apgr(oof, y, cloud), oracle) or 0.0,
+        "cv_skill_confidence": metrics.skill(metrics.apgr(conf, y, cloud), oracle) or 0.0,
+        "cv_skill_auto": metrics.skill(metrics.apgr(auto, y, cloud), oracle) or 0.0,
+        "train_items": float(len(y)),
+        "train_local_accuracy": float(y.mean()),
+    }
+    print(f"best: {best}; AUTO weights over {', '.join(('router_logit', *SIGNALS))}")
+    for key, value in report.items():
+        print(f"  {key:24s} {value:.4f}")
+    net = candidates()[best](x, y, args.seed)
+    data = to_onnx(net, args.id)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "router.onnx").write_bytes(data)
+    digest = hashlib.sha256(data).hexdigest()
+    description = (
+        f"{best} over edged.routing.features v{FEATURE_VERSION}; trained with seed {args.seed} on "
+        f"{len(y)} items of {args.items} labelled by SmolLM2-135M-Instruct Q4_1 (greedy, 48 tokens)"
+    )
+    (args.out / "manifest.toml").write_text(manifest_text(args.id, digest, weights, description, report))
+    print(f"wrote {args.out / 'router.onnx'} (sha256 {digest}) and its manifest")
+
+
+if __name__ == "__main__":
+    main()
