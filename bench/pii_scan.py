@@ -8,8 +8,9 @@ presidio-default: AnalyzerEngine() as Presidio's docs build it, with the same sp
 (tok2vec, tagger, parser, attribute_ruler, lemmatizer, ner) and every default recognizer. Its tldextract is
 kept offline through TLDEXTRACT_PUBLIC_SUFFIX_LIST_URLS="" (otherwise it tries to download the suffix list).
 
-Prompts are cut at word boundaries from the PII corpora (tests/data/pii_corpus*.jsonl), so most carry personal
-data. Both sides scan the same prompts, interleaved, alternating which goes first, in one process.
+Prompts are cut at word boundaries from the PII corpora (tests/data/pii_corpus*.jsonl): dense with personal
+data, or (the "no PII" row) joined from the corpora's prompts that carry none. Both sides scan the same
+prompts, interleaved, alternating which goes first, in one process.
 """
 
 from __future__ import annotations
@@ -42,12 +43,15 @@ CORPORA = {
     "dev": ROOT / "tests/data/pii_corpus.jsonl",
     "holdout": ROOT / "tests/data/pii_corpus_holdout.jsonl",
 }
-LENGTHS = (200, 1000)
+CASES = ((200, True), (1000, True), (1000, False))  # (characters, from PII-bearing conversations too)
 Scan = Callable[[str], Sequence[Finding]]
 
 
-def prompts(length: int, count: int, seed: int = 6) -> list[str]:
-    texts = [m.content for path in CORPORA.values() for e in load_corpus(path) for m in e.messages]
+def prompts(length: int, count: int, *, personal: bool = True, seed: int = 6) -> list[str]:
+    """`count` prompts of `length` characters joined from corpus messages: all of them, or (personal=False)
+    only those of the conversations without personal data."""
+    entries = [e for path in CORPORA.values() for e in load_corpus(path) if personal or not e.entities]
+    texts = [m.content for e in entries for m in e.messages]
     rng = random.Random(seed + length)
     out = []
     for _ in range(count):
@@ -128,14 +132,15 @@ def main() -> int:
         "| presidio-default CPU p50 | p50 ratio | CPU p50 ratio |"
     )
     print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
-    for length in LENGTHS:
-        texts = prompts(length, args.prompts)
+    for length, personal in CASES:
+        texts = prompts(length, args.prompts, personal=personal)
         samples = time_side_by_side({n: run for n, (_, run) in loaded.items()}, texts, args.rounds)
         (ours, ours_cpu), (theirs, theirs_cpu) = samples["edged"], samples["presidio-default"]
         p50, t50 = statistics.median(ours), statistics.median(theirs)
         c50, tc50 = statistics.median(ours_cpu), statistics.median(theirs_cpu)
+        label = f"{length}" if personal else f"{length} (no PII)"
         print(
-            f"| {length} | {p50:.1f} | {percentile(ours, 0.95):.1f} | {c50:.1f} | {t50:.1f} | "
+            f"| {label} | {p50:.1f} | {percentile(ours, 0.95):.1f} | {c50:.1f} | {t50:.1f} | "
             f"{percentile(theirs, 0.95):.1f} | {tc50:.1f} | {t50 / p50:.2f}x | {tc50 / c50:.2f}x |"
         )
     print(f"\nload average at end: {os.getloadavg()[0]:.2f}")
