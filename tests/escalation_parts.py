@@ -37,6 +37,7 @@ from edged.v1.inference_pb2 import ChatMessage
 from tests.brokers import MosquittoBroker, free_port
 
 WAIT_S = 20.0  # generous: a wait that runs out fails the test; it never measures speed
+MODEL_WAIT_S = 300.0  # a real model on 2 shared cores: deadlines for answers that run a model
 P = ParamSpec("P")
 T = TypeVar("T")
 

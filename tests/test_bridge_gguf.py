@@ -17,7 +17,7 @@ from cloud_bridge.config import GgufBackendSettings
 from edged.domain import Message, SamplingParams
 from edged.errors import InvalidRequest, ModelError, ModelIntegrityError
 from tests.brokers import MosquittoBroker
-from tests.escalation_parts import WAIT_S, bridge_config, request, run_async, start_client, start_worker
+from tests.escalation_parts import MODEL_WAIT_S, bridge_config, request, run_async, start_client, start_worker
 
 pytestmark = [pytest.mark.slow]
 
@@ -103,7 +103,7 @@ async def test_an_escalated_answer_from_gemma(
     client = await start_client(mosquitto.url)
     try:
         answer = await client.complete(
-            request("What is the capital of France?", max_tokens=8), time.monotonic() + WAIT_S
+            request("What is the capital of France?", max_tokens=8), time.monotonic() + MODEL_WAIT_S
         )
         assert "Paris" in answer.text
         assert answer.result.model == "gemma-3-270m-q4_k_m"

@@ -20,7 +20,7 @@ from edged.domain import Delta, Message, SamplingParams
 from edged.errors import CloudUnavailable, EngineError, InvalidRequest
 from edged.escalation.client import EscalationResult
 from tests.brokers import MosquittoBroker, free_port
-from tests.escalation_parts import WAIT_S, bridge_config, request, run_async, start_client, start_worker
+from tests.escalation_parts import MODEL_WAIT_S, bridge_config, request, run_async, start_client, start_worker
 
 SMOLLM2 = Path(
     str(
@@ -43,7 +43,7 @@ def llama_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         process = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}/v1"
     try:
-        deadline = time.monotonic() + 120
+        deadline = time.monotonic() + MODEL_WAIT_S
         while True:
             if process.poll() is not None:
                 raise RuntimeError(f"llama_cpp.server exited: {log.read_text()[-2000:]}")
@@ -53,7 +53,7 @@ def llama_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             except httpx.HTTPError:
                 pass
             if time.monotonic() > deadline:
-                raise RuntimeError("llama_cpp.server did not answer within 120 s")
+                raise RuntimeError(f"llama_cpp.server did not answer within {MODEL_WAIT_S} s")
             time.sleep(0.2)
         yield url
     finally:
@@ -113,7 +113,7 @@ async def test_an_escalated_answer_equals_the_servers_own(
     client = await start_client(mosquitto.url)
     try:
         ask = request(PROMPT, stream=True, max_tokens=12)
-        events = [event async for event in client.stream(ask, time.monotonic() + WAIT_S)]
+        events = [event async for event in client.stream(ask, time.monotonic() + MODEL_WAIT_S)]
         deltas = [e.text for e in events if isinstance(e, Delta)]
         result = events[-1]
         assert isinstance(result, EscalationResult)
