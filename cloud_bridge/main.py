@@ -1,7 +1,8 @@
-"""`edged-cloud-bridge`: run one worker until SIGTERM or SIGINT, then drain and exit.
+"""`edged-cloud-bridge`: run one worker until SIGTERM or SIGINT, then drain and exit (see service.py).
 
 Flags override the config file; with no backend flags and no file it serves Gemma 3 270M in process.
-Exit codes: 0 after a clean drain, 1 for a bad config or a backend that cannot start, 130 on a second Ctrl-C.
+Exit codes: 0 after a clean drain, 1 for a bad config or a backend that cannot start or dies, 130 on a
+second Ctrl-C.
 """
 
 from __future__ import annotations
@@ -9,16 +10,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from cloud_bridge.backends import create_backend
-from cloud_bridge.config import BridgeConfig, load_bridge_config
-from cloud_bridge.worker import BridgeWorker
-from edged.errors import ConfigError, EngineError, ModelError
+from cloud_bridge.config import load_bridge_config
+from cloud_bridge.service import BridgeService
+from edged.errors import ConfigError
 
 logger = logging.getLogger("cloud_bridge")
 
@@ -69,8 +68,9 @@ def overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    flags = overrides(args)
     try:
-        config = load_bridge_config(args.config, overrides(args))
+        config = load_bridge_config(args.config, flags)
     except ConfigError as exc:
         print(f"invalid: {exc}", file=sys.stderr)
         return 1
@@ -79,26 +79,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     logging.basicConfig(level=config.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        return asyncio.run(serve(config))
+        return asyncio.run(BridgeService(config, args.config, flags).run())
     except KeyboardInterrupt:
         return 130
-
-
-async def serve(config: BridgeConfig) -> int:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
-    try:
-        worker = BridgeWorker(config, create_backend(config.backend, config.state_dir))
-        await worker.start()
-    except (ConfigError, ModelError, EngineError) as exc:
-        logger.error("cannot start: %s", exc)
-        return 1
-    await stop.wait()
-    logger.info("stopping: draining in-flight requests")
-    await worker.stop()
-    return 0
 
 
 if __name__ == "__main__":

@@ -34,6 +34,7 @@ from edged.v1.escalation_pb2 import EscalationChunk, EscalationError, Escalation
 
 logger = logging.getLogger(__name__)
 
+RESTART_KEYS = ("broker", "group", "worker_id", "state_dir", "backend")  # bound to the link and the backend
 SEEN_CAPACITY = 100_000  # correlation ids remembered for duplicate detection
 MAX_MESSAGES = 256
 MAX_STOPS = 16
@@ -119,6 +120,19 @@ class BridgeWorker:
     @property
     def in_flight(self) -> int:
         return len(self._tasks)
+
+    @property
+    def config(self) -> BridgeConfig:
+        return self._config
+
+    def reconfigure(self, config: BridgeConfig) -> list[str]:
+        """Take the limits of a reloaded config now; returns the keys that only a restart can change."""
+        frozen = [key for key in RESTART_KEYS if getattr(config, key) != getattr(self._config, key)]
+        if config.concurrency != self._config.concurrency:
+            # new requests wait on the new slots; requests already in a slot finish in the old ones
+            self._slots = asyncio.Semaphore(config.concurrency)
+        self._config = config.model_copy(update={key: getattr(self._config, key) for key in frozen})
+        return frozen
 
     async def start(self) -> None:
         """Load the backend, then subscribe and connect (requests are taken only once it can answer)."""

@@ -145,10 +145,12 @@ async def chunks_until_done(inbox: BoundedInbox, correlation: bytes) -> list[tup
 # ---- worker processes ------------------------------------------------------------------------------------------
 
 
-def spawn_worker(url: str, worker_id: str, tmp: Path, *flags: str) -> subprocess.Popen[bytes]:
+def spawn_worker(
+    url: str, worker_id: str, tmp: Path, *flags: str, env: dict[str, str] | None = None
+) -> subprocess.Popen[bytes]:
     """A real `edged-cloud-bridge` process (the console script of this venv)."""
     script = Path(sys.executable).with_name("edged-cloud-bridge")
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
     argv = [
         str(script),
         "--broker",

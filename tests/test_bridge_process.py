@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -114,3 +115,49 @@ def test_a_backend_that_cannot_start_exits_1(mosquitto: MosquittoBroker, tmp_pat
     assert process.wait(timeout=WAIT_S) == 1
     log = (tmp_path / "broken.log").read_text()
     assert f"backend.model_path '{missing}': no such file" in log
+
+
+def _datagrams(sock: socket.socket, until: str, seen: list[str]) -> str:
+    """Read notifications until one contains `until`; all of them are kept in `seen`."""
+    while True:
+        message = sock.recv(4096).decode()
+        seen.append(message)
+        if until in message:
+            return message
+
+
+def test_under_systemd_it_notifies_and_reloads(mosquitto: MosquittoBroker, tmp_path: Path) -> None:
+    notify = tmp_path / "notify.sock"
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(str(notify))
+    sock.settimeout(WAIT_S)
+    config = _sleep_config(tmp_path, 0.01)
+    env = {"NOTIFY_SOCKET": str(notify), "WATCHDOG_USEC": "400000"}
+    process = spawn_worker(mosquitto.url, "unit", tmp_path, "--config", str(config), env=env)
+    seen: list[str] = []
+    try:
+        ready = _datagrams(sock, "READY=1", seen)
+        assert "worker unit in group edged-workers: sleep backend, concurrency 2" in ready
+        _datagrams(sock, "WATCHDOG=1", seen)
+
+        config.write_text(config.read_text().replace("concurrency = 2", "concurrency = 3"))
+        process.send_signal(signal.SIGHUP)
+        _datagrams(sock, "RELOADING=1", seen)
+        assert "concurrency 3" in _datagrams(sock, "READY=1", seen)
+
+        config.write_text("concurrency = 0\n")
+        process.send_signal(signal.SIGHUP)
+        refused = _datagrams(sock, "READY=1", seen)
+        assert "reload refused (1 problems)" in refused
+        assert "concurrency 3" in refused  # the running config stays
+        assert process.poll() is None
+
+        process.send_signal(signal.SIGTERM)
+        _datagrams(sock, "STOPPING=1", seen)
+        assert process.wait(timeout=WAIT_S) == 0
+        log = (tmp_path / "unit.log").read_text()
+        assert "reload refused, the running config stays" in log
+        assert "concurrency = 0" in log
+    finally:
+        stop_process(process, signal.SIGKILL)
+        sock.close()

@@ -41,6 +41,11 @@ class Backend(Protocol):
     kind: str
     model: str
 
+    @property
+    def alive(self) -> bool:
+        """False once the backend cannot answer any more (its engine died): the worker then exits."""
+        ...
+
     async def start(self) -> None: ...
 
     def stream(self, job: BackendJob) -> AsyncGenerator[BackendEvent, None]: ...

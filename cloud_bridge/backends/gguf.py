@@ -82,6 +82,11 @@ class GgufBackend:
         )
         self.path: Path | None = None
 
+    @property
+    def alive(self) -> bool:
+        """The engine thread runs (or was never started)."""
+        return self._thread is None or self._thread.is_alive()
+
     async def start(self) -> None:
         """Locate (or assemble) the GGUF and load it on the engine thread; ModelError if that fails."""
         self.path = await asyncio.to_thread(self._locate)

@@ -41,6 +41,10 @@ class OpenAIBackend:
         self._client: httpx.AsyncClient | None = None
         self.model = settings.model or "server-default"
 
+    @property
+    def alive(self) -> bool:
+        return True  # an unreachable server fails requests (CloudUnavailable); the worker itself is fine
+
     async def start(self) -> None:
         headers = {}
         if self._settings.api_key_file is not None:

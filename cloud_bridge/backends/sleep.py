@@ -19,6 +19,10 @@ class SleepBackend:
         self._settings = settings
         self.calls = 0
 
+    @property
+    def alive(self) -> bool:
+        return True
+
     async def start(self) -> None:
         return None
 
