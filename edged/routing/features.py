@@ -33,6 +33,8 @@ MAX_CHARS = 8192  # features read at most this many characters (the end of a lon
 
 _NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
 _QUOTED = re.compile(r"'([^'\n]{1,40})'|\"([^\"\n]{1,200})\"")
+_NAME = re.compile(r"\b[A-Z][a-z]+\b")
+_COMMON = frozenset({"The", "What", "Who", "How", "Is", "Answer", "Which", "Does", "Today", "A", "It"})
 _SMALL_PRIMES = tuple(p for p in range(2, 1001) if all(p % d for d in range(2, int(p**0.5) + 1)))
 _TOKEN = re.compile(r"[a-z]+|\d+(?:[.,]\d+)*|[^\sa-z\d]")
 _SENTENCE_END = re.compile(r"[.!?](?:\s|$)")
@@ -106,16 +108,34 @@ def _properties(text: str, numbers: list[str]) -> list[str]:
     if integers:
         last = integers[-1]
         props += [f"parity={last % 2}", f"lastdigit={last % 10}", f"prime={_is_prime(last)}"]
-        props.append(f"ndigits={min(6, max(len(str(i)) for i in integers))}")
+        digits = [len(str(i)) for i in integers]
+        props += [f"ndigits={min(6, max(digits))}", f"mindigits={min(6, min(digits))}"]
+        props += [f"has{v}" for v in (0, 1) if v in integers]
     quoted = [a or b for a, b in _QUOTED.findall(text)]
     letters = [q.lower() for q in quoted if len(q) == 1]
     words = [q.lower() for q in quoted if len(q) > 1]
     if words:
         longest = max(words, key=len)
-        props.append(f"qlen={min(len(longest), 12) // 3}")
+        props.append(f"qlen={min(len(longest), 15)}")
         if letters:
             props.append(f"qcount={min(3, longest.count(letters[0]))}")
+    position = _subject_position(text)
+    if position:
+        props.append(f"subject={position}")
     return props
+
+
+def _subject_position(text: str) -> str:
+    """Where the question's subject (the last capitalised name) was first mentioned among the names before
+    it: "first", "middle" or "last", or "" when it was not mentioned before (or there is no context)."""
+    names = [n for n in _NAME.findall(text) if n not in _COMMON]
+    if len(names) < 3:
+        return ""
+    subject, context = names[-1], names[:-1]
+    if subject not in context:
+        return ""
+    where = context.index(subject) / max(1, len(context) - 1)
+    return "first" if where < 0.2 else "last" if where > 0.8 else "middle"
 
 
 def _word_tokens(lowered: str) -> list[str]:
