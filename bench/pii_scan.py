@@ -25,6 +25,10 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 os.environ["TLDEXTRACT_PUBLIC_SUFFIX_LIST_URLS"] = ""  # before presidio imports tldextract
+# As edged's systemd unit should: one OpenBLAS thread, read when numpy loads. edged's NER then multiplies with
+# OpenBLAS; Presidio's default keeps thinc's default (blis) either way. --blis runs edged on blis too.
+if "--blis" not in sys.argv:
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import psutil
 from presidio_analyzer import AnalyzerEngine
@@ -68,6 +72,7 @@ def rss_mb() -> float:
 def load_edged() -> tuple[Scan, Callable[[str], object]]:
     gate = SensitivityGate.load(PrivacySettings())
     detector = gate.detector
+    print(f"edged NER matrix products: {getattr(detector, 'matrix_library', '?')}")
     uncached = SensitivityGate(PrivacySettings(), detector, cache_size=0)
     return detector.scan, lambda text: uncached.assess([Message("user", text)])
 
@@ -115,9 +120,11 @@ def main() -> int:
     parser.add_argument("--prompts", type=int, default=20, help="distinct prompts per length")
     parser.add_argument("--rounds", type=int, default=10, help="times each prompt is scanned by each side")
     parser.add_argument("--no-recall", action="store_true", help="skip the corpus recall table")
+    parser.add_argument("--blis", action="store_true", help="leave OpenBLAS unpinned: edged's NER uses blis")
     args = parser.parse_args()
 
     print(f"load average at start: {os.getloadavg()[0]:.2f} ({os.cpu_count()} CPUs)")
+    print(f"OPENBLAS_NUM_THREADS={os.environ.get('OPENBLAS_NUM_THREADS', '(unset)')}")
     loaded: dict[str, tuple[Scan, Callable[[str], object]]] = {}
     for name, loader in (("edged", load_edged), ("presidio-default", load_presidio_default)):
         before, started = rss_mb(), time.perf_counter()

@@ -146,6 +146,18 @@ def test_only_ner_is_loaded(detector: PresidioDetector) -> None:
     assert detector.pipe_names == ["ner"]
 
 
+def test_ner_multiplies_with_openblas_only_when_it_is_pinned_to_one_thread(
+    detector: PresidioDetector, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OPENBLAS_NUM_THREADS", "1")
+    pinned = PresidioDetector(PrivacySettings())
+    assert pinned.matrix_library == "openblas"
+    text = "I'm Maria Garcia from Springfield; card 4111 1111 1111 1111, mail maria@example.com."
+    assert found(pinned, text) == found(detector, text)
+    monkeypatch.setenv("OPENBLAS_NUM_THREADS", "4")
+    assert PresidioDetector(PrivacySettings()).matrix_library == "blis"
+
+
 def test_overlapping_findings_merge_into_their_union() -> None:
     merged = disjoint(
         [

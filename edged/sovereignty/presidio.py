@@ -68,6 +68,11 @@ class PresidioDetector:
         )
 
     @property
+    def matrix_library(self) -> str:
+        """ "openblas" or "blis" (see edged.sovereignty.nlp)."""
+        return self._engine.matrix_library
+
+    @property
     def pipe_names(self) -> list[str]:
         """The spaCy components that run on every scan."""
         return list(self._engine.get_nlp(self._language).pipe_names)
