@@ -261,7 +261,7 @@ def main() -> None:
     digest = hashlib.sha256(data).hexdigest()
     description = (
         f"{best} over edged.routing.features v{FEATURE_VERSION}; trained with seed {args.seed} on "
-        f"{len(y)} items of {args.items} labelled by SmolLM2-135M-Instruct Q4_1 (greedy, 48 tokens)"
+        f"{len(y)} items of {args.items} labelled through the engine by SmolLM2-135M-Instruct Q4_1 (greedy, 48 tokens)"
     )
     (args.out / "manifest.toml").write_text(manifest_text(args.id, digest, weights, description, report))
     print(f"wrote {args.out / 'router.onnx'} (sha256 {digest}) and its manifest")
