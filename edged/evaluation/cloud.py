@@ -25,11 +25,19 @@ CONNECT_TIMEOUT_S = 30.0
 
 
 class LiveCloud:
-    def __init__(self, broker: BrokerSettings, device_id: str, *, timeout_s: float = 120.0) -> None:
+    def __init__(
+        self,
+        broker: BrokerSettings,
+        device_id: str,
+        *,
+        timeout_s: float = 120.0,
+        connect_timeout_s: float = CONNECT_TIMEOUT_S,
+    ) -> None:
         if not broker.url:
             raise NoCloudLink("--cloud live needs a broker: set [broker] url in the config")
         self._device_id = device_id
         self._timeout_s = timeout_s
+        self._connect_timeout_s = connect_timeout_s
         self._loop = asyncio.new_event_loop()
         # The client lives on this loop; answer() hands coroutines to it from the runner's threads.
         self._thread = threading.Thread(target=self._loop.run_forever, name="eval-cloud", daemon=True)
@@ -42,11 +50,13 @@ class LiveCloud:
         return asyncio.run_coroutine_threadsafe(coroutine, self._loop)  # type: ignore[arg-type]
 
     def _wait_until_up(self) -> None:
-        deadline = time.monotonic() + CONNECT_TIMEOUT_S
-        while not self._client.is_up():
+        """The link up and at least one worker's presence seen, or CloudUnavailable saying which is missing."""
+        deadline = time.monotonic() + self._connect_timeout_s
+        while not (self._client.is_up() and self._client.workers_online() > 0):
             if time.monotonic() > deadline:
+                missing = "no cloud worker is online" if self._client.is_up() else "the broker link is down"
                 self.close()
-                raise CloudUnavailable(f"the broker link did not come up within {CONNECT_TIMEOUT_S:.0f}s")
+                raise CloudUnavailable(f"--cloud live: {missing} after {self._connect_timeout_s:.0f}s")
             time.sleep(0.05)
 
     def answer(self, prompt: str, max_tokens: int) -> str:
@@ -63,8 +73,12 @@ class LiveCloud:
         return str(getattr(answer, "text", ""))
 
     def close(self) -> None:
+        if self._loop.is_closed():
+            return
         try:
-            self._call(self._client.stop()).result(CONNECT_TIMEOUT_S)
+            self._call(self._client.stop()).result(self._connect_timeout_s)
         finally:
             self._loop.call_soon_threadsafe(self._loop.stop)
-            self._thread.join(CONNECT_TIMEOUT_S)
+            self._thread.join(self._connect_timeout_s)
+            if not self._thread.is_alive():
+                self._loop.close()
