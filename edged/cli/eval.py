@@ -163,9 +163,14 @@ def render(summary: dict[str, Any]) -> str:
         "",
         f"cloud share for 95% of always-cloud quality: {_fmt(summary['cloud_share_at_95'])} (AUTO), "
         f"{_fmt(summary['cloud_share_at_95_oracle'])} (oracle)",
-        "",
-        "quality vs cloud share",
     ]
+    lines.append("")
+    lines.append("task            items  local acc  mean AUTO score")
+    for task, row in summary["by_task"].items():
+        lines.append(
+            f"{task:15s} {row['n']:5.0f}  {row['local_accuracy']:9.3f}  {row['mean_auto_score']:15.3f}"
+        )
+    lines += ["", "quality vs cloud share"]
     curve = summary["curve"]
     lines.append("share      " + " ".join(f"{s:5.1f}" for s in curve["cloud_share"]))
     for name in (*summary["apgr_by_signal"], "oracle"):

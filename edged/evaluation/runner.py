@@ -128,6 +128,7 @@ def report(results: Sequence[ItemResult]) -> dict[str, Any]:
         "auroc": {name: _round(metrics.auroc(s, positive)) for name, s in scores.items()},
         "cloud_share_at_95": _round(metrics.cloud_share_at(scores["auto"], local, cloud)),
         "cloud_share_at_95_oracle": _round(metrics.cloud_share_at(oracle, local, cloud)),
+        "by_task": by_task(results),
         "curve": {
             "cloud_share": list(CURVE_SHARES),
             **{
@@ -135,4 +136,19 @@ def report(results: Sequence[ItemResult]) -> dict[str, Any]:
                 for name, s in {**scores, "oracle": list(oracle)}.items()
             },
         },
+    }
+
+
+def by_task(results: Sequence[ItemResult]) -> dict[str, dict[str, float]]:
+    """Per task label: items, local accuracy and mean AUTO score (items without a label count as "-")."""
+    groups: dict[str, list[ItemResult]] = {}
+    for r in results:
+        groups.setdefault(r.task or "-", []).append(r)
+    return {
+        task: {
+            "n": float(len(rows)),
+            "local_accuracy": round(sum(r.local_correct for r in rows) / len(rows), 4),
+            "mean_auto_score": round(sum(r.auto_score for r in rows) / len(rows), 4),
+        }
+        for task, rows in sorted(groups.items())
     }
