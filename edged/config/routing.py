@@ -61,6 +61,6 @@ class RoutingSettings(StrictModel):
         description="After cascade_tokens tokens, a stream whose AUTO score over the tokens so far is below "
         "this escalates at once (a collapse, well below confidence_threshold).",
     )
-    router_model: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.\-]+$")] = Field(
+    router_model: Annotated[str, Field(max_length=64, pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$")] = Field(
         default="router", description="Directory under the models directory that holds the router manifest."
     )
