@@ -1,16 +1,19 @@
 """Start-to-READY time and resident memory: `edged serve` vs `python -m llama_cpp.server`, same model file.
 
-    .venv/bin/python bench/startup_memory.py [--runs 3] [--threads N]
+    .venv/bin/python bench/startup_memory.py [--runs 3] [--threads N] [--markdown FILE]
 
-edged runs as systemd would run it: with $NOTIFY_SOCKET pointing at a datagram socket this script owns,
-and the clock stops when READY=1 arrives (sent after the model is loaded and the listeners are bound).
-llama.cpp's own server has no readiness signal, so its clock stops at the first successful GET /v1/models.
-Then each answers one greedy request of 16 tokens, and its resident memory (RSS, with any child processes)
-is read.
+edged runs as systemd would run it, with its default config (only the socket and state directory are moved
+under a temporary directory): $NOTIFY_SOCKET points at a datagram socket this script owns, and the ready
+clock stops when READY=1 arrives (sent after the model is loaded and the listeners are bound). llama.cpp's own
+server has no readiness signal, so its clock stops at the first successful GET /v1/models (it loads the model
+before it starts listening). "First answer" is the time from start until a 1-token request polled from the
+start (gRPC Generate for edged, POST /v1/chat/completions for the server) first succeeds: what a client that
+starts together with the server waits. Then each answers one greedy request of 16 tokens, and its resident
+memory (RSS, with any child processes) is read.
 
-llama_cpp.server runs twice: with its default context (2048 tokens: the like-for-like "default config" row the
-goal is measured against) and with as many context tokens as edged's default slots x context_per_slot, since
-the KV cache is most of the difference. Goals: edged READY <= 3 s; edged RSS <= 1.2x llama_cpp.server's.
+llama_cpp.server runs twice: with its default context (2048 tokens: the "default config" row the goal is
+measured against) and with as many context tokens as edged's default slots x context_per_slot, since the KV
+cache is a large part of the difference. Goals: edged READY <= 3 s; edged RSS <= 1.2x llama_cpp.server's.
 """
 
 from __future__ import annotations
@@ -26,12 +29,14 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import grpc
 import psutil
@@ -42,13 +47,38 @@ from edged.v1 import inference_pb2, inference_pb2_grpc
 PROMPT = "What is the capital of France?"
 MAX_TOKENS = 16
 START_TIMEOUT_S = 120.0
-BIN = Path(sys.executable).parent
+POLL_S = 0.02
+# The channel exists before the socket does: without these, gRPC backs off for a second or more between tries.
+FAST_RECONNECT = [
+    ("grpc.initial_reconnect_backoff_ms", 20),
+    ("grpc.min_reconnect_backoff_ms", 20),
+    ("grpc.max_reconnect_backoff_ms", 100),
+]
 
 
-@dataclass
-class Measurement:
-    ready_s: list[float]
+@dataclass(frozen=True)
+class Run:
+    ready_s: float
+    first_answer_s: float
     rss_bytes: int
+
+
+@dataclass(frozen=True)
+class Row:
+    name: str
+    runs: list[Run]
+
+    @property
+    def ready_s(self) -> float:
+        return statistics.median(r.ready_s for r in self.runs)
+
+    @property
+    def first_answer_s(self) -> float:
+        return statistics.median(r.first_answer_s for r in self.runs)
+
+    @property
+    def rss_bytes(self) -> float:
+        return statistics.median(r.rss_bytes for r in self.runs)
 
 
 def model_file() -> Path:
@@ -64,8 +94,10 @@ def rss_with_children(pid: int) -> int:
 
 
 @contextlib.contextmanager
-def running(argv: list[str], env: dict[str, str]) -> Iterator[subprocess.Popen[bytes]]:
-    proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+def running(argv: list[str], env: dict[str, str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """The server as a child process (output to `log`, so a chatty server cannot fill a pipe); SIGTERM after."""
+    with log.open("wb") as out:
+        proc = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=out)
     try:
         yield proc
     finally:
@@ -77,48 +109,81 @@ def running(argv: list[str], env: dict[str, str]) -> Iterator[subprocess.Popen[b
             proc.wait()
 
 
-def wait_until(ready: Callable[[], bool], proc: subprocess.Popen[bytes], what: str) -> None:
+def poll_until(ready: Callable[[], bool], proc: subprocess.Popen[bytes], log: Path, what: str) -> float:
+    """Call `ready` every POLL_S until it is true; returns time.monotonic() then. Fails if the server exits."""
     deadline = time.monotonic() + START_TIMEOUT_S
     while not ready():
         if proc.poll() is not None:
-            err = proc.stderr.read().decode(errors="replace")[-2000:] if proc.stderr else ""
-            raise RuntimeError(f"{what} exited with status {proc.returncode}:\n{err}")
+            tail = log.read_text(errors="replace")[-2000:]
+            raise RuntimeError(f"{what} exited with status {proc.returncode}:\n{tail}")
         if time.monotonic() > deadline:
             raise RuntimeError(f"{what} not ready after {START_TIMEOUT_S:.0f} s")
+        time.sleep(POLL_S)
+    return time.monotonic()
 
 
 # -- edged ---------------------------------------------------------------------------------------------------
 
 
-def edged_once(workdir: Path, threads: int) -> tuple[float, int]:
+class ReadyListener:
+    """$NOTIFY_SOCKET for edged: a thread stamps the arrival of READY=1 (so polling gRPC cannot delay it)."""
+
+    def __init__(self, path: Path) -> None:
+        path.unlink(missing_ok=True)
+        self.path = path
+        self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self._sock.bind(str(path))
+        self.ready_at: float | None = None
+        self._thread = threading.Thread(target=self._receive, daemon=True)
+        self._thread.start()
+
+    def _receive(self) -> None:
+        while True:
+            try:
+                data = self._sock.recv(4096)
+            except OSError:
+                return
+            if "READY=1" in data.decode(errors="replace").split("\n"):
+                self.ready_at = time.monotonic()
+                return
+
+    def close(self) -> None:
+        self._sock.close()
+
+
+def edged_once(workdir: Path, threads: int) -> Run:
     sock_path = workdir / "edged.sock"
     config = workdir / "edged.toml"
     config.write_text(
         f'state_dir = "{workdir / "state"}"\n[api]\nsocket = "{sock_path}"\n[engine]\nthreads = {threads}\n'
     )
-    notify_path = workdir / "notify.sock"
-    notify_path.unlink(missing_ok=True)
-    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as notify:
-        notify.bind(str(notify_path))
-        notify.settimeout(0.05)
-        env = os.environ | {"NOTIFY_SOCKET": str(notify_path)}
-        started = time.monotonic()
-        with running([str(BIN / "edged"), "serve", "--config", str(config)], env) as proc:
-            wait_until(lambda: _got_ready(notify), proc, "edged serve")
-            ready_s = time.monotonic() - started
-            with grpc.insecure_channel(f"unix:{sock_path}") as channel:
-                stub = inference_pb2_grpc.InferenceStub(channel)
+    log = workdir / "edged.log"
+    listener = ReadyListener(workdir / "notify.sock")
+    env = os.environ | {"NOTIFY_SOCKET": str(listener.path)}
+    argv = [sys.executable, "-m", "edged.cli.main", "serve", "--config", str(config)]
+    try:
+        with grpc.insecure_channel(f"unix:{sock_path}", options=FAST_RECONNECT) as channel:
+            stub: Any = inference_pb2_grpc.InferenceStub(channel)
+            one_token = inference_pb2.GenerateRequest(prompt=PROMPT, max_tokens=1, temperature=0.0)
+            started = time.monotonic()
+            with running(argv, env, log) as proc:
+                answered_at = poll_until(lambda: _grpc_ok(stub, one_token), proc, log, "edged serve")
+                poll_until(lambda: listener.ready_at is not None, proc, log, "edged READY=1")
+                assert listener.ready_at is not None
                 request = inference_pb2.GenerateRequest(prompt=PROMPT, max_tokens=MAX_TOKENS, temperature=0.0)
                 stub.Generate(request, timeout=60)
-            return ready_s, rss_with_children(proc.pid)
+                rss = rss_with_children(proc.pid)
+    finally:
+        listener.close()
+    return Run(listener.ready_at - started, answered_at - started, rss)
 
 
-def _got_ready(notify: socket.socket) -> bool:
+def _grpc_ok(stub: Any, request: inference_pb2.GenerateRequest) -> bool:
     try:
-        data = notify.recv(4096)
-    except TimeoutError:
-        return False
-    return "READY=1" in data.decode(errors="replace").split("\n")
+        stub.Generate(request, timeout=10)
+    except grpc.RpcError:
+        return False  # no socket yet, or UNAVAILABLE while the model loads
+    return True
 
 
 # -- llama_cpp.server ----------------------------------------------------------------------------------------
@@ -130,22 +195,20 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def llama_server_once(n_ctx: int, threads: int) -> tuple[float, int]:
+def llama_server_once(workdir: Path, n_ctx: int, threads: int) -> Run:
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     argv = [sys.executable, "-m", "llama_cpp.server", "--model", str(model_file()), "--host", "127.0.0.1"]
     argv += ["--port", str(port), "--n_ctx", str(n_ctx), "--n_threads", str(threads), "--verbose", "false"]
+    log = workdir / "llama_server.log"
     started = time.monotonic()
-    with running(argv, dict(os.environ)) as proc:
-        wait_until(lambda: _http_ok(base + "/v1/models"), proc, "llama_cpp.server")
-        ready_s = time.monotonic() - started
-        body = {"messages": [{"role": "user", "content": PROMPT}], "max_tokens": MAX_TOKENS, "temperature": 0}
-        request = urllib.request.Request(
-            base + "/v1/chat/completions", json.dumps(body).encode(), {"Content-Type": "application/json"}
-        )
-        with urllib.request.urlopen(request, timeout=60) as response:
-            response.read()
-        return ready_s, rss_with_children(proc.pid)
+    with running(argv, dict(os.environ), log) as proc:
+        ready_at = poll_until(lambda: _http_ok(base + "/v1/models"), proc, log, "llama_cpp.server")
+        answered_at = poll_until(lambda: _chat_ok(base, 1), proc, log, "llama_cpp.server answer")
+        if not _chat_ok(base, MAX_TOKENS):
+            raise RuntimeError("llama_cpp.server failed the 16-token request")
+        rss = rss_with_children(proc.pid)
+    return Run(ready_at - started, answered_at - started, rss)
 
 
 def _http_ok(url: str) -> bool:
@@ -153,56 +216,76 @@ def _http_ok(url: str) -> bool:
         with urllib.request.urlopen(url, timeout=1) as response:
             return bool(response.status == 200)
     except (urllib.error.URLError, ConnectionError, TimeoutError):
-        time.sleep(0.02)
+        return False
+
+
+def _chat_ok(base: str, max_tokens: int) -> bool:
+    body = {"messages": [{"role": "user", "content": PROMPT}], "max_tokens": max_tokens, "temperature": 0}
+    request = urllib.request.Request(
+        base + "/v1/chat/completions", json.dumps(body).encode(), {"Content-Type": "application/json"}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            response.read()
+            return bool(response.status == 200)
+    except (urllib.error.URLError, ConnectionError, TimeoutError):
         return False
 
 
 # -- table ---------------------------------------------------------------------------------------------------
 
 
-def measure(runs: int, once: Callable[[], tuple[float, int]]) -> Measurement | str:
-    ready: list[float] = []
-    rss = 0
-    try:
-        for _ in range(runs):
-            seconds, rss = once()
-            ready.append(seconds)
-    except (RuntimeError, OSError, grpc.RpcError, urllib.error.URLError) as exc:
-        return f"{type(exc).__name__}: {str(exc).strip().splitlines()[-1] if str(exc).strip() else ''}"
-    return Measurement(ready, rss)
+def table(rows: list[Row], baseline: Row) -> list[str]:
+    lines = [
+        "| server | start → ready s (median) | start → first answer s | RSS after one answer MiB | "
+        "RSS vs llama_cpp.server default |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for row in rows:
+        ratio = row.rss_bytes / baseline.rss_bytes
+        lines.append(
+            f"| {row.name} | {row.ready_s:.2f} | {row.first_answer_s:.2f} | {row.rss_bytes / 2**20:.0f} | "
+            f"{ratio:.2f}x |"
+        )
+    return lines
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
-    parser.add_argument("--runs", type=int, default=3, help="starts per server (median start time is shown)")
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n", 1)[0])
+    parser.add_argument("--runs", type=int, default=3, help="starts per server (medians are shown)")
     parser.add_argument("--threads", type=int, default=EngineSettings().threads, help="llama.cpp threads")
+    parser.add_argument("--markdown", type=Path, help="also write the table to this file")
     args = parser.parse_args()
     engine = EngineSettings()
     edged_ctx = engine.slots * engine.context_per_slot
     with tempfile.TemporaryDirectory(prefix="bench-startup.") as tmp:
-        edged_row = f"edged serve (defaults: {engine.slots} slots x {engine.context_per_slot})"
-        matched_row = f"llama_cpp.server (n_ctx {edged_ctx}, as edged)"
-        rows: list[tuple[str, Measurement | str]] = [
-            (edged_row, measure(args.runs, lambda: edged_once(Path(tmp), args.threads))),
-            (
-                "llama_cpp.server (default n_ctx 2048)",
-                measure(args.runs, lambda: llama_server_once(2048, args.threads)),
-            ),
-            (matched_row, measure(args.runs, lambda: llama_server_once(edged_ctx, args.threads))),
-        ]
-    print(
-        f"model: {model_file().name}; threads {args.threads}; {args.runs} starts each; RSS after one answer"
+        work = Path(tmp)
+        # Interleaved (edged, server, server, edged, ...) so a change in machine load hits every row alike.
+        runs: dict[str, list[Run]] = {"edged": [], "default": [], "matched": []}
+        for _ in range(args.runs):
+            runs["edged"].append(edged_once(work, args.threads))
+            runs["default"].append(llama_server_once(work, 2048, args.threads))
+            runs["matched"].append(llama_server_once(work, edged_ctx, args.threads))
+    rows = [
+        Row(f"edged serve (defaults: {engine.slots} slots x {engine.context_per_slot})", runs["edged"]),
+        Row("llama_cpp.server (default n_ctx 2048)", runs["default"]),
+        Row(f"llama_cpp.server (n_ctx {edged_ctx}, as edged)", runs["matched"]),
+    ]
+    header = (
+        f"model: {model_file().name}; threads {args.threads}; {args.runs} starts each (interleaved); "
+        f"RSS after one {MAX_TOKENS}-token answer; load average at the end {os.getloadavg()[0]:.2f}"
     )
-    baseline = rows[1][1]
-    print(f"{'server':<46} {'start->ready s (median)':>24} {'RSS MiB':>9} {'RSS vs llama_cpp default':>25}")
-    for name, result in rows:
-        if isinstance(result, str):
-            print(f"{name:<46} {'error: ' + result}")
-            continue
-        ratio = f"{result.rss_bytes / baseline.rss_bytes:.2f}x" if isinstance(baseline, Measurement) else "-"
-        median = statistics.median(result.ready_s)
-        print(f"{name:<46} {median:>24.2f} {result.rss_bytes / 2**20:>9.0f} {ratio:>25}")
-    print("goals: edged start->READY <= 3 s; edged RSS <= 1.20x llama_cpp.server (default n_ctx)")
+    lines = [header, "", *table(rows, rows[1])]
+    edged, server = rows[0], rows[1]
+    lines += [
+        "",
+        f"edged ready {edged.ready_s:.2f} s (goal <= 3 s: {'met' if edged.ready_s <= 3 else 'MISSED'}); "
+        f"edged RSS {edged.rss_bytes / server.rss_bytes:.2f}x llama_cpp.server default "
+        f"(goal <= 1.20x: {'met' if edged.rss_bytes <= 1.2 * server.rss_bytes else 'MISSED'})",
+    ]
+    print("\n".join(lines))
+    if args.markdown is not None:
+        args.markdown.write_text("\n".join(lines) + "\n")
     return 0
 
 
