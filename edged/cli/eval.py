@@ -9,6 +9,7 @@ and the cloud share needed for 95% of always-cloud quality (and the oracle's).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import time
@@ -138,8 +139,8 @@ def write_records(path: Path, results: list[ItemResult]) -> None:
                 "local_correct": r.local_correct,
                 "cloud_correct": r.cloud_correct,
                 "router_score": r.router_score,
-                "mean_logprob": r.confidence.mean_logprob,
                 "auto_score": r.auto_score,
+                "confidence": dataclasses.asdict(r.confidence),
             }
             out.write(json.dumps(row, ensure_ascii=False) + "\n")
 
