@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, Mapping
 
 from edged.domain import InferenceRequest
 from edged.engine import ConfidenceMonitor, EngineEvent, ErrorEvent, FinishEvent, GenerationJob, LlamaEngine
@@ -41,7 +41,7 @@ class LocalAnswerer:
 
     async def events(
         self, request: InferenceRequest, monitor: ConfidenceMonitor | None = None
-    ) -> AsyncIterator[EngineEvent]:
+    ) -> AsyncGenerator[EngineEvent, None]:
         """The engine's events for this request, ending with a FinishEvent; errors are raised.
 
         Leaving the iteration early (the caller cancelled, the deadline passed, a consumer stopped reading)

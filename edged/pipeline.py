@@ -1,50 +1,128 @@
-"""InferencePipeline: one request from validated input to answer — route it, run it, say where and why.
+"""InferencePipeline: one request from validated input to answer — gate it, route it, run it, say where and why.
 
-The transport layers (gRPC today) call `answer()` and get text deltas followed by one final Answer; they never
-decide anything themselves.
+    privacy gate (scan every message)  ->  routing decision (mode, privacy, load, link, budget, router score)
+      -> LOCAL: the engine, watched by the confidence cascade; an unsure answer may still escalate
+      -> CLOUD: released (redacted) by the gate, escalated over MQTT, restored; on failure the device answers
+                when the mode allows it (degraded, with the reason)
+    -> provenance, audit record, metrics
+
+The transport layers call `answer()` and get text deltas followed by one final Answer; they decide nothing.
+The caller sees one coherent answer: local text that might still be replaced by the cloud's is held back until
+the cascade has judged it, and a cloud answer that fails after it started streaming is never patched with a
+local one.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import dataclasses
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
 
-from edged.domain import Answer, Delta, InferenceRequest, Mode, Provenance, Source, Timing, Usage
+from edged.cloud import CloudAnswerer, CloudOutcome, cloud_deadline, usage_of
+from edged.config.profile import DeviceProfile
+from edged.config.routing import ScoreWeights
+from edged.domain import (
+    Answer,
+    ConfidenceSummary,
+    Delta,
+    InferenceRequest,
+    Mode,
+    Provenance,
+    Source,
+    Timing,
+    Usage,
+)
 from edged.engine import FinishEvent, TokenEvent
-from edged.errors import Cancelled, EdgedError, NoCloudLink
+from edged.errors import (
+    BudgetExhausted,
+    Cancelled,
+    CloudUnavailable,
+    DeadlineExceeded,
+    EdgedError,
+    NoCloudLink,
+    SensitiveDataBlocked,
+)
 from edged.local import LocalAnswerer
-from edged.telemetry.metrics import EdgedMetrics
+from edged.routing.cascade import CascadeMonitor
+from edged.routing.decision import Link, Route, RouteDecision, RouteInputs, decide
+from edged.routing.load import EngineLoad, LoadSnapshot, SystemReading
+from edged.routing.router import PromptRouter, effective_weights
+from edged.routing.score import auto_score
+from edged.sovereignty.audit import AuditLog
+from edged.sovereignty.audit import Route as AuditRoute
+from edged.sovereignty.gate import SensitivityGate
+from edged.sovereignty.verdict import Verdict
+from edged.telemetry.metrics import EdgedMetrics, label_code
 
 logger = logging.getLogger(__name__)
 
-CLOUD_MODES = (Mode.CLOUD_ONLY, Mode.PREFER_CLOUD)
+# Errors after which a request that may be answered on either side falls back to the device.
+_CLOUD_FAILURES = (CloudUnavailable, DeadlineExceeded, BudgetExhausted)
+
+
+@dataclass(slots=True)
+class _Stream:
+    """What has reached the caller so far (once text is out, the answer's source is fixed)."""
+
+    streaming: bool
+    sent: bool = False
+    first_token_at: float | None = None
+    parts: list[str] = field(default_factory=list)
+
+    def emit(self, text: str) -> Delta | None:
+        if not text:
+            return None
+        if self.first_token_at is None:
+            self.first_token_at = time.monotonic()
+        self.parts.append(text)
+        self.sent = self.sent or self.streaming
+        return Delta(text)
+
+    @property
+    def text(self) -> str:
+        return "".join(self.parts)
 
 
 class InferencePipeline:
-    def __init__(self, device_id: str, local: LocalAnswerer, metrics: EdgedMetrics | None = None) -> None:
+    def __init__(
+        self,
+        device_id: str,
+        local: LocalAnswerer,
+        *,
+        profile: Callable[[], DeviceProfile] = DeviceProfile,
+        load: Callable[[], LoadSnapshot] | None = None,
+        metrics: EdgedMetrics | None = None,
+    ) -> None:
         self.device_id = device_id
         self.local = local
         self.metrics = metrics
+        self._profile = profile
+        self._load = load
+        # Attached by the daemon's startup steps when configured:
+        self.cloud: CloudAnswerer | None = None
+        self.gate: SensitivityGate | None = None
+        self.audit: AuditLog | None = None
+        self.router: PromptRouter | None = None
         self.answered_local = 0
         self.answered_cloud = 0
 
-    def route_reasons(self, request: InferenceRequest) -> list[str]:
-        """Where the request goes and why; without a cloud link every answer is local."""
-        reasons = [f"mode={request.mode.value}"]
-        if request.mode == Mode.CLOUD_ONLY:
-            raise NoCloudLink("no cloud link configured: CLOUD_ONLY needs `edged serve --broker URL`")
-        if request.mode != Mode.LOCAL_ONLY:
-            reasons.append("cloud_link=not_configured")
-        return reasons
+    # ------------------------------------------------------------------ entry point
 
-    async def answer(self, request: InferenceRequest) -> AsyncIterator[Delta | Answer]:
-        """Text deltas as they are produced, then the final Answer; domain errors are raised."""
+    async def answer(
+        self, request: InferenceRequest, *, streaming: bool = False
+    ) -> AsyncIterator[Delta | Answer]:
+        """Text deltas as they are produced, then the final Answer; domain errors are raised.
+
+        streaming=False (a unary call) lets the pipeline buffer: nothing the caller sees is fixed until the end.
+        """
         try:
-            async for item in self._answer(request):
-                if isinstance(item, Answer) and self.metrics is not None:
-                    self.metrics.record_answer(request.mode, item)
+            async for item in self._answer(request, streaming):
+                if isinstance(item, Answer):
+                    self._count(request, item)
                 yield item
         except EdgedError as exc:
             if self.metrics is not None:
@@ -56,52 +134,432 @@ class InferencePipeline:
                 self.metrics.record_failure(request.mode, Cancelled("the caller went away"))
             raise
 
-    async def _answer(self, request: InferenceRequest) -> AsyncIterator[Delta | Answer]:
-        reasons = self.route_reasons(request)
-        degraded = request.mode == Mode.PREFER_CLOUD
-        if degraded:
-            reasons.append("fallback=local")
-        first_token_at: float | None = None
-        parts: list[str] = []
-        async for event in self.local.events(request):
-            if isinstance(event, TokenEvent):
-                if first_token_at is None:
-                    first_token_at = time.monotonic()
-                if event.text:
-                    parts.append(event.text)
-                    yield Delta(event.text)
-            elif isinstance(event, FinishEvent):
-                self.answered_local += 1
-                yield self._local_answer(request, "".join(parts), event, reasons, degraded, first_token_at)
+    def record_refusal(self, mode: Mode, error: EdgedError) -> None:
+        """A request refused before it reached the pipeline (it did not validate)."""
+        if self.metrics is not None:
+            self.metrics.record_failure(mode, error)
+
+    def _count(self, request: InferenceRequest, answer: Answer) -> None:
+        if answer.provenance.source is Source.CLOUD:
+            self.answered_cloud += 1
+        else:
+            self.answered_local += 1
+        if self.metrics is not None:
+            self.metrics.record_answer(request.mode, answer)
+
+    async def _answer(self, request: InferenceRequest, streaming: bool) -> AsyncIterator[Delta | Answer]:
+        profile = self._profile()
+        verdict = await self._assess(request)
+        router_score = self._router_score(request)
+        inputs = self._inputs(request, profile, verdict, router_score)
+        decision = decide(inputs)
+        stream = _Stream(streaming)
+        if decision.route is Route.REFUSE:
+            self._record_audit(request, verdict, AuditRoute.DENIED, decision.reasons)
+            if decision.refusal is SensitiveDataBlocked and verdict is not None:
+                if self.metrics is not None:
+                    self.metrics.record_blocked_escalation(verdict.forced_by or "unknown")
+                raise verdict.blocked_error()
+            raise _refusal(decision)
+        if decision.route is Route.CLOUD:
+            async for item in self._cloud_first(request, verdict, decision, inputs, router_score, stream):
+                yield item
+            return
+        async for item in self._via_local(
+            request, verdict, decision.reasons, decision.degraded, inputs, router_score, stream
+        ):
+            yield item
+
+    # ------------------------------------------------------------------ the decision's inputs
+
+    async def _assess(self, request: InferenceRequest) -> Verdict | None:
+        """The privacy verdict; None when there is no cloud link (nothing can leave the device)."""
+        if self.gate is None or self.cloud is None:
+            return None
+        return await asyncio.to_thread(
+            self.gate.assess, request.messages, sensitive=request.sensitive, data_classes=request.data_classes
+        )
+
+    def _router_score(self, request: InferenceRequest) -> float | None:
+        if self.router is None or request.mode not in (Mode.AUTO, Mode.PREFER_LOCAL):
+            return None
+        return self.router.score(_prompt_text(request))
+
+    def _inputs(
+        self,
+        request: InferenceRequest,
+        profile: DeviceProfile,
+        verdict: Verdict | None,
+        router_score: float | None,
+    ) -> RouteInputs:
+        routing = profile.routing
+        budget = self.cloud.budget_exhausted() if self.cloud is not None else None
+        return RouteInputs(
+            mode=request.mode,
+            cloud_allowed=verdict is None or verdict.allows_cloud,
+            load=self._load() if self._load is not None else IDLE_LOAD,
+            limits=profile.limits,
+            link=self.cloud.link() if self.cloud is not None else Link.DISABLED,
+            budget_exhausted=budget,
+            router_score=router_score,
+            router_threshold=routing.router_threshold
+            if request.router_threshold is None
+            else request.router_threshold,
+            confidence_threshold=routing.confidence_threshold,
+        )
+
+    # ------------------------------------------------------------------ cloud first
+
+    async def _cloud_first(
+        self,
+        request: InferenceRequest,
+        verdict: Verdict | None,
+        decision: RouteDecision,
+        inputs: RouteInputs,
+        router_score: float | None,
+        stream: _Stream,
+    ) -> AsyncIterator[Delta | Answer]:
+        may_fall_back = request.mode is not Mode.CLOUD_ONLY
+        if self.metrics is not None:
+            self.metrics.record_escalation(_escalation_reason(decision.reasons))
+        try:
+            async for item in self._via_cloud(
+                request,
+                verdict,
+                decision.reasons,
+                decision.degraded,
+                stream,
+                keep_for_local=may_fall_back,
+                router_score=router_score,
+            ):
+                yield item
+            return
+        except (*_CLOUD_FAILURES, SensitiveDataBlocked) as exc:
+            if isinstance(exc, SensitiveDataBlocked):
+                self._record_audit(request, verdict, AuditRoute.DENIED, (*decision.reasons, _failure(exc)))
+            if not may_fall_back or stream.sent:
+                raise
+            failure = exc
+        reasons = (*decision.reasons, _failure(failure), "fallback=local")
+        if self.metrics is not None:
+            self.metrics.record_fallback(_failure(failure))
+        plain = dataclasses.replace(inputs, link=Link.DOWN)  # no second escalation for this request
+        async for item in self._via_local(
+            request, verdict, reasons, True, plain, router_score, _Stream(stream.streaming)
+        ):
+            yield item
+
+    async def _via_cloud(
+        self,
+        request: InferenceRequest,
+        verdict: Verdict | None,
+        reasons: tuple[str, ...],
+        degraded: bool,
+        stream: _Stream,
+        *,
+        keep_for_local: bool,
+        router_score: float | None,
+    ) -> AsyncIterator[Delta | Answer]:
+        """The cloud's answer (restored), buffered unless streaming; raises on any cloud failure."""
+        assert self.cloud is not None
+        assert verdict is not None
+        release = await self.cloud.release(request, verdict)
+        deadline = cloud_deadline(request, time.monotonic(), keep_for_local)
+        route = AuditRoute.CLOUD_REDACTED if release.redacted else AuditRoute.CLOUD
+        buffered: list[Delta] = []
+        outcome: CloudOutcome | None = None
+        try:
+            async for item in self.cloud.answer(request, release, deadline):
+                if isinstance(item, CloudOutcome):
+                    outcome = item
+                    continue
+                delta = stream.emit(item.text)
+                if delta is None:
+                    continue
+                if stream.streaming:
+                    yield delta
+                else:
+                    buffered.append(delta)
+        except EdgedError as exc:
+            # what was released may have left the device: the audit says so even though no answer came back
+            self._record_audit(
+                request, verdict, route, (*reasons, _failure(exc)), redacted_values=release.replacements
+            )
+            if not stream.streaming:
+                stream.parts.clear()
+                stream.first_token_at = None
+            raise
+        assert outcome is not None
+        for delta in buffered:
+            yield delta
+        final_reasons = (*reasons, "answered=cloud")
+        self._record_audit(
+            request,
+            verdict,
+            route,
+            final_reasons,
+            redacted_values=release.replacements,
+            invented=outcome.reply.invented if outcome.reply else None,
+        )
+        yield Answer(
+            request_id=request.request_id,
+            text=stream.text,
+            finish_reason=outcome.result.finish_reason or "stop",
+            provenance=Provenance(
+                source=Source.CLOUD,
+                model=outcome.result.model,
+                confidence=ConfidenceSummary(),
+                reasons=final_reasons,
+                degraded=degraded,
+                device_id=self.device_id,
+                router_score=router_score,
+                redacted=release.redacted,
+                data_classes=verdict.data_classes,
+            ),
+            usage=usage_of(outcome.result),
+            timing=_timing(request, stream, queue_ms=0.0),
+        )
+
+    # ------------------------------------------------------------------ local first
+
+    def _can_escalate(self, inputs: RouteInputs) -> bool:
+        """Whether an unsure local answer could still be handed to the cloud."""
+        return (
+            inputs.mode in (Mode.AUTO, Mode.PREFER_LOCAL)
+            and inputs.cloud_allowed
+            and inputs.link is Link.UP
+            and inputs.budget_exhausted is None
+            and self.cloud is not None
+        )
+
+    async def _via_local(
+        self,
+        request: InferenceRequest,
+        verdict: Verdict | None,
+        reasons: tuple[str, ...],
+        degraded: bool,
+        inputs: RouteInputs,
+        router_score: float | None,
+        stream: _Stream,
+    ) -> AsyncIterator[Delta | Answer]:
+        profile = self._profile()
+        routing = profile.routing
+        weights = effective_weights(profile, self.router)
+        can_escalate = self._can_escalate(inputs)
+        monitor = None
+        if can_escalate and routing.cascade:
+            monitor = CascadeMonitor(
+                k=routing.cascade_tokens,
+                threshold=routing.cascade_threshold,
+                weights=weights,
+                router_score=router_score,
+            )
+        # While the cascade (or, for a unary call, the post-generation check) may still replace the local
+        # answer, its text is held back.
+        holding = can_escalate and (monitor is not None or not stream.streaming)
+        held: list[str] = []
+        finish: FinishEvent | None = None
+        events = self.local.events(request, monitor.engine_hook() if monitor is not None else None)
+        async with contextlib.aclosing(events):
+            async for event in events:
+                if isinstance(event, FinishEvent):
+                    finish = event
+                    break
+                assert isinstance(event, TokenEvent)
+                if stream.first_token_at is None:
+                    stream.first_token_at = time.monotonic()
+                if holding and (not stream.streaming or monitor is None or monitor.verdict is None):
+                    held.append(event.text)
+                    continue
+                if holding:  # the cascade has judged the first k tokens and kept the local answer
+                    holding = False
+                    event_text = "".join([*held, event.text])
+                    held.clear()
+                else:
+                    event_text = event.text
+                delta = stream.emit(event_text)
+                if delta is not None:
+                    yield delta
+        assert finish is not None
+        escalate, final_reasons = self._judge(
+            inputs, finish, reasons, router_score, weights, monitor, undecided=holding
+        )
+        if escalate:
+            async for item in self._escalate_after_local(
+                request, verdict, final_reasons, inputs, router_score, finish, held, stream
+            ):
+                yield item
+            return
+        for text in held:
+            delta = stream.emit(text)
+            if delta is not None:
+                yield delta
+        self._record_audit(request, verdict, AuditRoute.LOCAL, (*final_reasons, "answered=local"))
+        yield self._local_answer(
+            request, verdict, finish, (*final_reasons, "answered=local"), degraded, router_score, stream
+        )
+
+    def _judge(
+        self,
+        inputs: RouteInputs,
+        finish: FinishEvent,
+        reasons: tuple[str, ...],
+        router_score: float | None,
+        weights: ScoreWeights,
+        monitor: CascadeMonitor | None,
+        *,
+        undecided: bool,
+    ) -> tuple[bool, tuple[str, ...]]:
+        """After local generation: should the cloud answer instead? (and the reasons either way)."""
+        if finish.finish_reason == "low_confidence" and monitor is not None and monitor.verdict is not None:
+            v = monitor.verdict
+            return True, (*reasons, f"confidence@{v.tokens}={v.score:.2f}<threshold={v.threshold:.2f}")
+        if not undecided or not self._can_escalate(inputs):
+            return False, reasons
+        score = auto_score(router_score, finish.confidence, weights)
+        post = decide(dataclasses.replace(inputs, confidence=score))
+        extra = tuple(r for r in post.reasons if r.startswith("confidence"))
+        return post.route is Route.CLOUD, (*reasons, *extra)
+
+    async def _escalate_after_local(
+        self,
+        request: InferenceRequest,
+        verdict: Verdict | None,
+        reasons: tuple[str, ...],
+        inputs: RouteInputs,
+        router_score: float | None,
+        local_finish: FinishEvent,
+        local_held: list[str],
+        stream: _Stream,
+    ) -> AsyncIterator[Delta | Answer]:
+        """The local answer was judged too unsure: answer from the cloud; if the cloud fails, answer locally."""
+        if self.metrics is not None:
+            self.metrics.record_escalation("low_confidence")
+        try:
+            async for item in self._via_cloud(
+                request, verdict, reasons, False, stream, keep_for_local=True, router_score=router_score
+            ):
+                yield item
+            return
+        except (*_CLOUD_FAILURES, SensitiveDataBlocked) as exc:
+            if stream.sent:
+                raise
+            failure = exc
+        fallback = (*reasons, _failure(failure), "fallback=local")
+        if self.metrics is not None:
+            self.metrics.record_fallback(_failure(failure))
+        if local_finish.finish_reason != "low_confidence":
+            # the local answer is whole: give it after all
+            for text in local_held:
+                delta = stream.emit(text)
+                if delta is not None:
+                    yield delta
+            self._record_audit(request, verdict, AuditRoute.LOCAL, (*fallback, "answered=local"))
+            yield self._local_answer(
+                request, verdict, local_finish, (*fallback, "answered=local"), True, router_score, stream
+            )
+            return
+        # the cascade cut the local answer short: generate it again, to the end this time
+        plain = dataclasses.replace(inputs, link=Link.DOWN)
+        async for item in self._via_local(
+            request, verdict, fallback, True, plain, router_score, _Stream(stream.streaming)
+        ):
+            yield item
 
     def _local_answer(
         self,
         request: InferenceRequest,
-        text: str,
+        verdict: Verdict | None,
         finish: FinishEvent,
-        reasons: list[str],
+        reasons: tuple[str, ...],
         degraded: bool,
-        first_token_at: float | None,
+        router_score: float | None,
+        stream: _Stream,
     ) -> Answer:
-        now = time.monotonic()
-        engine = self.local.engine_for(request.model)
         return Answer(
             request_id=request.request_id,
-            text=text,
+            text=stream.text,
             finish_reason=finish.finish_reason,
             provenance=Provenance(
                 source=Source.LOCAL,
-                model=engine.model_id,
+                model=self.local.engine_for(request.model).model_id,
                 confidence=finish.confidence,
-                reasons=(*reasons, "answered=local"),
+                reasons=reasons,
                 degraded=degraded,
                 device_id=self.device_id,
-                data_classes=request.data_classes,
+                router_score=router_score,
+                data_classes=verdict.data_classes if verdict is not None else request.data_classes,
             ),
             usage=Usage(finish.prompt_tokens, finish.completion_tokens),
-            timing=Timing(
-                queue_ms=finish.queue_ms,
-                time_to_first_token_ms=((first_token_at or now) - request.received_at) * 1000.0,
-                total_ms=(now - request.received_at) * 1000.0,
-            ),
+            timing=_timing(request, stream, queue_ms=finish.queue_ms),
         )
+
+    # ------------------------------------------------------------------ audit
+
+    def _record_audit(
+        self,
+        request: InferenceRequest,
+        verdict: Verdict | None,
+        route: AuditRoute,
+        reasons: tuple[str, ...],
+        *,
+        redacted_values: int = 0,
+        invented: dict[str, int] | None = None,
+    ) -> None:
+        if self.audit is None or verdict is None:
+            return
+        try:
+            self.audit.record(
+                request_id=request.request_id,
+                route=route,
+                verdict=verdict,
+                messages=request.messages,
+                reasons=reasons,
+                redacted_values=redacted_values,
+                invented=invented,
+            )
+        except OSError as exc:
+            logger.error("audit record for request %s could not be written: %s", request.request_id, exc)
+
+
+IDLE_LOAD = LoadSnapshot(SystemReading(), EngineLoad(), taken_at=0.0)  # when no sampler runs
+
+
+def _prompt_text(request: InferenceRequest) -> str:
+    """What the pre-generation router reads: the conversation's user turns (the last one matters most)."""
+    users = [m.content for m in request.messages if m.role == "user"]
+    return users[-1] if users else request.messages[-1].content
+
+
+def _refusal(decision: RouteDecision) -> EdgedError:
+    """The error for a request its mode cannot be served under, with the decision's reasons."""
+    why = "; ".join(decision.reasons)
+    if decision.refusal is NoCloudLink:
+        return NoCloudLink(f"no cloud link configured: start edged with --broker URL ({why})")
+    if decision.refusal is CloudUnavailable:
+        return CloudUnavailable(f"the cloud link is down ({why})")
+    if decision.refusal is BudgetExhausted:
+        return BudgetExhausted(f"the cloud budget is spent ({why})")
+    return decision.error()
+
+
+def _failure(exc: BaseException) -> str:
+    return f"cloud_failed:{label_code(type(exc).__name__)}"
+
+
+def _escalation_reason(reasons: tuple[str, ...]) -> str:
+    """The metrics label of why a request went to the cloud: its mode, or the rule that sent it."""
+    for reason in reversed(reasons):
+        if reason.startswith(("over_limit", "router_score", "confidence")):
+            return reason.split("=")[0].split(":")[0]
+    return reasons[0] if reasons else "unknown"
+
+
+def _timing(request: InferenceRequest, stream: _Stream, *, queue_ms: float) -> Timing:
+    now = time.monotonic()
+    first = stream.first_token_at or now
+    return Timing(
+        queue_ms=queue_ms,
+        time_to_first_token_ms=(first - request.received_at) * 1000.0,
+        total_ms=(now - request.received_at) * 1000.0,
+    )

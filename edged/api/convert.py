@@ -32,7 +32,7 @@ MAX_DATA_CLASSES = 16
 MAX_DATA_CLASS_LENGTH = 64
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9_.:\-]{1,128}$")
 
-_MODES = {
+MODES = {
     pb.AUTO: Mode.AUTO,
     pb.LOCAL_ONLY: Mode.LOCAL_ONLY,
     pb.PREFER_LOCAL: Mode.PREFER_LOCAL,
@@ -141,7 +141,7 @@ def _model(model: str, limits: RequestLimits) -> str | None:
 
 def _mode(value: int) -> Mode:
     try:
-        return _MODES[value]  # type: ignore[index]
+        return MODES[value]  # type: ignore[index]
     except KeyError:
         raise InvalidRequest("mode", f"{value} is not a known Mode") from None
 

@@ -8,10 +8,17 @@ from typing import Any
 
 import grpc
 
-from edged.api.convert import RequestLimits, decode_request, encode_answer, encode_last_chunk, encode_status
+from edged.api.convert import (
+    MODES,
+    RequestLimits,
+    decode_request,
+    encode_answer,
+    encode_last_chunk,
+    encode_status,
+)
 from edged.api.status import stream_errors, unary_errors
-from edged.domain import Answer, Delta, InferenceRequest
-from edged.errors import EngineError, InvalidRequest
+from edged.domain import Answer, Delta, InferenceRequest, Mode
+from edged.errors import EdgedError, EngineError, InvalidRequest
 from edged.pipeline import InferencePipeline
 from edged.status import DaemonStatus
 from edged.v1 import inference_pb2 as pb
@@ -38,17 +45,24 @@ class InferenceServicer:
         self._status = status
 
     def _decode(self, request: pb.GenerateRequest | MalformedRequest, context: Context) -> InferenceRequest:
-        if isinstance(request, MalformedRequest):
-            raise InvalidRequest("request", request.message)
-        remaining = context.time_remaining()
-        deadline = time.monotonic() + remaining if remaining is not None else None
-        return decode_request(request, self._limits(), deadline)
+        try:
+            if isinstance(request, MalformedRequest):
+                raise InvalidRequest("request", request.message)
+            remaining = context.time_remaining()
+            deadline = time.monotonic() + remaining if remaining is not None else None
+            return decode_request(request, self._limits(), deadline)
+        except EdgedError as exc:
+            mode = (
+                MODES.get(request.mode, Mode.AUTO) if isinstance(request, pb.GenerateRequest) else Mode.AUTO
+            )
+            self._pipeline.record_refusal(mode, exc)
+            raise
 
     @unary_errors
     async def Generate(  # noqa: N802 - gRPC method name
         self, request: pb.GenerateRequest | MalformedRequest, context: Context
     ) -> pb.GenerateResponse:
-        answer = await _final(self._pipeline.answer(self._decode(request, context)))
+        answer = await _final(self._pipeline.answer(self._decode(request, context), streaming=False))
         return encode_answer(answer)
 
     @stream_errors
@@ -56,7 +70,7 @@ class InferenceServicer:
         self, request: pb.GenerateRequest | MalformedRequest, context: Context
     ) -> AsyncIterator[pb.GenerateChunk]:
         decoded = self._decode(request, context)
-        async for item in self._pipeline.answer(decoded):
+        async for item in self._pipeline.answer(decoded, streaming=True):
             if isinstance(item, Delta):
                 yield pb.GenerateChunk(request_id=decoded.request_id, delta=item.text)
             else:

@@ -414,14 +414,16 @@ class LlamaEngine:
         if signals is not None:
             seq.signals.append(signals)
         text, stopped = seq.stops.push(seq.utf8.feed(self._model.piece(token)))
-        self._emit(seq.job, TokenEvent(text=text, index=seq.generated - 1, signals=signals, token=token))
-        if stopped:
-            self._complete(seq, "stop", flush=False)
-        elif (
+        # The monitor sees the token before the caller does, so its verdict is in place when the text arrives.
+        low = (
             seq.job.monitor is not None
             and signals is not None
             and seq.job.monitor(signals, seq.generated - 1)
-        ):
+        )
+        self._emit(seq.job, TokenEvent(text=text, index=seq.generated - 1, signals=signals, token=token))
+        if stopped:
+            self._complete(seq, "stop", flush=False)
+        elif low:
             self._complete(seq, "low_confidence", flush=False)
         elif seq.generated >= seq.job.params.max_tokens:
             self._complete(seq, "length")

@@ -1,10 +1,12 @@
 """The daemon's lifecycle: one linear list of named startup steps, torn down in reverse.
 
-    state directory -> profile -> listeners (NOT_SERVING) -> local model -> serving (SERVING, READY=1)
+    state directory -> profile -> metrics endpoint -> load sampler -> router -> listeners (NOT_SERVING)
+      -> local model -> cloud link (privacy gate, audit, MQTT, escalation, fleet; with a broker only)
+      -> serving (SERVING, READY=1)
 
 SIGTERM and SIGINT set one stop event; teardown then drains (health NOT_SERVING, no new RPCs, in-flight requests
-get `api.grace_period_s`, the rest are cancelled), closes the engine and removes the socket. A dead engine ends the
-process with exit code 1 so systemd restarts it. SIGHUP reloads the config and profile (see `reload`).
+get `api.grace_period_s`, the rest are cancelled), disconnects MQTT, closes the engine and removes the socket. A
+dead engine ends the process with exit code 1 so systemd restarts it. SIGHUP reloads the config and profile.
 """
 
 from __future__ import annotations
@@ -19,18 +21,28 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from edged import __version__
 from edged.api.convert import RequestLimits
 from edged.api.server import ApiServer
 from edged.api.servicer import InferenceServicer
+from edged.cloud import CloudAnswerer
+from edged.comms.link import MqttLink
 from edged.config import DaemonConfig, DeviceProfile, effective_profile, load_config, load_profile
 from edged.errors import ConfigError, EdgedError
+from edged.escalation.client import EscalationClient
+from edged.fleet.agent import FleetAgent, last_good_profile
+from edged.fleet.comms_link import CommsFleetLink, fleet_will
 from edged.local import LocalAnswerer
 from edged.models import ModelRegistry
-from edged.pipeline import InferencePipeline
+from edged.pipeline import IDLE_LOAD, InferencePipeline
+from edged.routing.budget import CloudBudget
+from edged.routing.load import EngineLoad, LoadSampler, LoadSnapshot, PsutilSource, SystemSource
+from edged.routing.router import load_router
+from edged.service import report
 from edged.service.apply import ProfileApplier, start_engine
 from edged.service.sdnotify import ServiceNotifier
-from edged.status import DaemonStatus, ModelInfo, ProfileInfo
+from edged.sovereignty.audit import AuditLog
+from edged.sovereignty.gate import SensitivityGate
+from edged.status import DaemonStatus
 from edged.telemetry.logging import set_level
 from edged.telemetry.metrics import EdgedMetrics, MetricsEndpoint
 
@@ -55,23 +67,37 @@ class Daemon:
         config_path: Path | None = None,
         overrides: dict[str, Any] | None = None,
         notifier: ServiceNotifier | None = None,
+        load_source: SystemSource | None = None,
     ) -> None:
         self.config = config
         self._config_path = config_path
         self._overrides = overrides or {}
         self._notifier = notifier or ServiceNotifier.from_environment(unset_environment=True)
+        self._load_source = load_source
         self._stop = asyncio.Event()
         self._started_at = time.monotonic()
         self._state = "loading"
         self._exit_code = 0
+        self._local_profiles: list[DeviceProfile] = []
         self.profile = DeviceProfile()
+        self.metrics = EdgedMetrics(config.device_id)
+        self.budget = CloudBudget(self.profile.budget)
+        self.local = LocalAnswerer({}, config.engine.model)
+        self.pipeline = InferencePipeline(
+            config.device_id,
+            self.local,
+            profile=lambda: self.profile,
+            load=self._load_snapshot,
+            metrics=self.metrics,
+        )
         self._registry: ModelRegistry | None = None
         self._applier: ProfileApplier | None = None
-        self.metrics = EdgedMetrics(config.device_id)
         self._metrics_endpoint: MetricsEndpoint | None = None
-        self.local = LocalAnswerer({}, config.engine.model)
-        self.pipeline = InferencePipeline(config.device_id, self.local, self.metrics)
+        self._sampler: LoadSampler | None = None
         self._api: ApiServer | None = None
+        self._link: MqttLink | None = None
+        self._escalation: EscalationClient | None = None
+        self._fleet: FleetAgent | None = None
 
     # ------------------------------------------------------------------ the steps
 
@@ -80,8 +106,11 @@ class Daemon:
             Step("state directory", self._open_state_dir),
             Step("profile", self._resolve_profile),
             Step("metrics endpoint", self._start_metrics, self._stop_metrics),
+            Step("load sampler", self._start_sampler, self._stop_sampler),
+            Step("router", self._load_router),
             Step("listeners", self._bind_listeners, self._close_listeners),
             Step("local model", self._load_model, self._close_model),
+            Step("cloud link", self._connect_cloud, self._disconnect_cloud),
             Step("serving", self._start_serving, self._drain),
         ]
 
@@ -89,8 +118,12 @@ class Daemon:
         self.config.state_dir.mkdir(mode=0o750, parents=True, exist_ok=True)
 
     async def _resolve_profile(self) -> None:
-        layers = [load_profile(self.config.profile)] if self.config.profile else []
-        self.profile = effective_profile(self.config, layers)
+        """The local profile file, then the fleet's last good profile (a device booting offline runs it)."""
+        self._local_profiles = [load_profile(self.config.profile)] if self.config.profile else []
+        replayed = last_good_profile(self.config, self._local_profiles)
+        self._set_profile(replayed or effective_profile(self.config, self._local_profiles))
+        if replayed is not None:
+            logger.info("replaying the last good fleet profile %s", replayed.name)
         self._registry = ModelRegistry.from_dir(self.config.models_dir, self.config.state_dir / "models")
 
     async def _start_metrics(self) -> None:
@@ -102,6 +135,23 @@ class Daemon:
     async def _stop_metrics(self) -> None:
         if self._metrics_endpoint is not None:
             self._metrics_endpoint.close()
+
+    async def _start_sampler(self) -> None:
+        self._sampler = LoadSampler(
+            self._load_source or PsutilSource(),
+            self._engine_load,
+            interval_s=self.profile.telemetry.load_sample_interval_s,
+        )
+        self._sampler.start()
+
+    async def _stop_sampler(self) -> None:
+        if self._sampler is not None:
+            self._sampler.stop()
+
+    async def _load_router(self) -> None:
+        self.pipeline.router = await asyncio.to_thread(
+            load_router, self.config.models_dir, self.profile.routing.router_model
+        )
 
     async def _bind_listeners(self) -> None:
         servicer = InferenceServicer(self.pipeline, self.request_limits, self.status)
@@ -133,14 +183,46 @@ class Daemon:
         for engine in engines.values():
             await asyncio.to_thread(engine.close)
 
-    def _set_profile(self, profile: DeviceProfile) -> None:
-        self.profile = profile
+    async def _connect_cloud(self) -> None:
+        """With a broker: the privacy gate and audit log, the MQTT link, escalation and the fleet agent."""
+        config = self.config
+        if config.broker.url is None:
+            if config.fleet.enabled:
+                raise ConfigError("fleet", [("broker.url", None, "fleet.group needs a broker")])
+            return
+        self._notifier.status("loading the privacy gate")
+        gate = await asyncio.to_thread(SensitivityGate.load, self.profile.privacy, metrics=self.metrics)
+        self.pipeline.gate = gate
+        self.pipeline.audit = AuditLog.open(config.state_dir, self.profile.privacy.audit)
+        self._link = MqttLink(
+            config.broker, config.device_id, will=fleet_will(config) if config.fleet.enabled else None
+        )
+        self._escalation = EscalationClient(config.broker, config.device_id, link=self._link)
+        self.pipeline.cloud = CloudAnswerer(config.device_id, self._escalation, gate, self.budget)
+        await self._escalation.start()
+        if config.fleet.enabled:
+            assert self._applier is not None
+            fleet_link = CommsFleetLink(self._link, asyncio.get_running_loop(), fleet_will(config))
+            self._fleet = FleetAgent.from_config(
+                config, fleet_link, self._applier, self._telemetry, self._local_profiles
+            )
+            self._fleet.start()
+        await self._link.start()
+        logger.info("cloud link to %s (device %s)", self._link.broker, config.device_id)
+
+    async def _disconnect_cloud(self) -> None:
+        if self._fleet is not None:
+            await asyncio.to_thread(self._fleet.stop)
+        if self._escalation is not None:
+            await self._escalation.stop()
+        if self._link is not None:
+            await self._link.stop()
 
     async def _start_serving(self) -> None:
         assert self._api is not None
         await self._api.set_serving(True)
         self._state = "serving"
-        self._notifier.ready(self._status_line())
+        self._notifier.ready(report.status_line(self.status()))
         logger.info("serving %s on %s", self.local.default_model, ", ".join(self._api.addresses))
 
     async def _drain(self) -> None:
@@ -192,15 +274,11 @@ class Daemon:
         self._stop.set()
 
     async def _supervise(self) -> None:
-        """Feed the watchdog while the engine is alive and responsive; stop if it dies."""
+        """Feed the watchdog while the engine is alive and responsive; stop if it dies; refresh gauges."""
         interval = min(_SUPERVISE_INTERVAL_S, self._notifier.watchdog_interval() or _SUPERVISE_INTERVAL_S)
         while not self._stop.is_set():
             stats = [engine.stats() for engine in self.local.engines().values()]
-            self.metrics.set_engine_load(
-                queue_depth=sum(s.queue_depth for s in stats),
-                slots_busy=sum(s.slots_busy for s in stats),
-                slots=sum(s.slots_total for s in stats),
-            )
+            self._refresh_gauges()
             if any(not s.alive for s in stats):
                 logger.error("the local engine died; exiting so the service manager restarts edged")
                 self._exit_code = 1
@@ -214,30 +292,89 @@ class Daemon:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stop.wait(), interval)
 
+    def _refresh_gauges(self) -> None:
+        load = self._engine_load()
+        self.metrics.set_engine_load(
+            queue_depth=load.queue_depth, slots_busy=load.slots_busy, slots=load.slots_total
+        )
+        if self._sampler is not None:
+            system = self._sampler.latest().system
+            self.metrics.set_device_load(
+                cpu_percent=system.cpu_percent,
+                load1=system.load_average_1m,
+                memory_available_bytes=int(system.memory_available_mb * 1024 * 1024),
+                temperature_celsius=system.temperature_c,
+                battery_percent=system.battery_percent,
+                battery_charging=system.charging,
+            )
+        link = report.link_info(self._escalation)
+        self.metrics.set_link(link.state, link.rtt_ms / 1000 if link.rtt_ms else None)
+        budget = self.budget.status()
+        for window in ("requests_per_hour", "requests_per_day", "tokens_per_hour", "tokens_per_day"):
+            limit: int = getattr(budget.limits, window)
+            if limit:
+                used = {
+                    "requests_per_hour": budget.requests_this_hour,
+                    "requests_per_day": budget.requests_today,
+                    "tokens_per_hour": budget.tokens_this_hour,
+                    "tokens_per_day": budget.tokens_today,
+                }[window]
+                resource, _, period = window.partition("_per_")
+                self.metrics.set_budget_remaining(resource, period, max(0, limit - used))
+
     async def reload(self) -> None:
-        """SIGHUP: re-read the config file and profile; apply what can change live; keep the old on error."""
+        """SIGHUP: re-read the config file and profile; apply what can change live; keep the old on error.
+
+        Listeners, the broker and the fleet membership are read at start only (a restart applies them)."""
         self._notifier.reloading("reloading configuration")
         try:
             config = load_config(self._config_path, self._overrides)
-            layers = [load_profile(config.profile)] if config.profile else []
-            profile = effective_profile(config, layers)
+            local = [load_profile(config.profile)] if config.profile else []
+            profile = effective_profile(config, local)
         except ConfigError as exc:
             logger.error("reload rejected, keeping the running configuration: %s", exc)
-            self._notifier.ready(self._status_line())
+            self._notifier.ready(report.status_line(self.status()))
             return
         if self._applier is not None:
             outcome = await asyncio.to_thread(self._applier, profile)
             if outcome.reason:
                 logger.error("reload rejected, keeping the running configuration: %s", outcome.reason)
-                self._notifier.ready(self._status_line())
+                self._notifier.ready(report.status_line(self.status()))
                 return
+        else:
+            self._set_profile(profile)
         self.config = config
-        self.profile = profile
+        self._local_profiles = local
         set_level(config.log_level)
         logger.info("configuration reloaded")
-        self._notifier.ready(self._status_line())
+        self._notifier.ready(report.status_line(self.status()))
 
-    # ------------------------------------------------------------------ what the servicer asks
+    def _set_profile(self, profile: DeviceProfile) -> None:
+        """Make a validated profile the running one (the live part; engine swaps happen in the applier)."""
+        if self.pipeline.gate is not None and profile.privacy != self.profile.privacy:
+            self.pipeline.gate = self.pipeline.gate.reconfigured(profile.privacy)
+        self.budget.update(profile.budget)
+        self.profile = profile
+        if self._fleet is not None:
+            self.metrics.set_profile_version(
+                report.profile_info(profile, self._fleet, self.config.fleet.group).version
+            )
+
+    # ------------------------------------------------------------------ what others ask
+
+    def _engine_load(self) -> EngineLoad:
+        stats = [engine.stats() for engine in self.local.engines().values()]
+        return EngineLoad(
+            queue_depth=sum(s.queue_depth for s in stats),
+            slots_busy=sum(s.slots_busy for s in stats),
+            slots_total=sum(s.slots_total for s in stats),
+        )
+
+    def _load_snapshot(self) -> LoadSnapshot:
+        return self._sampler.latest() if self._sampler is not None else IDLE_LOAD
+
+    def _telemetry(self) -> dict[str, Any]:
+        return report.telemetry(self.status())
 
     def request_limits(self) -> RequestLimits:
         engine = self.profile.engine
@@ -249,48 +386,14 @@ class Daemon:
         )
 
     def status(self) -> DaemonStatus:
-        return DaemonStatus(
+        return report.daemon_status(
             device_id=self.config.device_id,
-            version=__version__,
             state=self._state,
-            models=tuple(self._model_infos()),
-            profile=ProfileInfo(name=self.profile.name),
-            uptime_s=time.monotonic() - self._started_at,
-            requests_local=self.pipeline.answered_local,
-            requests_cloud=self.pipeline.answered_cloud,
+            started_at=self._started_at,
+            models=report.model_infos(self._registry, self.local.engines(), self.local.default_model),
+            link=report.link_info(self._escalation),
+            load=report.load_info(self._sampler, self.profile),
+            budget=report.budget_info(self.budget),
+            profile=report.profile_info(self.profile, self._fleet, self.config.fleet.group),
+            answered=(self.pipeline.answered_local, self.pipeline.answered_cloud),
         )
-
-    def _model_infos(self) -> list[ModelInfo]:
-        infos = []
-        registry_ids = self._registry.ids() if self._registry else []
-        engines = self.local.engines()
-        for model_id in sorted(set(registry_ids) | set(engines)):
-            manifest = (
-                self._registry.manifest(model_id) if model_id in registry_ids and self._registry else None
-            )
-            if manifest is not None and manifest.format != "gguf":
-                continue
-            engine = engines.get(model_id)
-            stats = engine.stats() if engine else None
-            infos.append(
-                ModelInfo(
-                    id=model_id,
-                    quantization=manifest.quantization if manifest else "",
-                    context_length=manifest.context_length if manifest else 0,
-                    sha256=manifest.sha256 if manifest else "",
-                    loaded=stats is not None and stats.loaded,
-                    slots_total=stats.slots_total if stats else 0,
-                    slots_busy=stats.slots_busy if stats else 0,
-                    context_per_slot=stats.context_per_slot if stats else 0,
-                    queue_depth=stats.queue_depth if stats else 0,
-                    queue_capacity=stats.queue_capacity if stats else 0,
-                    is_default=model_id == self.local.default_model,
-                )
-            )
-        return infos
-
-    def _status_line(self) -> str:
-        stats = [engine.stats() for engine in self.local.engines().values()]
-        busy = sum(s.slots_busy for s in stats)
-        total = sum(s.slots_total for s in stats)
-        return f"{self._state}: {self.local.default_model}, {busy}/{total} slots busy"

@@ -1,0 +1,117 @@
+"""CloudAnswerer: a request's way to the cloud — released (redacted) by the privacy gate, charged to the budget,
+escalated over MQTT, and its answer restored before the caller sees it."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+from edged.domain import Delta, InferenceRequest, Message, Usage
+from edged.errors import CloudUnavailable
+from edged.escalation.client import EscalationClient, EscalationResult
+from edged.routing.budget import CloudBudget
+from edged.routing.decision import Link
+from edged.sovereignty.gate import ReplyReport, SensitivityGate
+from edged.sovereignty.redaction import CloudRelease
+from edged.sovereignty.verdict import Verdict
+from edged.v1 import inference_pb2 as pb
+from edged.v1.escalation_pb2 import EscalationRequest
+
+# Without a caller deadline a cloud answer may take this long; with one, the caller's deadline rules.
+DEFAULT_CLOUD_TIMEOUT_S = 120.0
+
+
+@dataclass(frozen=True, slots=True)
+class CloudOutcome:
+    """The end of a cloud answer, after its (restored) deltas."""
+
+    result: EscalationResult
+    release: CloudRelease
+    reply: ReplyReport | None
+
+
+class CloudAnswerer:
+    def __init__(
+        self, device_id: str, client: EscalationClient, gate: SensitivityGate, budget: CloudBudget
+    ) -> None:
+        self._device_id = device_id
+        self._client = client
+        self._gate = gate
+        self._budget = budget
+
+    def budget_exhausted(self) -> str | None:
+        return self._budget.exhausted()
+
+    def link(self) -> Link:
+        return Link.UP if self._client.is_up() else Link.DOWN
+
+    @property
+    def client(self) -> EscalationClient:
+        return self._client
+
+    async def release(self, request: InferenceRequest, verdict: Verdict) -> CloudRelease:
+        """What may leave the device (raises SensitiveDataBlocked for LOCAL_ONLY data)."""
+        return await asyncio.to_thread(self._gate.release, request.messages, verdict)
+
+    async def answer(
+        self, request: InferenceRequest, release: CloudRelease, deadline: float
+    ) -> AsyncIterator[Delta | CloudOutcome]:
+        """Restored deltas, then one CloudOutcome. Raises CloudUnavailable, DeadlineExceeded, BudgetExhausted."""
+        self._budget.charge_request()
+        restorer = release.stream_restorer()
+        raw: list[str] = []
+        events = self._client.stream(self._escalation(request, release.messages), deadline)
+        async with contextlib.aclosing(events):
+            async for event in events:
+                if isinstance(event, Delta):
+                    raw.append(event.text)
+                    text = restorer.feed(event.text)
+                    if text:
+                        yield Delta(text)
+                    continue
+                tail = restorer.finish()
+                if tail:
+                    yield Delta(tail)
+                self._budget.charge_tokens(event.usage.prompt_tokens + event.usage.completion_tokens)
+                reply = await asyncio.to_thread(self._gate.scan_reply, "".join(raw), release)
+                yield CloudOutcome(event, release, reply)
+                return
+        raise CloudUnavailable("the cloud reply ended without a result")
+
+    def _escalation(self, request: InferenceRequest, messages: tuple[Message, ...]) -> EscalationRequest:
+        params = request.params
+        message = EscalationRequest(
+            request_id=request.request_id,
+            device_id=self._device_id,
+            messages=[pb.ChatMessage(role=m.role, content=m.content) for m in messages],
+            max_tokens=params.max_tokens,
+            temperature=params.temperature,
+            top_p=params.top_p,
+            stop=list(params.stop),
+            json_schema=params.json_schema or "",
+            stream=True,
+            model=request.model or "",
+        )
+        if params.seed is not None:
+            message.seed = params.seed
+        return message
+
+
+def cloud_deadline(request: InferenceRequest, now: float, keep_for_local: bool) -> float:
+    """When the cloud must have answered: the caller's deadline (half of what is left when the device must
+    still be able to answer after a cloud failure), or DEFAULT_CLOUD_TIMEOUT_S without one."""
+    if request.deadline is None:
+        return now + DEFAULT_CLOUD_TIMEOUT_S
+    left = request.deadline - now
+    return now + left / 2 if keep_for_local else request.deadline
+
+
+def usage_of(result: EscalationResult) -> Usage:
+    return Usage(result.usage.prompt_tokens, result.usage.completion_tokens)
+
+
+def elapsed_ms(since: float) -> float:
+    return (time.monotonic() - since) * 1000.0
