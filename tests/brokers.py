@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 import subprocess
@@ -20,7 +21,9 @@ def find_mosquitto() -> str:
         found = shutil.which(name)
         if found:
             return found
-    raise RuntimeError("mosquitto is not installed: run scripts/install (it installs Debian's mosquitto package)")
+    raise RuntimeError(
+        "mosquitto is not installed: run scripts/install (it installs Debian's mosquitto package)"
+    )
 
 
 def free_port() -> int:
@@ -64,13 +67,15 @@ class MosquittoBroker:
             "log_type warning",
             "log_type notice",
             "max_queued_messages 100000",
+            # as root, Mosquitto would drop to the `mosquitto` user, which cannot read pytest's private dirs
+            *(["user root"] if os.geteuid() == 0 else []),
             *self.extra_config,
         ]
         self.config_path.write_text("\n".join(lines) + "\n")
 
     def start(self, timeout: float = 10.0) -> None:
         self.write_config()
-        self.process = subprocess.Popen(  # noqa: S603 - fixed argv, no shell
+        self.process = subprocess.Popen(
             [find_mosquitto(), "-c", str(self.config_path)],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
@@ -80,7 +85,9 @@ class MosquittoBroker:
             if self.process.poll() is not None:
                 err = self.process.stderr.read().decode() if self.process.stderr else ""
                 log = self.log_path.read_text() if self.log_path.exists() else ""
-                raise RuntimeError(f"mosquitto exited with {self.process.returncode}: {err}{log}")
+                code = self.process.returncode
+                self.stop()
+                raise RuntimeError(f"mosquitto exited with {code}: {err}{log}")
             try:
                 with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
                     return

@@ -109,7 +109,7 @@ def _properties(text: str, numbers: list[str]) -> list[str]:
         last = integers[-1]
         props += [f"parity={last % 2}", f"lastdigit={last % 10}", f"prime={_is_prime(last)}"]
         digits = [len(str(i)) for i in integers]
-        props += [f"ndigits={min(6, max(digits))}", f"mindigits={min(6, min(digits))}"]
+        props += [f"ndigits={min(6, max(digits))}", f"mindigits={min(6, *digits)}"]
         props += [f"has{v}" for v in (0, 1) if v in integers]
     quoted = [a or b for a, b in _QUOTED.findall(text)]
     letters = [q.lower() for q in quoted if len(q) == 1]
