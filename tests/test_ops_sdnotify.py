@@ -35,7 +35,9 @@ class NotifyListener:
 
 @pytest.fixture(params=["path", "abstract"])
 def listener(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[NotifyListener]:
-    env_value = str(tmp_path / "notify.sock") if request.param == "path" else f"@edged-test-{uuid.uuid4().hex}"
+    env_value = (
+        str(tmp_path / "notify.sock") if request.param == "path" else f"@edged-test-{uuid.uuid4().hex}"
+    )
     listener = NotifyListener(env_value)
     yield listener
     listener.close()
