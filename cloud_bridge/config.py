@@ -2,7 +2,7 @@
 
 [broker]            the same schema as edged's [broker] (URL, credentials, TLS, reconnect bounds)
 group = "..."       shared-subscription group: workers of one group split the requests
-[backend]           type = "gguf" | "openai" | "sleep", then that backend's keys
+[backend]           type = "gguf" | "openai" | "sleep" | "echo", then that backend's keys
 """
 
 from __future__ import annotations
@@ -115,8 +115,19 @@ class SleepBackendSettings(StrictModel):
     )
 
 
+class EchoBackendSettings(StrictModel):
+    type: Literal["echo"] = Field(
+        default="echo",
+        description="Answers with the conversation it received (tests and demos: shows what reached the cloud).",
+    )
+    chunk_chars: Annotated[int, Field(ge=1, le=4096)] = Field(
+        default=8, description="Characters per streamed delta (each delta counts as one token)."
+    )
+
+
 BackendSettings = Annotated[
-    GgufBackendSettings | OpenAIBackendSettings | SleepBackendSettings, Field(discriminator="type")
+    GgufBackendSettings | OpenAIBackendSettings | SleepBackendSettings | EchoBackendSettings,
+    Field(discriminator="type"),
 ]
 
 
@@ -176,7 +187,7 @@ def parse_bridge_config(raw: Mapping[str, Any], source: str = "config") -> Bridg
 
 
 def _untag(key: str) -> str:
-    for kind in ("gguf", "openai", "sleep"):
+    for kind in ("gguf", "openai", "sleep", "echo"):
         tag = f"backend.{kind}."
         if key.startswith(tag):
             return "backend." + key[len(tag) :]

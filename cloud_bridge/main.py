@@ -29,7 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--config", type=Path, help="config file (TOML)")
     parser.add_argument("--broker", metavar="URL", help="mqtt://HOST:PORT or mqtts://HOST:PORT")
     parser.add_argument("--group", help="shared-subscription group (workers of one group split the load)")
-    parser.add_argument("--backend", choices=("gguf", "openai", "sleep"), help="backend type")
+    parser.add_argument("--backend", choices=("gguf", "openai", "sleep", "echo"), help="backend type")
     parser.add_argument("--model", metavar="PATH_OR_ID", help="GGUF file (gguf) or model id (openai)")
     parser.add_argument(
         "--openai-url", metavar="URL", help="base URL of an OpenAI-compatible API (implies openai)"

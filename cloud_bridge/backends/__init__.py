@@ -14,6 +14,7 @@ BACKENDS: dict[str, str] = {
     "gguf": "cloud_bridge.backends.gguf:GgufBackend",
     "openai": "cloud_bridge.backends.openai:OpenAIBackend",
     "sleep": "cloud_bridge.backends.sleep:SleepBackend",
+    "echo": "cloud_bridge.backends.echo:EchoBackend",  # test and demo backend
 }
 
 
