@@ -119,7 +119,7 @@ Trainer = Callable[[FloatArray, FloatArray, int], Network]
 
 def candidates() -> dict[str, Trainer]:
     out: dict[str, Trainer] = {}
-    for l2 in (1e-4, 1e-3, 1e-2):
+    for l2 in (1e-3, 1e-2, 3e-2, 1e-1):
         out[f"logistic(l2={l2:g})"] = lambda x, y, s, l2=l2: fit_network(x, y, l2, s, hidden=0)
     for l2 in (1e-3, 1e-2):
         out[f"mlp32(l2={l2:g})"] = lambda x, y, s, l2=l2: fit_network(x, y, l2, s, hidden=32)

@@ -18,6 +18,7 @@ from edged.errors import EngineError
 
 logger = logging.getLogger(__name__)
 
+
 @dataclass(frozen=True, slots=True)
 class LocalAnswer:
     text: str

@@ -25,7 +25,7 @@ import zlib
 import numpy as np
 import numpy.typing as npt
 
-FEATURE_VERSION = 2
+FEATURE_VERSION = 3
 WORD_BUCKETS = 1024
 CHAR_BUCKETS = 1024
 CROSS_BUCKETS = 2048
@@ -35,6 +35,11 @@ _NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
 _QUOTED = re.compile(r"'([^'\n]{1,40})'|\"([^\"\n]{1,200})\"")
 _NAME = re.compile(r"\b[A-Z][a-z]+\b")
 _COMMON = frozenset({"The", "What", "Who", "How", "Is", "Answer", "Which", "Does", "Today", "A", "It"})
+_EXPRESSION = re.compile(
+    r"(\d+(?:,\d{3})*)\s*(\+|-|\*|/|×|÷|x|plus|minus|times|divided by|multiplied by)\s*(\d+(?:,\d{3})*)"
+)
+_SYMBOLS = {"+": "+", "plus": "+", "-": "-", "minus": "-", "*": "*", "×": "*", "x": "*", "times": "*"}
+_SYMBOLS |= {"multiplied by": "*", "/": "/", "÷": "/", "divided by": "/"}
 _SMALL_PRIMES = tuple(p for p in range(2, 1001) if all(p % d for d in range(2, int(p**0.5) + 1)))
 _TOKEN = re.compile(r"[a-z]+|\d+(?:[.,]\d+)*|[^\sa-z\d]")
 _SENTENCE_END = re.compile(r"[.!?](?:\s|$)")
@@ -121,7 +126,24 @@ def _properties(text: str, numbers: list[str]) -> list[str]:
             props.append(f"qcount={min(3, longest.count(letters[0]))}")
     position = _subject_position(text)
     if position:
-        props.append(f"subject={position}")
+        sentences = min(6, len(_SENTENCE_END.findall(text)))
+        props += [f"subject={position}", f"subject={position}:{sentences}"]
+    return props + _expression(text)
+
+
+def _expression(text: str) -> list[str]:
+    """The shape of the first binary arithmetic expression: operation, operand digits, result digits and
+    the trivial cases (equal operands, an operand of 0 or 1)."""
+    match = _EXPRESSION.search(text)
+    if match is None:
+        return []
+    a, b = (int(match.group(i).replace(",", "")) for i in (1, 3))
+    op = _SYMBOLS.get(match.group(2), "?")
+    result = {"+": a + b, "-": a - b, "*": a * b, "/": a // b if b else 0}.get(op, 0)
+    shape = f"{op}:{min(len(str(a)), 6)}x{min(len(str(b)), 6)}"
+    props = [f"op={op}", f"expr={shape}", f"expr={shape}:{min(len(str(abs(result))), 8)}"]
+    if a == b or {a, b} & {0, 1}:
+        props.append(f"trivial={op}")
     return props
 
 
@@ -173,7 +195,7 @@ def _word_hashes(tokens: list[str]) -> npt.NDArray[np.int64]:
 
 def _cross_hashes(tokens: list[str], props: list[str]) -> npt.NDArray[np.int64]:
     """Bucket ids of every (distinct word, property) pair."""
-    words = [t for t in set(tokens) if t[0].isalpha()]  # order is irrelevant to the counts
+    words = [t for t in set(tokens) if t[0].isalpha() or t in _SYMBOLS]  # order is irrelevant to the counts
     if not words or not props:
         return np.zeros(0, dtype=np.int64)
     w = _crc32s(words)
