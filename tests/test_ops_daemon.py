@@ -148,10 +148,10 @@ def test_sighup_with_a_broken_file_keeps_serving_the_running_settings(
 
 
 def test_sigterm_lets_a_running_stream_finish_within_the_grace(tmp_path: Path) -> None:
-    config = small_engine_config(tmp_path, api={"grace_period_s": 120.0})
+    config = small_engine_config(tmp_path, api={"grace_period_s": 300.0})
     with served_daemon(tmp_path, config) as edged:
         ready = edged.wait_ready()
-        chunks = edged.stream(prompt=STORY, max_tokens=96, temperature=0.0)
+        chunks = edged.stream(prompt=STORY, max_tokens=48, temperature=0.0)
         received: list[tuple[float, pb.GenerateChunk]] = [(time.monotonic(), next(chunks))]
         edged.send(signal.SIGTERM)
         received += [(time.monotonic(), chunk) for chunk in chunks]
@@ -159,12 +159,12 @@ def test_sigterm_lets_a_running_stream_finish_within_the_grace(tmp_path: Path) -
         stopping = edged.wait_notification("STOPPING", "1", after=ready)
         last_at, last = received[-1]
         assert last.done, f"the stream ended without its last chunk: {edged.describe()}"
-        assert (last.finish_reason, last.usage.completion_tokens) == ("length", 96)
+        assert (last.finish_reason, last.usage.completion_tokens) == ("length", 48)
         assert not any(chunk.done for _, chunk in received[:-1])
         # The answer was still being produced when the drain began: its last chunk came after STOPPING=1.
         assert last_at > edged.notify.arrived_at(stopping), "the stream was over before the daemon drained"
         assert edged.wait_exit() == 0, edged.describe()
-        assert "draining: in-flight requests have 120.0s" in edged.log()
+        assert "draining: in-flight requests have 300.0s" in edged.log()
 
 
 def test_sigterm_cancels_a_stream_longer_than_the_grace(tmp_path: Path) -> None:
