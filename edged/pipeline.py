@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+import math
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -435,6 +436,8 @@ class InferencePipeline:
         """The local answer was judged too unsure: answer from the cloud; if the cloud fails, answer locally."""
         if self.metrics is not None:
             self.metrics.record_escalation("low_confidence")
+        if not stream.sent:
+            stream.first_token_at = None  # the caller's first token will be the cloud's
         try:
             async for item in self._via_cloud(
                 request, verdict, reasons, False, stream, keep_for_local=True, router_score=router_score
@@ -522,7 +525,8 @@ class InferencePipeline:
             logger.error("audit record for request %s could not be written: %s", request.request_id, exc)
 
 
-IDLE_LOAD = LoadSnapshot(SystemReading(), EngineLoad(), taken_at=0.0)  # when no sampler runs
+# When no sampler runs: a device with room to spare (no limit can be exceeded).
+IDLE_LOAD = LoadSnapshot(SystemReading(memory_available_mb=math.inf), EngineLoad(), taken_at=0.0)
 
 
 def _prompt_text(request: InferenceRequest) -> str:
