@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import pytest
 
+from edged.cli.eval import render
 from edged.config.routing import ScoreWeights
 from edged.domain import TokenSignals
 from edged.evaluation.items import EvalItem
@@ -95,3 +96,21 @@ def test_a_live_cloud_is_graded_too() -> None:
     summary = report(results)
     assert summary["cloud_accuracy"] == 0.0
     assert "router" not in summary["auroc"]  # no router ran
+
+
+def test_text_report_shows_signals_tasks_and_curve() -> None:
+    results = run_items(
+        ITEMS,
+        _answerer(),
+        router=FixedRouter(),
+        weights=ScoreWeights(bias=0.0, router_logit=1.0),
+        cloud=ReferenceCloud(),
+        max_tokens=16,
+    )
+    summary = report(results)
+    summary["cloud"] = "reference"
+    text = render(summary)
+    assert "items: 4   local accuracy: 0.500" in text
+    assert "router       0.625   0.500   0.750" in text
+    assert "cloud share for 95% of always-cloud quality:  0.750 (AUTO),  0.500 (oracle)" in text
+    assert "oracle     0.500 0.500 0.750 0.750 1.000" in text
