@@ -369,8 +369,13 @@ class InferencePipeline:
                 assert isinstance(event, TokenEvent)
                 if stream.first_token_at is None:
                     stream.first_token_at = time.monotonic()
-                if holding and (not stream.streaming or monitor is None or monitor.verdict is None):
-                    held.append(event.text)
+                if holding and (
+                    not stream.streaming
+                    or monitor is None
+                    or monitor.verdict is None
+                    or monitor.verdict.collapsed
+                ):
+                    held.append(event.text)  # undecided, or to be replaced by the cloud's answer
                     continue
                 if holding:  # the cascade has judged the first k tokens and kept the local answer
                     holding = False

@@ -15,6 +15,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from edged.config import parse_config
 from edged.config.profile import deep_merge
+from edged.routing.load import FakeSystemSource
 from edged.service.daemon import Daemon
 from edged.v1 import inference_pb2 as pb
 from edged.v1 import inference_pb2_grpc
@@ -56,15 +57,20 @@ class RunningDaemon:
 
 
 @contextmanager
-def running_daemon(tmp: Path, config: dict[str, Any] | None = None) -> Iterator[RunningDaemon]:
-    """Start a daemon on a socket under `tmp` with the bundled model; stop it afterwards."""
+def running_daemon(
+    tmp: Path, config: dict[str, Any] | None = None, load: FakeSystemSource | None = None
+) -> Iterator[RunningDaemon]:
+    """Start a daemon on a socket under `tmp` with the bundled model; stop it afterwards.
+
+    The device load it sees comes from `load` (a calm device by default), not from this busy test machine, so
+    load-aware routing happens only where a test asks for it."""
     base = {
         "device_id": "test-device",
         "state_dir": str(tmp / "state"),
         "api": {"socket": str(tmp / "edged.sock")},
         "engine": {"threads": 2, "slots": 4, "context_per_slot": 512, "max_tokens_cap": 256},
     }
-    daemon = Daemon(parse_config(deep_merge(base, config or {})))
+    daemon = Daemon(parse_config(deep_merge(base, config or {})), load_source=load or FakeSystemSource())
     loop = asyncio.new_event_loop()
     result: dict[str, int] = {}
 
