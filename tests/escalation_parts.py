@@ -35,6 +35,7 @@ from edged.escalation.client import EscalationClient
 from edged.v1.escalation_pb2 import EscalationChunk, EscalationRequest
 from edged.v1.inference_pb2 import ChatMessage
 from tests.brokers import MosquittoBroker, free_port
+from tests.ops_support import toml_document
 
 WAIT_S = 20.0  # generous: a wait that runs out fails the test; it never measures speed
 MODEL_WAIT_S = 300.0  # a real model on 2 shared cores: deadlines for answers that run a model
@@ -59,6 +60,15 @@ async def until(condition: Callable[[], bool], what: str, timeout: float = WAIT_
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
         await asyncio.sleep(0.01)
+
+
+def wait_until(condition: Callable[[], bool], what: str, timeout: float = WAIT_S) -> None:
+    """`until` for synchronous tests (a daemon on its own thread, a worker process)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.01)
 
 
 # Mosquitto started as root drops to the `mosquitto` user, which cannot read pytest's 0700 temp dirs (password
@@ -163,6 +173,16 @@ def spawn_worker(
     ]
     with (tmp / f"{worker_id}.log").open("wb") as log:  # the child keeps its own descriptor
         return subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env)
+
+
+def worker_config_file(tmp: Path, name: str, backend: dict[str, Any] | None = None) -> Path:
+    """A worker config for tests: fast reconnects, a short drain, and `backend` (None: the default Gemma)."""
+    doc: dict[str, Any] = {"drain_timeout_s": 1.0, "broker": {"reconnect_min_s": 0.1, "reconnect_max_s": 0.5}}
+    if backend is not None:
+        doc["backend"] = backend
+    path = tmp / f"{name}.toml"
+    path.write_text(toml_document(doc))
+    return path
 
 
 def stop_process(process: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> int:

@@ -1,0 +1,370 @@
+"""Escalation through a real daemon: gRPC in, MQTT out to real `edged-cloud-bridge` processes, and back.
+
+One Mosquitto and one daemon (the bundled SmolLM2, `broker.url` set, so the privacy gate and the cloud link
+are loaded) serve the module. Its `routing.confidence_threshold` is 1.0: every local answer counts as unsure,
+so a PREFER_LOCAL request escalates after generating locally, and AUTO requests set `router_threshold` 1.0 to
+go to the cloud before generating. Each test starts the worker processes it needs and stops them before the
+next. The sleep backend answers where the content does not matter; Gemma 3 270M where it does.
+
+No assertion measures time: "within the deadline" means the call returned its answer (or its error) rather
+than the client's own DEADLINE_EXCEEDED, and waits for state are bounded and fail by naming what they waited for.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import signal
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import grpc
+import pytest
+
+from edged.escalation.client import EscalationClient
+from edged.v1 import inference_pb2 as pb
+from edged.v1.escalation_pb2 import EscalationChunk
+from tests.brokers import MosquittoBroker
+from tests.daemon_harness import RunningDaemon, running_daemon
+from tests.escalation_parts import (
+    MODEL_WAIT_S,
+    WAIT_S,
+    run_async,
+    spawn_worker,
+    start_observer,
+    stop_process,
+    wait_until,
+    worker_config_file,
+)
+
+pytestmark = [pytest.mark.mqtt, pytest.mark.slow]
+
+DEVICE = "esc-device"
+CLOUD_TEXT = "one two three four five six"
+PROMPT = "How do tides work?"
+DEADLINE_S = MODEL_WAIT_S  # the caller's deadline where the local model may answer (2 shared cores)
+SHORT_DEADLINE_S = 16.0  # a deadline a slow worker overruns: half for the cloud, half for the local fallback
+GEMMA_MODEL = "gemma-3-270m-q4_k_m"
+LOCAL_MODEL = "smollm2-135m-instruct-q4_1"
+EDGED = str(Path(sys.executable).with_name("edged"))
+T = TypeVar("T")
+
+
+@pytest.fixture(scope="module")
+def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MosquittoBroker]:
+    with MosquittoBroker(workdir=tmp_path_factory.mktemp("broker")) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def daemon(broker: MosquittoBroker, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningDaemon]:
+    config = {
+        "device_id": DEVICE,
+        "broker": {"url": broker.url, "reconnect_min_s": 0.1, "reconnect_max_s": 0.5},
+        "routing": {"confidence_threshold": 1.0},
+    }
+    with running_daemon(tmp_path_factory.mktemp("edged"), config) as running:
+        yield running
+
+
+def escalation_client(daemon: RunningDaemon) -> EscalationClient:
+    cloud = daemon.daemon.pipeline.cloud
+    assert cloud is not None, "the daemon has no cloud link"
+    return cloud.client
+
+
+class Workers:
+    """`edged-cloud-bridge` processes for one test; each is taken as ready once the daemon sees its presence."""
+
+    def __init__(self, broker: MosquittoBroker, daemon: RunningDaemon, tmp: Path) -> None:
+        self._broker = broker
+        self._client = escalation_client(daemon)
+        self._tmp = tmp
+        self._processes: list[subprocess.Popen[bytes]] = []
+
+    def start(self, name: str, backend: dict[str, Any] | None = None) -> subprocess.Popen[bytes]:
+        """A worker with `backend` (None: the default Gemma), once the daemon knows it is online."""
+        config = worker_config_file(self._tmp, name, backend)
+        process = spawn_worker(self._broker.url, name, self._tmp, "--config", str(config))
+        self._processes.append(process)
+        online = len(self._processes)
+
+        def ready() -> bool:
+            assert process.poll() is None, f"worker {name} exited: {self.log(name)}"
+            return self._client.workers_online() >= online
+
+        wait_until(ready, f"worker {name}'s presence", MODEL_WAIT_S if backend is None else WAIT_S)
+        return process
+
+    def sleeping(self, name: str, *, delay_s: float = 0.0, text: str = CLOUD_TEXT) -> subprocess.Popen[bytes]:
+        return self.start(name, {"type": "sleep", "delay_s": delay_s, "text": text})
+
+    def log(self, name: str) -> str:
+        path = self._tmp / f"{name}.log"
+        return path.read_text() if path.exists() else ""
+
+    def stop_all(self) -> None:
+        for process in self._processes:
+            stop_process(process)
+        wait_until(lambda: self._client.workers_online() == 0, "the workers' presence to clear")
+
+
+@pytest.fixture
+def workers(broker: MosquittoBroker, daemon: RunningDaemon, tmp_path: Path) -> Iterator[Workers]:
+    started = Workers(broker, daemon, tmp_path)
+    try:
+        yield started
+    finally:
+        started.stop_all()
+
+
+def ask(
+    mode: pb.Mode.ValueType, prompt: str = PROMPT, *, max_tokens: int = 8, **extra: Any
+) -> pb.GenerateRequest:
+    return pb.GenerateRequest(prompt=prompt, mode=mode, max_tokens=max_tokens, temperature=0.0, **extra)
+
+
+def refusal(daemon: RunningDaemon, request: pb.GenerateRequest, timeout: float) -> grpc.RpcError:
+    """The error a unary call ends with (failing the test if it answers)."""
+    with pytest.raises(grpc.RpcError) as caught:
+        daemon.stub.Generate(request, timeout=timeout)
+    error: grpc.RpcError = caught.value
+    return error
+
+
+def edged_status(daemon: RunningDaemon, *flags: str) -> str:
+    done = subprocess.run(
+        [EDGED, "status", "--socket", str(daemon.socket), *flags],
+        capture_output=True,
+        text=True,
+        timeout=WAIT_S,
+        check=True,
+    )
+    return done.stdout
+
+
+# ---- answers from the cloud ------------------------------------------------------------------------------
+
+
+def test_a_cloud_only_answer_arrives_from_the_cloud(daemon: RunningDaemon, workers: Workers) -> None:
+    workers.sleeping("unary")
+    response = daemon.stub.Generate(ask(pb.CLOUD_ONLY), timeout=WAIT_S)
+    assert response.text == CLOUD_TEXT
+    assert response.finish_reason == "stop"
+    p = response.provenance
+    assert (p.source, p.model, p.degraded, p.device_id) == (pb.CLOUD, "sleep", False, DEVICE)
+    assert list(p.reasons) == ["mode=CLOUD_ONLY", "answered=cloud"]
+    assert response.usage.completion_tokens == len(CLOUD_TEXT.split())
+
+
+def test_a_streamed_cloud_answer_arrives_in_order_with_provenance_on_the_last_chunk(
+    daemon: RunningDaemon, workers: Workers
+) -> None:
+    workers.sleeping("streamed")
+    chunks = list(daemon.stub.GenerateStream(ask(pb.CLOUD_ONLY), timeout=WAIT_S))
+    *body, last = chunks
+    words = CLOUD_TEXT.split(" ")
+    assert [c.delta for c in body] == [words[0], *(" " + word for word in words[1:])]
+    assert not any(c.done or c.HasField("provenance") for c in body)
+    assert last.done
+    assert last.delta == ""
+    assert (last.provenance.source, last.provenance.model) == (pb.CLOUD, "sleep")
+    assert list(last.provenance.reasons) == ["mode=CLOUD_ONLY", "answered=cloud"]
+    assert last.finish_reason == "stop"
+
+
+@pytest.mark.parametrize(
+    ("mode", "extra", "rule"),
+    [
+        (pb.PREFER_CLOUD, {}, None),
+        (pb.AUTO, {"router_threshold": 1.0}, r"router_score=0\.\d\d<threshold=1\.00"),
+        (pb.PREFER_LOCAL, {}, r"confidence(@\d+)?=0\.\d\d<threshold=1\.00"),
+    ],
+    ids=["prefer_cloud", "auto", "prefer_local"],
+)
+def test_each_mode_that_may_escalate_goes_to_the_cloud(
+    daemon: RunningDaemon, workers: Workers, mode: pb.Mode.ValueType, extra: dict[str, Any], rule: str | None
+) -> None:
+    workers.sleeping("modes")
+    response = daemon.stub.Generate(ask(mode, **extra), timeout=DEADLINE_S)
+    assert (response.text, response.provenance.source) == (CLOUD_TEXT, pb.CLOUD)
+    reasons = list(response.provenance.reasons)
+    assert reasons[0] == f"mode={pb.Mode.Name(mode)}"
+    assert reasons[-1] == "answered=cloud"
+    assert not response.provenance.degraded
+    if rule is not None:
+        assert any(re.fullmatch(rule, reason) for reason in reasons), reasons
+
+
+def test_gemma_answers_an_escalated_question_unary_and_streamed(
+    daemon: RunningDaemon, workers: Workers
+) -> None:
+    workers.start("gemma")  # no backend section: the worker's default, Gemma 3 270M in process
+    question = ask(pb.CLOUD_ONLY, "What is the capital of France?", max_tokens=8)
+    response = daemon.stub.Generate(question, timeout=DEADLINE_S)
+    assert "Paris" in response.text
+    assert (response.provenance.source, response.provenance.model) == (pb.CLOUD, GEMMA_MODEL)
+    chunks = list(daemon.stub.GenerateStream(question, timeout=DEADLINE_S))
+    assert "".join(c.delta for c in chunks) == response.text  # greedy: the same answer, in pieces
+    assert chunks[-1].provenance.model == GEMMA_MODEL
+
+
+# ---- failures: the device answers, or the caller hears why before its deadline -----------------------------
+
+
+def test_cloud_only_without_any_worker_is_unavailable(daemon: RunningDaemon) -> None:
+    assert escalation_client(daemon).workers_online() == 0
+    error = refusal(daemon, ask(pb.CLOUD_ONLY), DEADLINE_S)
+    assert error.code() == grpc.StatusCode.UNAVAILABLE
+    assert "no cloud_bridge worker is subscribed" in (error.details() or "")
+
+
+async def _kill_once_taken(broker: MosquittoBroker, workers: Workers, call: Callable[[], T]) -> T:
+    """Run `call` (a blocking gRPC call) in a thread; once a worker has taken its escalation (chunk 0 on the
+    reply topic), SIGKILL that worker. Returns what the call returns, or raises what it raises."""
+    process = workers.sleeping("doomed", delay_s=60.0)
+    observer, replies = await start_observer(broker.url, f"edged/v1/{DEVICE}/reply/+")
+    try:
+        outcome = asyncio.ensure_future(asyncio.to_thread(call))
+        message = await asyncio.wait_for(replies.get(), DEADLINE_S)  # PREFER_LOCAL generates locally first
+        assert message is not None
+        taken = EscalationChunk.FromString(message.payload)
+        assert (taken.seq, taken.worker_id) == (0, "doomed")
+        process.kill()  # no DISCONNECT: the broker publishes the worker's Last Will, clearing its presence
+        return await outcome
+    finally:
+        stop_process(process, signal.SIGKILL)
+        await observer.stop()
+
+
+def _assert_local_fallback(provenance: pb.Provenance, mode: pb.Mode.ValueType) -> None:
+    p = provenance
+    assert (p.source, p.model, p.degraded) == (pb.LOCAL, LOCAL_MODEL, True)
+    reasons = list(p.reasons)
+    assert reasons[0] == f"mode={pb.Mode.Name(mode)}"
+    assert reasons[-3:] == ["cloud_failed:cloud_unavailable", "fallback=local", "answered=local"]
+
+
+@pytest.mark.parametrize(
+    ("mode", "extra"),
+    [(pb.PREFER_LOCAL, {}), (pb.AUTO, {"router_threshold": 1.0}), (pb.PREFER_CLOUD, {})],
+    ids=["prefer_local", "auto", "prefer_cloud"],
+)
+@run_async
+async def test_a_worker_killed_mid_request_leaves_the_answer_to_the_device(
+    broker: MosquittoBroker,
+    daemon: RunningDaemon,
+    workers: Workers,
+    mode: pb.Mode.ValueType,
+    extra: dict[str, Any],
+) -> None:
+    request = ask(mode, **extra)
+    # an answer, not the client's DEADLINE_EXCEEDED: it came within the deadline
+    response = await _kill_once_taken(
+        broker, workers, lambda: daemon.stub.Generate(request, timeout=DEADLINE_S)
+    )
+    assert response.text
+    _assert_local_fallback(response.provenance, mode)
+    assert daemon.status().link.in_flight == 0
+
+
+@run_async
+async def test_a_worker_killed_before_a_streamed_answer_began_leaves_it_to_the_device(
+    broker: MosquittoBroker, daemon: RunningDaemon, workers: Workers
+) -> None:
+    request = ask(pb.PREFER_CLOUD)
+    chunks = await _kill_once_taken(
+        broker, workers, lambda: list(daemon.stub.GenerateStream(request, timeout=DEADLINE_S))
+    )
+    *body, last = chunks
+    assert body
+    assert all(c.delta and not c.done for c in body)
+    assert last.done
+    _assert_local_fallback(last.provenance, pb.PREFER_CLOUD)
+
+
+@run_async
+async def test_a_worker_killed_mid_request_makes_cloud_only_unavailable(
+    broker: MosquittoBroker, daemon: RunningDaemon, workers: Workers
+) -> None:
+    request = ask(pb.CLOUD_ONLY)
+    with pytest.raises(grpc.RpcError) as caught:
+        await _kill_once_taken(broker, workers, lambda: daemon.stub.Generate(request, timeout=DEADLINE_S))
+    assert caught.value.code() == grpc.StatusCode.UNAVAILABLE  # not DEADLINE_EXCEEDED: within the deadline
+    assert "worker doomed went offline while answering" in (caught.value.details() or "")
+
+
+def test_a_worker_slower_than_the_deadline_leaves_prefer_cloud_answered_locally_in_time(
+    daemon: RunningDaemon, workers: Workers
+) -> None:
+    workers.sleeping("slow", delay_s=60.0)
+    response = daemon.stub.Generate(ask(pb.PREFER_CLOUD), timeout=SHORT_DEADLINE_S)
+    p = response.provenance
+    assert (p.source, p.degraded) == (pb.LOCAL, True)
+    assert list(p.reasons) == [
+        "mode=PREFER_CLOUD",
+        "cloud_failed:deadline_exceeded",
+        "fallback=local",
+        "answered=local",
+    ]
+
+
+def test_cloud_only_past_its_deadline_fails_and_releases_the_escalation(
+    daemon: RunningDaemon, workers: Workers
+) -> None:
+    workers.sleeping("stuck", delay_s=60.0)
+    error = refusal(daemon, ask(pb.CLOUD_ONLY), SHORT_DEADLINE_S)
+    assert error.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+    wait_until(lambda: daemon.status().link.in_flight == 0, "the escalation to be released")
+
+
+# ---- the link: status, broker down, broker back ------------------------------------------------------------
+
+
+def test_status_shows_the_link(broker: MosquittoBroker, daemon: RunningDaemon, workers: Workers) -> None:
+    workers.sleeping("status")
+    daemon.stub.Generate(ask(pb.CLOUD_ONLY), timeout=WAIT_S)
+    link = daemon.status().link
+    assert (link.state, link.broker, link.last_error, link.in_flight) == ("connected", broker.url, "", 0)
+    assert link.rtt_ms > 0
+    assert f"cloud link: connected to {broker.url}, rtt " in edged_status(daemon)
+    shown = json.loads(edged_status(daemon, "--json"))["link"]
+    assert (shown["state"], shown["broker"], shown["last_error"]) == ("connected", broker.url, "")
+    assert shown["rtt_ms"] > 0
+
+
+def test_broker_down_then_back(broker: MosquittoBroker, daemon: RunningDaemon, workers: Workers) -> None:
+    workers.sleeping("survivor")
+    broker.stop()
+    try:
+        wait_until(
+            lambda: daemon.status().link.state != "connected", "the daemon to notice the broker is gone"
+        )
+        link = daemon.status().link
+        assert link.state in ("connecting", "disconnected")
+        assert link.last_error
+        shown = edged_status(daemon)  # the last error changes with every failed reconnect: its shape only
+        assert re.search(
+            rf"^cloud link: (connecting|disconnected) to {broker.url}, .*last error: ", shown, re.M
+        )
+        # refused by the routing decision (link_down), not after waiting for anything
+        error = refusal(daemon, ask(pb.CLOUD_ONLY), DEADLINE_S)
+        assert error.code() == grpc.StatusCode.UNAVAILABLE
+        assert "link_down" in (error.details() or "")
+        response = daemon.stub.Generate(ask(pb.PREFER_CLOUD), timeout=DEADLINE_S)
+        p = response.provenance
+        assert (p.source, p.degraded) == (pb.LOCAL, True)
+        assert list(p.reasons) == ["mode=PREFER_CLOUD", "link_down", "answered=local"]
+    finally:
+        if broker.process is None:
+            broker.start()
+    client = escalation_client(daemon)
+    wait_until(lambda: daemon.status().link.state == "connected", "the daemon to reconnect")
+    wait_until(lambda: client.workers_online() == 1, "the worker to reconnect")
+    response = daemon.stub.Generate(ask(pb.CLOUD_ONLY), timeout=WAIT_S)
+    assert (response.text, response.provenance.source) == (CLOUD_TEXT, pb.CLOUD)
+    assert daemon.status().link.last_error == ""
