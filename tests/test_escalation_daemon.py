@@ -317,7 +317,10 @@ def test_cloud_only_past_its_deadline_fails_and_releases_the_escalation(
     daemon: RunningDaemon, workers: Workers
 ) -> None:
     workers.sleeping("stuck", delay_s=60.0)
-    error = refusal(daemon, ask(pb.CLOUD_ONLY), SHORT_DEADLINE_S)
+    call = daemon.stub.Generate.future(ask(pb.CLOUD_ONLY), timeout=SHORT_DEADLINE_S)
+    wait_until(lambda: daemon.status().link.in_flight == 1, "GetStatus to show the escalation in flight")
+    error = call.exception(DEADLINE_S)
+    assert error is not None
     assert error.code() == grpc.StatusCode.DEADLINE_EXCEEDED
     wait_until(lambda: daemon.status().link.in_flight == 0, "the escalation to be released")
 
