@@ -72,7 +72,7 @@ def wait_until(condition: Callable[[], bool], what: str, timeout: float = WAIT_S
 
 
 # Mosquitto started as root drops to the `mosquitto` user, which cannot read pytest's 0700 temp dirs (password
-# files, certificates): keep it root in tests that hand it such files.
+# files, certificates): MosquittoBroker keeps it root by itself; a config written from scratch must say so too.
 AS_ROOT = ("user root",) if os.geteuid() == 0 else ()
 
 

@@ -12,7 +12,7 @@ from edged.comms.link import MqttLink
 from edged.comms.messages import LinkPhase, LinkState
 from edged.errors import CloudUnavailable, ConfigError, NoCloudLink
 from tests.brokers import MosquittoBroker, free_port
-from tests.escalation_parts import AS_ROOT, WAIT_S, broker_settings, make_tls, run_async, until
+from tests.escalation_parts import WAIT_S, broker_settings, make_tls, run_async, until
 
 pytestmark = [pytest.mark.mqtt]
 
@@ -104,7 +104,7 @@ def _password_broker(tmp_path: Path) -> MosquittoBroker:
     passwd = tmp_path / "passwd"
     subprocess.run(["mosquitto_passwd", "-c", "-b", str(passwd), "dev-a", "right"], check=True)
     return MosquittoBroker(
-        workdir=tmp_path / "mq", allow_anonymous=False, extra_config=(*AS_ROOT, f"password_file {passwd}")
+        workdir=tmp_path / "mq", allow_anonymous=False, extra_config=(f"password_file {passwd}",)
     )
 
 
@@ -138,7 +138,7 @@ async def test_a_missing_password_file_fails_at_start_naming_the_key(tmp_path: P
 
 def _tls_broker(tmp_path: Path, *, mutual: bool) -> tuple[MosquittoBroker, Path]:
     tls = make_tls(tmp_path / "tls")
-    lines = [*AS_ROOT, f"cafile {tls.ca}", f"certfile {tls.server_cert}", f"keyfile {tls.server_key}"]
+    lines = [f"cafile {tls.ca}", f"certfile {tls.server_cert}", f"keyfile {tls.server_key}"]
     if mutual:
         lines += ["require_certificate true", "use_identity_as_username true"]
     return MosquittoBroker(workdir=tmp_path / "mq", extra_config=tuple(lines)), tls.ca
