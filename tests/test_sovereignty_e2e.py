@@ -71,8 +71,9 @@ def classes_of(case: CorpusCase) -> list[str]:
     return sorted({CLASS_OF[entity] for entity, _value in case.values})
 
 
-def raw_values(cases: list[CorpusCase] = CASES) -> list[str]:
-    return sorted({value for case in cases for _entity, value in case.values})
+def raw_values() -> list[str]:
+    """Every personal value of the sample, as the caller wrote it."""
+    return sorted({value for case in CASES for _entity, value in case.values})
 
 
 @dataclass
