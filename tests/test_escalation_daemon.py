@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import re
 import signal
 import subprocess
@@ -371,3 +372,59 @@ def test_broker_down_then_back(broker: MosquittoBroker, daemon: RunningDaemon, w
     response = daemon.stub.Generate(ask(pb.CLOUD_ONLY), timeout=WAIT_S)
     assert (response.text, response.provenance.source) == (CLOUD_TEXT, pb.CLOUD)
     assert daemon.status().link.last_error == ""
+
+
+# ---- scripts/demo ------------------------------------------------------------------------------------------
+
+DEMO = Path(__file__).resolve().parents[1] / "scripts" / "demo"
+
+
+def _demo_env(tmp_path: Path) -> dict[str, str]:
+    """Gemma assembled under the test's directory, the demo's work directory too (so its removal shows)."""
+    return {**os.environ, "EDGED_DEMO_STATE": str(tmp_path / "state"), "TMPDIR": str(tmp_path)}
+
+
+def test_the_demo_shows_a_local_and_an_escalated_answer_then_stops_everything(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [str(DEMO)],
+        capture_output=True,
+        text=True,
+        timeout=2 * MODEL_WAIT_S,
+        env=_demo_env(tmp_path),
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    shown = done.stdout
+    assert "[LOCAL smollm2-135m-instruct-q4_1; mode=LOCAL_ONLY; answered=local]" in shown
+    assert f"[CLOUD {GEMMA_MODEL}; mode=CLOUD_ONLY; answered=cloud]" in shown
+    assert "answered: 1 local, 1 cloud" in shown
+    assert re.search(r"^cloud link: connected to mqtt://127\.0\.0\.1:\d+, rtt ", shown, re.M)
+    stopped = re.findall(r"^   (\S+) stopped$", shown, re.M)
+    assert stopped == ["edged", "cloud-bridge", "mosquitto"]  # reverse order, each exited cleanly
+    assert not list(tmp_path.glob("edged-demo.*"))  # the work directory is removed
+
+
+def test_ctrl_c_stops_the_demo_in_order(tmp_path: Path) -> None:
+    out = tmp_path / "demo.out"
+    with out.open("wb") as sink:
+        # its own process group, as a terminal's foreground job: Ctrl-C is SIGINT to the whole group
+        demo = subprocess.Popen(
+            [str(DEMO)],
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            env=_demo_env(tmp_path),
+            start_new_session=True,
+        )
+    try:
+        wait_until(
+            lambda: "worker connected and subscribed" in out.read_text(), "the demo's worker", MODEL_WAIT_S
+        )
+        os.killpg(demo.pid, signal.SIGINT)
+        assert demo.wait(MODEL_WAIT_S) == 130
+    finally:
+        stop_process(demo, signal.SIGKILL)
+    shown = out.read_text()
+    stopped = re.findall(r"^   (\S+) stopped", shown, re.M)
+    assert stopped[-2:] == ["cloud-bridge", "mosquitto"], shown
+    assert "[CLOUD" not in shown
+    assert not list(tmp_path.glob("edged-demo.*"))
