@@ -299,6 +299,25 @@ async def test_a_worker_killed_mid_request_makes_cloud_only_unavailable(
     assert "worker doomed went offline while answering" in (caught.value.details() or "")
 
 
+@pytest.mark.parametrize("mode", [pb.PREFER_CLOUD, pb.CLOUD_ONLY], ids=["prefer_cloud", "cloud_only"])
+def test_a_frozen_worker_is_given_up_after_the_accept_timeout(
+    daemon: RunningDaemon, workers: Workers, mode: pb.Mode.ValueType
+) -> None:
+    """SIGSTOP: still subscribed, its TCP connection open, but it never takes the request (no chunk 0)."""
+    frozen = workers.sleeping("frozen")
+    frozen.send_signal(signal.SIGSTOP)
+    try:
+        if mode == pb.CLOUD_ONLY:
+            error = refusal(daemon, ask(mode), DEADLINE_S)
+            assert error.code() == grpc.StatusCode.UNAVAILABLE
+            assert "no worker took the request within 2.0" in (error.details() or "")  # accept_timeout_s
+        else:
+            response = daemon.stub.Generate(ask(mode), timeout=DEADLINE_S)
+            _assert_local_fallback(response.provenance, mode)
+    finally:
+        frozen.send_signal(signal.SIGCONT)
+
+
 def test_a_worker_slower_than_the_deadline_leaves_prefer_cloud_answered_locally_in_time(
     daemon: RunningDaemon, workers: Workers
 ) -> None:
