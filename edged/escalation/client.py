@@ -272,7 +272,11 @@ class EscalationClient:
             chunk = await pending.next(deadline if pending.accepted else accept_by)
             if chunk is None:
                 if not pending.accepted:
-                    waited = self._settings.accept_timeout_s if accept_by < deadline else "the deadline"
+                    waited = (
+                        f"{self._settings.accept_timeout_s} s (broker.accept_timeout_s)"
+                        if accept_by < deadline
+                        else "the deadline"
+                    )
                     raise CloudUnavailable(f"no worker took the request within {waited}")
                 raise DeadlineExceeded(f"the cloud answer from {pending.worker_id} passed the deadline")
             if chunk.HasField("error") and chunk.error.code:
