@@ -1,6 +1,6 @@
 """Start-to-READY time and resident memory: `edged serve` vs `python -m llama_cpp.server`, same model file.
 
-    .venv/bin/python bench/startup_memory.py [--runs 3] [--threads N] [--markdown FILE]
+    .venv/bin/python bench/startup_memory.py [--runs 3] [--threads N] [--markdown FILE] [--breakdown]
 
 edged runs as systemd would run it, with its default config (only the socket and state directory are moved
 under a temporary directory): $NOTIFY_SOCKET points at a datagram socket this script owns, and the ready
@@ -13,7 +13,9 @@ memory (RSS, with any child processes) is read.
 
 llama_cpp.server runs twice: with its default context (2048 tokens: the "default config" row the goal is
 measured against) and with as many context tokens as edged's default slots x context_per_slot, since the KV
-cache is a large part of the difference. Goals: edged READY <= 3 s; edged RSS <= 1.2x llama_cpp.server's.
+cache is a large part of the difference. --breakdown adds edged rows with a 2048-token total context and
+without the pre-generation router (no onnxruntime session), to show where edged's extra memory goes.
+Goals: edged READY <= 3 s; edged RSS <= 1.2x llama_cpp.server's.
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ PROMPT = "What is the capital of France?"
 MAX_TOKENS = 16
 START_TIMEOUT_S = 120.0
 POLL_S = 0.02
+Variant = dict[str, dict[str, int | str]]  # config sections over edged's defaults: {section: {key: value}}
 # The channel exists before the socket does: without these, gRPC backs off for a second or more between tries.
 FAST_RECONNECT = [
     ("grpc.initial_reconnect_backoff_ms", 20),
@@ -151,12 +154,20 @@ class ReadyListener:
         self._sock.close()
 
 
-def edged_once(workdir: Path, threads: int) -> Run:
+def edged_once(workdir: Path, threads: int, variant: Variant | None = None) -> Run:
+    """One start of `edged serve` with the default config (plus `variant`, {section: {key: value}})."""
     sock_path = workdir / "edged.sock"
     config = workdir / "edged.toml"
-    config.write_text(
-        f'state_dir = "{workdir / "state"}"\n[api]\nsocket = "{sock_path}"\n[engine]\nthreads = {threads}\n'
-    )
+    sections: Variant = {
+        "api": {"socket": str(sock_path)},
+        "engine": {"threads": threads},
+    }
+    for name, values in (variant or {}).items():
+        sections[name] = sections.get(name, {}) | values
+    text = f"state_dir = {json.dumps(str(workdir / 'state'))}\n"
+    for name, table in sections.items():
+        text += f"[{name}]\n" + "".join(f"{key} = {json.dumps(value)}\n" for key, value in table.items())
+    config.write_text(text)
     log = workdir / "edged.log"
     listener = ReadyListener(workdir / "notify.sock")
     env = os.environ | {"NOTIFY_SOCKET": str(listener.path)}
@@ -255,22 +266,42 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=3, help="starts per server (medians are shown)")
     parser.add_argument("--threads", type=int, default=EngineSettings().threads, help="llama.cpp threads")
     parser.add_argument("--markdown", type=Path, help="also write the table to this file")
+    parser.add_argument(
+        "--breakdown",
+        action="store_true",
+        help="also run edged with a 2048-token total context and without the router (where the memory goes)",
+    )
     args = parser.parse_args()
     engine = EngineSettings()
     edged_ctx = engine.slots * engine.context_per_slot
+    small_ctx: Variant = {"engine": {"context_per_slot": 2048 // engine.slots}}
+    no_router: Variant = {"routing": {"router_model": "not-installed"}}
+    once: dict[str, Callable[[Path], Run]] = {
+        f"edged serve (defaults: {engine.slots} slots x {engine.context_per_slot})": (
+            lambda work: edged_once(work, args.threads)
+        ),
+        "llama_cpp.server (default n_ctx 2048)": lambda work: llama_server_once(work, 2048, args.threads),
+        f"llama_cpp.server (n_ctx {edged_ctx}, as edged)": (
+            lambda work: llama_server_once(work, edged_ctx, args.threads)
+        ),
+    }
+    if args.breakdown:
+        once |= {
+            f"edged, {engine.slots} slots x {2048 // engine.slots} (total context 2048)": (
+                lambda work: edged_once(work, args.threads, small_ctx)
+            ),
+            "edged, no pre-generation router (no onnxruntime)": (
+                lambda work: edged_once(work, args.threads, no_router)
+            ),
+            "edged, both": lambda work: edged_once(work, args.threads, small_ctx | no_router),
+        }
+    runs: dict[str, list[Run]] = {name: [] for name in once}
     with tempfile.TemporaryDirectory(prefix="bench-startup.") as tmp:
-        work = Path(tmp)
         # Interleaved (edged, server, server, edged, ...) so a change in machine load hits every row alike.
-        runs: dict[str, list[Run]] = {"edged": [], "default": [], "matched": []}
         for _ in range(args.runs):
-            runs["edged"].append(edged_once(work, args.threads))
-            runs["default"].append(llama_server_once(work, 2048, args.threads))
-            runs["matched"].append(llama_server_once(work, edged_ctx, args.threads))
-    rows = [
-        Row(f"edged serve (defaults: {engine.slots} slots x {engine.context_per_slot})", runs["edged"]),
-        Row("llama_cpp.server (default n_ctx 2048)", runs["default"]),
-        Row(f"llama_cpp.server (n_ctx {edged_ctx}, as edged)", runs["matched"]),
-    ]
+            for name, start in once.items():
+                runs[name].append(start(Path(tmp)))
+    rows = [Row(name, measured) for name, measured in runs.items()]
     header = (
         f"model: {model_file().name}; threads {args.threads}; {args.runs} starts each (interleaved); "
         f"RSS after one {MAX_TOKENS}-token answer; load average at the end {os.getloadavg()[0]:.2f}"
