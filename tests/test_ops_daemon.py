@@ -168,7 +168,7 @@ def test_sigterm_lets_a_running_stream_finish_within_the_grace(tmp_path: Path) -
 
 
 def test_sigterm_cancels_a_stream_longer_than_the_grace(tmp_path: Path) -> None:
-    grace_s = 1.0
+    grace_s = 0.5
     config = small_engine_config(tmp_path, api={"grace_period_s": grace_s})
     with served_daemon(tmp_path, config) as edged:
         edged.wait_ready()
