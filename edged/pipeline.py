@@ -323,6 +323,12 @@ class InferencePipeline:
 
     # ------------------------------------------------------------------ local first
 
+    def _cloud_reachable(self) -> bool:
+        """Asked by the cascade at its verdict: a collapse nobody can take over from runs to the end."""
+        return (
+            self.cloud is not None and self.cloud.link() is Link.UP and self.cloud.budget_exhausted() is None
+        )
+
     def _can_escalate(self, inputs: RouteInputs) -> bool:
         """Whether an unsure local answer could still be handed to the cloud."""
         return (
@@ -360,7 +366,8 @@ class InferencePipeline:
         holding = can_escalate and (monitor is not None or not stream.streaming)
         held: list[str] = []
         finish: FinishEvent | None = None
-        events = self.local.events(request, monitor.engine_hook() if monitor is not None else None)
+        hook = monitor.engine_hook(can_escalate=self._cloud_reachable) if monitor is not None else None
+        events = self.local.events(request, hook)
         async with contextlib.aclosing(events):
             async for event in events:
                 if isinstance(event, FinishEvent):

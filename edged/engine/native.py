@@ -118,7 +118,14 @@ class NativeContext:
     """One llama.cpp context holding `n_seq` sequences, and the batch fed to it."""
 
     def __init__(
-        self, model: NativeModel, n_seq: int, n_ctx: int, n_batch: int, threads: int, kv_unified: bool
+        self,
+        model: NativeModel,
+        n_seq: int,
+        n_ctx: int,
+        n_batch: int,
+        threads: int,
+        kv_unified: bool,
+        kv_cache_type: str = "f16",
     ) -> None:
         params = llama.llama_context_default_params()
         params.n_ctx = n_ctx
@@ -129,6 +136,9 @@ class NativeContext:
         # stream, so its attention is computed exactly as if it ran alone and greedy outputs do not depend on
         # what else is batched with it (with the unified pool they can differ in the last bits and diverge).
         params.kv_unified = kv_unified
+        if kv_cache_type == "q8_0":  # a quantised V cache needs llama.cpp's flash attention
+            params.type_k = params.type_v = llama.GGML_TYPE_Q8_0
+            params.flash_attn_type = llama.LLAMA_FLASH_ATTN_TYPE_ENABLED
         params.n_threads = threads
         params.n_threads_batch = threads
         params.no_perf = True

@@ -204,6 +204,7 @@ class LlamaEngine:
             n_batch=settings.batch_tokens,
             threads=settings.threads,
             kv_unified=settings.kv_unified,
+            kv_cache_type=settings.kv_cache_type,
         )
         self._warm_up()
         logger.info(

@@ -1,7 +1,7 @@
 """The daemon's lifecycle: one linear list of named startup steps, torn down in reverse.
 
-    state directory -> profile -> metrics endpoint -> load sampler -> router -> listeners (NOT_SERVING)
-      -> local model -> cloud link (privacy gate, audit, MQTT, escalation, fleet; with a broker only)
+    state directory -> profile -> metrics endpoint -> load sampler -> listeners (NOT_SERVING)
+      -> local model -> cloud link (router, privacy gate, audit, MQTT, escalation, fleet; with a broker only)
       -> serving (SERVING, READY=1)
 
 SIGTERM and SIGINT set one stop event; teardown then drains (health NOT_SERVING, no new RPCs, in-flight requests
@@ -107,7 +107,6 @@ class Daemon:
             Step("profile", self._resolve_profile),
             Step("metrics endpoint", self._start_metrics, self._stop_metrics),
             Step("load sampler", self._start_sampler, self._stop_sampler),
-            Step("router", self._load_router),
             Step("listeners", self._bind_listeners, self._close_listeners),
             Step("local model", self._load_model, self._close_model),
             Step("cloud link", self._connect_cloud, self._disconnect_cloud),
@@ -148,11 +147,6 @@ class Daemon:
         if self._sampler is not None:
             self._sampler.stop()
 
-    async def _load_router(self) -> None:
-        self.pipeline.router = await asyncio.to_thread(
-            load_router, self.config.models_dir, self.profile.routing.router_model
-        )
-
     async def _bind_listeners(self) -> None:
         servicer = InferenceServicer(self.pipeline, self.request_limits, self.status)
         self._api = ApiServer(self.config.api, servicer)
@@ -190,7 +184,12 @@ class Daemon:
             if config.fleet.enabled:
                 raise ConfigError("fleet", [("broker.url", None, "fleet.group needs a broker")])
             return
-        self._notifier.status("loading the privacy gate")
+        self._notifier.status("loading the router and the privacy gate")
+        # Both only matter when there is somewhere to route to and something that could leave the device, so a
+        # device without a broker does not pay their memory (onnxruntime, spaCy + Presidio).
+        self.pipeline.router = await asyncio.to_thread(
+            load_router, config.models_dir, self.profile.routing.router_model
+        )
         gate = await asyncio.to_thread(SensitivityGate.load, self.profile.privacy, metrics=self.metrics)
         self.pipeline.gate = gate
         self.pipeline.audit = AuditLog.open(config.state_dir, self.profile.privacy.audit)
