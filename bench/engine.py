@@ -14,6 +14,7 @@ prints ratios (absolute times on a shared 2-core machine are noise; ratios taken
 from __future__ import annotations
 
 import argparse
+import ctypes
 import functools
 import json
 import os
@@ -34,6 +35,8 @@ import httpx
 import llama_cpp as llama
 import numpy as np
 
+from edged.domain import Message
+from edged.engine.template import ChatTemplate
 from edged.models import ModelRegistry
 from edged.v1 import inference_pb2 as pb
 from edged.v1 import inference_pb2_grpc
@@ -68,48 +71,53 @@ def free_port() -> int:
 # ----------------------------------------------------------------------------- raw llama.cpp loop
 
 
-def raw_decode_loop(path: Path, threads: int, prompt: str, tokens: int, repeats: int) -> Run:
+class RawLoop:
     """The floor: one sequence, greedy, straight llama_decode calls from Python, no server around it."""
-    llama.llama_backend_init()
-    model = llama.llama_model_load_from_file(str(path).encode(), llama.llama_model_default_params())
-    vocab = llama.llama_model_get_vocab(model)
-    n_vocab = llama.llama_vocab_n_tokens(vocab)
-    params = llama.llama_context_default_params()
-    params.n_ctx, params.n_batch, params.n_threads, params.n_threads_batch = 1024, 512, threads, threads
-    ctx = llama.llama_init_from_model(model, params)
-    text = f"<|im_start|>user\n{prompt}<|im_end|>\n<|im_start|>assistant\n".encode()
-    buf = (llama.llama_token * 512)()
-    n_prompt = llama.llama_tokenize(vocab, text, len(text), buf, 512, False, True)
-    batch = llama.llama_batch_init(512, 0, 1)
-    total_tokens, total_time = 0, 0.0
-    for _ in range(repeats):
-        llama.llama_memory_clear(llama.llama_get_memory(ctx), True)
+
+    def __init__(self, path: Path, threads: int, prompt: str) -> None:
+        llama.llama_backend_init()
+        self.model = llama.llama_model_load_from_file(str(path).encode(), llama.llama_model_default_params())
+        vocab = llama.llama_model_get_vocab(self.model)
+        self.n_vocab = llama.llama_vocab_n_tokens(vocab)
+        params = llama.llama_context_default_params()
+        params.n_ctx, params.n_batch, params.n_threads, params.n_threads_batch = 1024, 512, threads, threads
+        self.ctx = llama.llama_init_from_model(self.model, params)
+        # the same prompt tokens edged decodes: the GGUF's own chat template (SmolLM2's adds a system turn)
+        meta = ctypes.create_string_buffer(1 << 16)
+        llama.llama_model_meta_val_str(self.model, b"tokenizer.chat_template", meta, len(meta))
+        text = ChatTemplate(meta.value.decode(), "", "").render((Message("user", prompt),)).encode()
+        self.prompt = (llama.llama_token * 512)()
+        self.n_prompt = llama.llama_tokenize(vocab, text, len(text), self.prompt, 512, False, True)
+        self.batch = llama.llama_batch_init(512, 0, 1)
+
+    def run(self, tokens: int) -> Run:
+        batch, n_prompt = self.batch, self.n_prompt
+        llama.llama_memory_clear(llama.llama_get_memory(self.ctx), True)
         start = time.perf_counter()
         batch.n_tokens = n_prompt
         for i in range(n_prompt):
-            batch.token[i], batch.pos[i], batch.n_seq_id[i] = buf[i], i, 1
+            batch.token[i], batch.pos[i], batch.n_seq_id[i] = self.prompt[i], i, 1
             batch.seq_id[i][0], batch.logits[i] = 0, i == n_prompt - 1
-        llama.llama_decode(ctx, batch)
+        llama.llama_decode(self.ctx, batch)
+        first = time.perf_counter() - start
         pos = n_prompt
         for _ in range(tokens):
-            logits = np.ctypeslib.as_array(llama.llama_get_logits_ith(ctx, -1), shape=(n_vocab,))
-            token = int(logits.argmax())
+            logits = np.ctypeslib.as_array(llama.llama_get_logits_ith(self.ctx, -1), shape=(self.n_vocab,))
             batch.n_tokens = 1
-            batch.token[0], batch.pos[0], batch.n_seq_id[0], batch.seq_id[0][0], batch.logits[0] = (
-                token,
-                pos,
-                1,
-                0,
-                True,
-            )
-            llama.llama_decode(ctx, batch)
+            batch.token[0], batch.pos[0], batch.n_seq_id[0] = int(logits.argmax()), pos, 1
+            batch.seq_id[0][0], batch.logits[0] = 0, True
+            llama.llama_decode(self.ctx, batch)
             pos += 1
-        total_time += time.perf_counter() - start
-        total_tokens += tokens
-    llama.llama_batch_free(batch)
-    llama.llama_free(ctx)
-    llama.llama_model_free(model)
-    return Run(total_tokens, total_time, [])
+        return Run(tokens, time.perf_counter() - start, [first])
+
+    def close(self) -> None:
+        llama.llama_batch_free(self.batch)
+        llama.llama_free(self.ctx)
+        llama.llama_model_free(self.model)
+
+
+def total(runs: list[Run]) -> Run:
+    return Run(sum(r.tokens for r in runs), sum(r.seconds for r in runs), [t for r in runs for t in r.ttft])
 
 
 # ----------------------------------------------------------------------------- servers
@@ -118,7 +126,7 @@ def raw_decode_loop(path: Path, threads: int, prompt: str, tokens: int, repeats:
 @contextmanager
 def edged_server(threads: int, slots: int, confidence: bool, workdir: Path) -> Iterator[str]:
     sock = workdir / f"edged-{slots}-{int(confidence)}.sock"
-    config = workdir / "edged.toml"
+    config = workdir / f"edged-{slots}-{int(confidence)}.toml"
     config.write_text(
         f'device_id = "bench"\nstate_dir = "{workdir / "state"}"\nlog_level = "WARNING"\n'
         f'[api]\nsocket = "{sock}"\nmax_concurrent_rpcs = 256\n'
@@ -288,6 +296,7 @@ def main() -> int:
     parser.add_argument("--tokens", type=int, default=64)
     parser.add_argument("--requests-per-client", type=int, default=2)
     parser.add_argument("--clients", default="1,4,8,16")
+    parser.add_argument("--rounds", type=int, default=6, help="interleaved single-stream rounds")
     parser.add_argument("--markdown", type=Path, help="also write the table here")
     args = parser.parse_args()
     path = ModelRegistry.from_dir().resolve(MODEL_ID).path
@@ -296,23 +305,32 @@ def main() -> int:
 
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        log("raw llama.cpp decode loop ...")
-        raw = raw_decode_loop(path, args.threads, PROMPTS[0], args.tokens, repeats=3)
         results: dict[str, dict[int, Run]] = {"edged": {}, "edged-noconf": {}, "llama_cpp.server": {}}
-        with edged_server(args.threads, max(levels), True, work) as target:
-            edged_client(target, 8)(PROMPTS[0])  # warm
-            log("edged single stream ...")
-            make: Callable[[], Client] = functools.partial(edged_client, target, args.tokens)
-            single = concurrent(make, 1, 3)
+        raw_loop = RawLoop(path, args.threads, PROMPTS[0])
+        with (
+            edged_server(args.threads, max(levels), True, work) as target,
+            edged_server(args.threads, max(levels), False, work) as target_off,
+        ):
+            on = functools.partial(edged_client, target, args.tokens)
+            off = functools.partial(edged_client, target_off, args.tokens)
+            for warm in (on, off):
+                warm()(PROMPTS[0])
+            # Interleaved rounds, so drifts of a shared machine hit every side alike.
+            log(f"single stream: raw loop, edged, edged without confidence, {args.rounds} rounds ...")
+            raw_runs, on_runs, off_runs = [], [], []
+            for _ in range(args.rounds):
+                raw_runs.append(raw_loop.run(args.tokens))
+                on_runs.append(concurrent(on, 1, 1))
+                off_runs.append(concurrent(off, 1, 1))
+            raw, single, single_off = total(raw_runs), total(on_runs), total(off_runs)
             for n in levels:
                 log(f"edged, {n} clients ...")
-                results["edged"][n] = concurrent(make, n, args.requests_per_client)
-        with edged_server(args.threads, max(levels), False, work) as target:
-            edged_client(target, 8)(PROMPTS[0])
-            log("edged without confidence signals ...")
-            make = functools.partial(edged_client, target, args.tokens)
-            single_off = concurrent(make, 1, 3)
-            results["edged-noconf"][8] = concurrent(make, 8, args.requests_per_client)
+                results["edged"][n] = concurrent(on, n, args.requests_per_client)
+            log("edged without confidence signals, 8 clients ...")
+            results["edged-noconf"][8] = total(
+                [concurrent(off, 8, 1) for _ in range(args.requests_per_client)]
+            )
+        raw_loop.close()
         with llama_cpp_server(path, args.threads) as url:
             openai_client(url, 8)(PROMPTS[0])
             for n in levels:
@@ -358,13 +376,13 @@ def main() -> int:
                 f"{pct(s.ttft, 95) / pct(e.ttft, 95):.2f}x faster",
             )
         )
-        off = results["edged-noconf"][8]
+        no_conf = results["edged-noconf"][8]
         rows.append(
             (
                 "confidence on vs off, 8 clients tok/s",
                 f"{e.tok_s:.1f}",
-                f"{off.tok_s:.1f}",
-                f"{(1 - e.tok_s / off.tok_s) * 100:+.1f}% slower (goal <= 5%)",
+                f"{no_conf.tok_s:.1f}",
+                f"{(1 - e.tok_s / no_conf.tok_s) * 100:+.1f}% slower (goal <= 5%)",
             )
         )
     rows.append(

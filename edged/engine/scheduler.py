@@ -400,7 +400,7 @@ class LlamaEngine:
             seq.sampler.sample(ctx, batch_index) if seq.sampler is not None else int(greedy[row])
             for row, (seq, batch_index) in enumerate(outputs)
         ]
-        signals = self._signals.signals(logits, chosen) if self._settings.confidence else None
+        signals = self._signals.signals(logits, chosen, greedy) if self._settings.confidence else None
         for row, (seq, _) in enumerate(outputs):
             self._advance(seq, chosen[row], signals[row] if signals is not None else None)
 
