@@ -10,7 +10,9 @@ REFERENCE = Path(__file__).resolve().parents[1] / "docs" / "configuration-refere
 
 
 def test_reference_matches_the_schema() -> None:
-    assert REFERENCE.read_text() == render(), "regenerate: python -m edged.config.reference > " + str(REFERENCE)
+    assert REFERENCE.read_text() == render(), "regenerate: python -m edged.config.reference > " + str(
+        REFERENCE
+    )
 
 
 def test_every_field_has_a_description() -> None:

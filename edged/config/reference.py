@@ -115,7 +115,9 @@ def render() -> str:
         "",
         "## Daemon config (`edged serve --config FILE`, `edged check-config FILE`)",
         "",
-        "The profile sections (" + ", ".join(f"`[{s}]`" for s in PROFILE_SECTIONS) + ") may also appear here as "
+        "The profile sections ("
+        + ", ".join(f"`[{s}]`" for s in PROFILE_SECTIONS)
+        + ") may also appear here as "
         "the device's defaults; a profile overrides them key by key.",
         "",
         *_table(DaemonConfig, skip=PROFILE_SECTIONS),
