@@ -9,6 +9,7 @@ from collections.abc import Iterator
 
 import grpc
 import pytest
+from google.protobuf import descriptor_pool, message_factory
 from grpc_health.v1 import health_pb2
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
 
@@ -55,6 +56,24 @@ def test_reflection_lists_the_service(edged: RunningDaemon) -> None:
     assert "grpc.health.v1.Health" in services
     method = database.FindFileContainingSymbol("edged.v1.Inference")
     assert method.name == "edged/v1/inference.proto"
+
+
+def test_a_reflection_client_calls_generate_with_no_proto_at_hand(edged: RunningDaemon) -> None:
+    """What grpcurl does: fetch the descriptors over reflection, build the request type, call the method."""
+    database = ProtoReflectionDescriptorDatabase(edged.channel)
+    pool = descriptor_pool.DescriptorPool(database)
+    service = pool.FindServiceByName("edged.v1.Inference")
+    method = service.FindMethodByName("Generate")
+    request_cls = message_factory.GetMessageClass(method.input_type)
+    response_cls = message_factory.GetMessageClass(method.output_type)
+    call = edged.channel.unary_unary(
+        f"/{service.full_name}/{method.name}",
+        request_serializer=lambda m: m.SerializeToString(),
+        response_deserializer=response_cls.FromString,
+    )
+    response = call(request_cls(prompt="Say hi.", max_tokens=4), timeout=60)
+    assert response.text
+    assert response.provenance.model == "smollm2-135m-instruct-q4_1"
 
 
 def test_unary_answer_is_deterministic_with_provenance_and_usage(edged: RunningDaemon) -> None:
