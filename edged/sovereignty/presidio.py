@@ -4,8 +4,10 @@ built: loading Presidio and spaCy takes a second or two and ~150 MB)."""
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
+from typing import Any
 
 from presidio_analyzer import AnalyzerEngine, RecognizerRegistry
 from presidio_analyzer.predefined_recognizers import SpacyRecognizer
@@ -88,4 +90,17 @@ class PresidioDetector:
                 score_threshold=self._threshold,
                 allow_list=self._allow_list,
             )
-        return disjoint([Finding(r.start, r.end, r.entity_type, float(r.score)) for r in results])
+        kept = [r for r in results if not _acronym_as_person(text, r)]
+        return disjoint([Finding(r.start, r.end, r.entity_type, float(r.score)) for r in kept])
+
+
+_ACRONYM = re.compile(r"^[A-Z][A-Z0-9]{1,5}$")
+
+
+def _acronym_as_person(text: str, result: Any) -> bool:
+    """spaCy's small English model tags short all-capital words ("MQTT", "HTTP") as PERSON; such a finding is
+    dropped unless a recognizer with name cues ("my name is ...") found it (those are not spaCy's NER)."""
+    if result.entity_type != "PERSON" or not _ACRONYM.match(text[result.start : result.end]):
+        return False
+    metadata = getattr(result, "recognition_metadata", None) or {}
+    return str(metadata.get("recognizer_name", "")) == "SpacyRecognizer"
