@@ -13,4 +13,5 @@ def test_acronyms_are_not_names_but_names_still_are() -> None:
     assert dict(gate.assess([Message("user", "What is MQTT?")]).entities) == {}
     assert dict(gate.assess([Message("user", "Is HTTP faster than QUIC?")]).entities) == {}
     assert gate.assess([Message("user", "My name is John Smith.")]).entities["PERSON"] == 1
+    assert gate.assess([Message("user", "my name is JOHN")]).entities["PERSON"] == 1
     assert gate.assess([Message("user", "I met Alice and Bob yesterday.")]).entities["PERSON"] == 2

@@ -95,12 +95,19 @@ class PresidioDetector:
 
 
 _ACRONYM = re.compile(r"^[A-Z][A-Z0-9]{1,5}$")
+# Words that introduce a name: after them an all-capital word is taken for a name, not an acronym.
+_NAME_CUE = re.compile(
+    r"(?:name is|name:|i'm|i am|dear|hi|hello|mr\.?|mrs\.?|ms\.?|miss|dr\.?|prof\.?|called|ask|tell|from:|to:)\s*$",
+    re.IGNORECASE,
+)
 
 
 def _acronym_as_person(text: str, result: Any) -> bool:
-    """spaCy's small English model tags short all-capital words ("MQTT", "HTTP") as PERSON; such a finding is
-    dropped unless a recognizer with name cues ("my name is ...") found it (those are not spaCy's NER)."""
+    """spaCy's small English model tags short all-capital words ("MQTT", "HTTP") as PERSON; such a finding of
+    spaCy's NER alone is dropped, unless a word that introduces a name comes right before it ("Dear JOHN")."""
     if result.entity_type != "PERSON" or not _ACRONYM.match(text[result.start : result.end]):
         return False
     metadata = getattr(result, "recognition_metadata", None) or {}
-    return str(metadata.get("recognizer_name", "")) == "SpacyRecognizer"
+    if str(metadata.get("recognizer_name", "")) != "SpacyRecognizer":
+        return False
+    return not _NAME_CUE.search(text[max(0, result.start - 24) : result.start])
