@@ -42,13 +42,22 @@ class RunningDaemon:
         return response
 
     def wait_idle(self, timeout: float = 10.0) -> pb.StatusResponse:
-        """Poll until no slot is busy and nothing is queued (bounded); returns the last status."""
+        """Poll until no slot is busy and nothing is queued (bounded); returns the last status.
+
+        Right after cancelling, the server may still count the cancelled RPCs against max_concurrent_rpcs, so a
+        RESOURCE_EXHAUSTED answer to the poll itself is retried."""
         deadline = time.monotonic() + timeout
-        status = self.status()
-        while (status.slots_busy or status.queue_depth) and time.monotonic() < deadline:
+        while True:
+            try:
+                status = self.status()
+            except grpc.RpcError as exc:
+                if exc.code() != grpc.StatusCode.RESOURCE_EXHAUSTED or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.02)
+                continue
+            if not (status.slots_busy or status.queue_depth) or time.monotonic() > deadline:
+                return status
             time.sleep(0.02)
-            status = self.status()
-        return status
 
     def stop(self) -> None:
         self.channel.close()
