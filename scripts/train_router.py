@@ -1,16 +1,21 @@
 #!/usr/bin/env python3
-"""Train the pre-generation router and the AUTO score, export the router to ONNX with its sha256 manifest.
+"""Train the pre-generation router, the answer model and the AUTO score; export both models to ONNX with
+their sha256 manifest.
 
 Reproducible: the data are files in the repository, every random choice comes from --seed, and the ONNX
-graph is written with fixed names, so the same inputs give the same bytes (and the same sha256).
+graphs are written with fixed names, so the same inputs give the same bytes (and the same sha256).
 
     inputs   bench/evalsets/train.jsonl (prompts) + models/router/train_labels.jsonl (SmolLM2's graded answers
              and per-token signals, from scripts/label_evalset.py)
-    model    candidates (logistic regression at several L2 strengths, a one-hidden-layer MLP) are compared by
-             5-fold cross-validated AUROC on the train items only; the best is refitted on all of them
-    AUTO     the AUTO score's weights are fitted on out-of-fold router scores (so they are not fooled by the
-             router's in-sample confidence) plus each answer's confidence summary
-    outputs  models/router/router.onnx and models/router/manifest.toml
+    router   prompt features only (before generation); candidates (logistic regression at several L2
+             strengths, a one-hidden-layer MLP) are compared by 5-fold cross-validated AUROC on the train
+             items only; the best is refitted on all of them
+    answer   the same selection over answer features (prompt + reply text + confidence summary, known after
+             generation at no extra model call)
+    AUTO     the AUTO score's weights are fitted on out-of-fold answer-model scores plus each answer's
+             confidence summary; the cascade's weights on out-of-fold router scores (a partial answer has no
+             finished reply). Out-of-fold, so neither is fooled by a model's in-sample confidence
+    outputs  models/router/router.onnx, models/router/answer.onnx and models/router/manifest.toml
 
     .venv/bin/pip install -e '.[train]'    # onnx, for writing the graph
     .venv/bin/python scripts/train_router.py [--seed 5]
@@ -21,7 +26,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,11 +40,18 @@ from edged.domain import ConfidenceSummary, TokenSignals
 from edged.evaluation import metrics
 from edged.evaluation.fit import fit_auto_weights
 from edged.evaluation.items import load_items
+from edged.routing.answer_features import (
+    ANSWER_FEATURE_VERSION,
+    DENSE_COLUMNS,
+    N_ANSWER_FEATURES,
+    answer_features,
+)
 from edged.routing.features import DENSE_FEATURES, FEATURE_VERSION, N_FEATURES, prompt_features
-from edged.routing.score import SIGNALS, auto_score
+from edged.routing.score import auto_score
 
 FloatArray = npt.NDArray[np.float64]
 FOLDS = 5
+PROMPT_DENSE = tuple(range(DENSE_FEATURES))
 
 
 @dataclass
@@ -59,25 +71,32 @@ class Network:
         return np.asarray(1.0 / (1.0 + np.exp(-(h @ self.out_w + self.out_b))), dtype=np.float64)
 
 
-def _standardiser(x: FloatArray) -> tuple[FloatArray, FloatArray]:
-    """Standardise the dense features; the hashed counts (log1p, 0..~3) stay as they are."""
+def _standardiser(x: FloatArray, dense: Sequence[int]) -> tuple[FloatArray, FloatArray]:
+    """Standardise the dense columns; the hashed counts (log1p, 0..~3) stay as they are."""
     shift = np.zeros(x.shape[1])
     scale = np.ones(x.shape[1])
-    dense = x[:, :DENSE_FEATURES]
-    std = dense.std(axis=0)
+    columns = list(dense)
+    std = x[:, columns].std(axis=0)
     std[std < 1e-9] = 1.0
-    shift[:DENSE_FEATURES] = dense.mean(axis=0)
-    scale[:DENSE_FEATURES] = 1.0 / std
+    shift[columns] = x[:, columns].mean(axis=0)
+    scale[columns] = 1.0 / std
     return shift, scale
 
 
 def fit_network(
-    x: FloatArray, y: FloatArray, l2: float, seed: int, *, hidden: int, epochs: int = 300
+    x: FloatArray,
+    y: FloatArray,
+    l2: float,
+    seed: int,
+    *,
+    hidden: int,
+    epochs: int = 300,
+    dense: Sequence[int] = PROMPT_DENSE,
 ) -> Network:
     """Logistic regression (hidden=0) or a one-hidden-layer MLP, trained full-batch with Adam from a seeded
     initialisation; L2 on the weights, not the biases."""
     rng = np.random.default_rng(seed)
-    shift, scale = _standardiser(x)
+    shift, scale = _standardiser(x, dense)
     h_in = (x - shift) * scale
     n, d = h_in.shape
     width = hidden or d
@@ -118,11 +137,23 @@ Trainer = Callable[[FloatArray, FloatArray, int], Network]
 
 
 def candidates() -> dict[str, Trainer]:
+    """The pre-router's candidates (prompt features)."""
     out: dict[str, Trainer] = {}
     for l2 in (1e-3, 1e-2, 3e-2, 1e-1):
         out[f"logistic(l2={l2:g})"] = lambda x, y, s, l2=l2: fit_network(x, y, l2, s, hidden=0)
     for l2 in (1e-3, 1e-2):
         out[f"mlp32(l2={l2:g})"] = lambda x, y, s, l2=l2: fit_network(x, y, l2, s, hidden=32)
+    return out
+
+
+def answer_candidates() -> dict[str, Trainer]:
+    """The answer model's candidates (answer features: prompt, reply and confidence)."""
+    out: dict[str, Trainer] = {}
+    for l2 in (3e-4, 1e-3, 1e-2):
+        out[f"logistic(l2={l2:g})"] = lambda x, y, s, l2=l2: fit_network(
+            x, y, l2, s, hidden=0, dense=DENSE_COLUMNS
+        )
+    out["mlp32(l2=0.001)"] = lambda x, y, s: fit_network(x, y, 1e-3, s, hidden=32, dense=DENSE_COLUMNS)
     return out
 
 
@@ -135,8 +166,8 @@ def out_of_fold(train: Trainer, x: FloatArray, y: FloatArray, seed: int) -> Floa
     return scores
 
 
-def to_onnx(net: Network, model_id: str) -> bytes:
-    """The network as an ONNX graph (opset 17): input "features" [N, n_features] -> output "p_local" [N]."""
+def to_onnx(net: Network, model_id: str, width: int) -> bytes:
+    """The network as an ONNX graph (opset 17): input "features" [N, width] -> output "p_local" [N]."""
     f32 = np.float32
     inits = [
         numpy_helper.from_array(net.shift.astype(f32), "shift"),
@@ -168,7 +199,7 @@ def to_onnx(net: Network, model_id: str) -> bytes:
     graph = helper.make_graph(
         nodes,
         model_id,
-        [helper.make_tensor_value_info("features", TensorProto.FLOAT, ["N", N_FEATURES])],
+        [helper.make_tensor_value_info("features", TensorProto.FLOAT, ["N", width])],
         [helper.make_tensor_value_info("p_local", TensorProto.FLOAT, ["N"])],
         inits,
     )
@@ -180,41 +211,113 @@ def to_onnx(net: Network, model_id: str) -> bytes:
     return bytes(model.SerializeToString())
 
 
-def load_training(
-    items_path: Path, labels_path: Path
-) -> tuple[list[str], FloatArray, list[ConfidenceSummary]]:
+@dataclass
+class Training:
+    prompts: list[str]
+    replies: list[str]
+    labels: FloatArray
+    summaries: list[ConfidenceSummary]
+
+
+def load_training(items_path: Path, labels_path: Path) -> Training:
     prompts = {item.id: item.prompt for item in load_items(items_path)}
     rows = [json.loads(line) for line in labels_path.read_text().splitlines() if line.strip()]
-    texts = [prompts[row["id"]] for row in rows]
-    labels = np.array([float(row["correct"]) for row in rows])
-    summaries = [ConfidenceSummary.of([TokenSignals(*s) for s in row["signals"]]) for row in rows]
-    return texts, labels, summaries
+    return Training(
+        prompts=[prompts[row["id"]] for row in rows],
+        replies=[row["reply"] for row in rows],
+        labels=np.array([float(row["correct"]) for row in rows]),
+        summaries=[ConfidenceSummary.of([TokenSignals(*s) for s in row["signals"]]) for row in rows],
+    )
 
 
 def _toml_value(value: float | str) -> str:
     return json.dumps(value) if isinstance(value, str) else repr(value)
 
 
-def manifest_text(
-    model_id: str, digest: str, weights: ScoreWeights, description: str, cv: dict[str, float]
-) -> str:
+def _weights_table(name: str, weights: ScoreWeights) -> list[str]:
+    return ["", f"[{name}]", *(f"{key} = {value!r}" for key, value in weights.model_dump().items())]
+
+
+@dataclass
+class Exported:
+    digest: str
+    answer_digest: str
+    weights: ScoreWeights
+    answer_weights: ScoreWeights
+
+
+def manifest_text(model_id: str, exported: Exported, description: str, cv: dict[str, float]) -> str:
     lines = [
-        "# The pre-generation router (written by scripts/train_router.py: do not edit by hand).",
+        "# The pre-generation router and the answer model (written by scripts/train_router.py: do not edit by hand).",
         f'id = "{model_id}"',
         'kind = "router"',
         'file = "router.onnx"',
-        f'sha256 = "{digest}"',
+        f'sha256 = "{exported.digest}"',
         f"feature_version = {FEATURE_VERSION}",
         f"n_features = {N_FEATURES}",
         f"description = {_toml_value(description)}",
+        *_weights_table("score_weights", exported.weights),
         "",
-        "[score_weights]",
-        *(f"{name} = {value!r}" for name, value in weights.model_dump().items()),
+        "[answer]",
+        'file = "answer.onnx"',
+        f'sha256 = "{exported.answer_digest}"',
+        f"feature_version = {ANSWER_FEATURE_VERSION}",
+        f"n_features = {N_ANSWER_FEATURES}",
+        *_weights_table("answer.weights", exported.answer_weights),
         "",
         "[metrics]",
         *(f"{name} = {round(value, 4)!r}" for name, value in cv.items()),
     ]
     return "\n".join(lines) + "\n"
+
+
+def select(
+    label: str, trainers: dict[str, Trainer], x: FloatArray, y: FloatArray, seed: int
+) -> tuple[str, FloatArray]:
+    """The candidate with the best 5-fold cross-validated AUROC, and its out-of-fold scores."""
+    cv: dict[str, FloatArray] = {}
+    for name, trainer in trainers.items():
+        cv[name] = out_of_fold(trainer, x, y, seed)
+        print(f"  {label} {name:20s} CV AUROC {metrics.auroc(cv[name], y > 0.5):.4f}", flush=True)
+    best = max(cv, key=lambda name: metrics.auroc(cv[name], y > 0.5) or 0.0)
+    return best, cv[best]
+
+
+def cv_report(
+    data: Training,
+    router: FloatArray,
+    answer: FloatArray,
+    weights: ScoreWeights,
+    answer_weights: ScoreWeights,
+) -> dict[str, float]:
+    """Cross-validated metrics of every signal (out-of-fold scores; the cloud taken as always right)."""
+    y = data.labels
+    summaries = data.summaries
+    auto_router = np.array([auto_score(float(r), c, weights) for r, c in zip(router, summaries, strict=True)])
+    auto = np.array([auto_score(float(a), c, answer_weights) for a, c in zip(answer, summaries, strict=True)])
+    conf = np.array([c.mean_logprob for c in summaries])
+    cloud = np.ones_like(y)
+    oracle = metrics.apgr(metrics.oracle_scores(y, cloud), y, cloud)
+    positive = y > 0.5
+
+    def skill(scores: FloatArray) -> float:
+        return metrics.skill(metrics.apgr(scores, y, cloud), oracle) or 0.0
+
+    return {
+        "cv_auroc_router": metrics.auroc(router, positive) or 0.0,
+        "cv_auroc_answer": metrics.auroc(answer, positive) or 0.0,
+        "cv_auroc_auto_router": metrics.auroc(auto_router, positive) or 0.0,
+        "cv_auroc_auto": metrics.auroc(auto, positive) or 0.0,
+        "cv_skill_router": skill(router),
+        "cv_skill_confidence": skill(conf),
+        "cv_skill_answer": skill(answer),
+        "cv_skill_auto_router": skill(auto_router),
+        "cv_skill_auto": skill(auto),
+        "cv_share_at_95_auto": metrics.cloud_share_at(auto, y, cloud) or 0.0,
+        "cv_share_at_95_oracle": metrics.cloud_share_at(metrics.oracle_scores(y, cloud), y, cloud) or 0.0,
+        "train_items": float(len(y)),
+        "train_local_accuracy": float(y.mean()),
+    }
 
 
 def main() -> None:
@@ -225,46 +328,50 @@ def main() -> None:
     parser.add_argument("--labels", type=Path, default=Path("models/router/train_labels.jsonl"))
     parser.add_argument("--out", type=Path, default=Path("models/router"))
     parser.add_argument("--seed", type=int, default=5)
-    parser.add_argument("--id", default="router-smollm2-v1")
+    parser.add_argument("--id", default="router-smollm2-v2")
     args = parser.parse_args()
 
-    texts, y, summaries = load_training(args.items, args.labels)
-    x = np.stack([prompt_features(t) for t in texts]).astype(np.float64)
-    print(f"{len(y)} training items, local accuracy {y.mean():.3f}, {x.shape[1]} features")
-    cv: dict[str, FloatArray] = {}
-    for name, trainer in candidates().items():
-        cv[name] = out_of_fold(trainer, x, y, args.seed)
-        print(f"  {name:22s} CV AUROC {metrics.auroc(cv[name], y > 0.5):.4f}")
-    best = max(cv, key=lambda name: metrics.auroc(cv[name], y > 0.5) or 0.0)
-    oof = cv[best]
-    weights = fit_auto_weights(list(oof), summaries, list(y > 0.5))
-    auto = np.array([auto_score(float(r), c, weights) for r, c in zip(oof, summaries, strict=True)])
-    conf = np.array([c.mean_logprob for c in summaries])
-    cloud = np.ones_like(y)
-    oracle = metrics.apgr(metrics.oracle_scores(y, cloud), y, cloud)
-    report = {
-        "cv_auroc_router": metrics.auroc(oof, y > 0.5) or 0.0,
-        "cv_auroc_auto": metrics.auroc(auto, y > 0.5) or 0.0,
-        "cv_skill_router": metrics.skill(metrics.apgr(oof, y, cloud), oracle) or 0.0,
-        "cv_skill_confidence": metrics.skill(metrics.apgr(conf, y, cloud), oracle) or 0.0,
-        "cv_skill_auto": metrics.skill(metrics.apgr(auto, y, cloud), oracle) or 0.0,
-        "train_items": float(len(y)),
-        "train_local_accuracy": float(y.mean()),
-    }
-    print(f"best: {best}; AUTO weights over {', '.join(('router_logit', *SIGNALS))}")
+    data = load_training(args.items, args.labels)
+    y = data.labels
+    x = np.stack([prompt_features(t) for t in data.prompts]).astype(np.float64)
+    xa = np.stack(
+        [
+            answer_features(p, r, c, v.astype(np.float32))
+            for p, r, c, v in zip(data.prompts, data.replies, data.summaries, x, strict=True)
+        ]
+    ).astype(np.float64)
+    print(f"{len(y)} training items, local accuracy {y.mean():.3f}, {x.shape[1]} / {xa.shape[1]} features")
+    best, oof = select("router", candidates(), x, y, args.seed)
+    best_answer, oof_answer = select("answer", answer_candidates(), xa, y, args.seed)
+    # [score_weights] stack the router score with the confidence summary (the cascade, judging a partial
+    # answer, and routers without an answer model); [answer.weights] stack the answer model's score (a
+    # finished answer). Both fitted on out-of-fold scores.
+    weights = fit_auto_weights(list(oof), data.summaries, list(y > 0.5))
+    answer_weights = fit_auto_weights(list(oof_answer), data.summaries, list(y > 0.5))
+    report = cv_report(data, oof, oof_answer, weights, answer_weights)
+    print(f"router: {best}; answer model: {best_answer}")
     for key, value in report.items():
         print(f"  {key:24s} {value:.4f}")
-    net = candidates()[best](x, y, args.seed)
-    data = to_onnx(net, args.id)
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "router.onnx").write_bytes(data)
-    digest = hashlib.sha256(data).hexdigest()
-    description = (
-        f"{best} over edged.routing.features v{FEATURE_VERSION}; trained with seed {args.seed} on "
-        f"{len(y)} items of {args.items} labelled through the engine by SmolLM2-135M-Instruct Q4_1 (greedy, 48 tokens)"
+    router_bytes = to_onnx(candidates()[best](x, y, args.seed), args.id, N_FEATURES)
+    answer_bytes = to_onnx(
+        answer_candidates()[best_answer](xa, y, args.seed), f"{args.id}-answer", N_ANSWER_FEATURES
     )
-    (args.out / "manifest.toml").write_text(manifest_text(args.id, digest, weights, description, report))
-    print(f"wrote {args.out / 'router.onnx'} (sha256 {digest}) and its manifest")
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "router.onnx").write_bytes(router_bytes)
+    (args.out / "answer.onnx").write_bytes(answer_bytes)
+    exported = Exported(
+        hashlib.sha256(router_bytes).hexdigest(),
+        hashlib.sha256(answer_bytes).hexdigest(),
+        weights,
+        answer_weights,
+    )
+    description = (
+        f"router {best} over edged.routing.features v{FEATURE_VERSION}, answer model {best_answer} over "
+        f"edged.routing.answer_features v{ANSWER_FEATURE_VERSION}; trained with seed {args.seed} on {len(y)} "
+        f"items of {args.items} labelled through the engine by SmolLM2-135M-Instruct Q4_1 (greedy, 48 tokens)"
+    )
+    (args.out / "manifest.toml").write_text(manifest_text(args.id, exported, description, report))
+    print(f"wrote router.onnx ({exported.digest}), answer.onnx ({exported.answer_digest}) and the manifest")
 
 
 if __name__ == "__main__":

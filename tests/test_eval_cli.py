@@ -54,7 +54,7 @@ def test_eval_json_through_the_engine(workdir: Path, capsys: pytest.CaptureFixtu
     assert {"auroc", "cloud_share_at_95", "cloud_share_at_95_oracle"} <= set(summary)
     assert summary["n"] == 4
     assert summary["cloud_accuracy"] == 1.0
-    assert set(summary["auroc"]) == {"router", "confidence", "auto"}
+    assert set(summary["auroc"]) == {"router", "confidence", "answer", "auto"}  # the shipped answer model ran
     records = [json.loads(line) for line in (workdir / "records.jsonl").read_text().splitlines()]
     assert [r["id"] for r in records] == ["a", "b", "c", "d"]
     assert summary["local_accuracy"] == sum(r["local_correct"] for r in records) / 4

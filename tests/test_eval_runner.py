@@ -10,14 +10,17 @@ positives {-0.1, -3.0} against negatives {-2.0, -0.5}, 2 of 4 pairs ordered righ
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import pytest
 
 from edged.cli.eval import render
 from edged.config.routing import ScoreWeights
-from edged.domain import TokenSignals
+from edged.domain import ConfidenceSummary, TokenSignals
 from edged.evaluation.items import EvalItem
 from edged.evaluation.local import LocalAnswer, ScriptedAnswerer
 from edged.evaluation.runner import ReferenceCloud, report, run_items
+from edged.routing.score import auto_score
 
 ITEMS = [
     EvalItem("i0", "What is 2 + 2?", "4", "number"),
@@ -114,3 +117,42 @@ def test_text_report_shows_signals_tasks_and_curve() -> None:
     assert "router       0.625   0.500   0.750" in text
     assert "cloud share for 95% of always-cloud quality:  0.750 (AUTO),  0.500 (oracle)" in text
     assert "oracle     0.500 0.500 0.750 0.750 1.000" in text
+
+
+class AnsweringRouter(FixedRouter):
+    """A router with an answer model at the seam: it ranks the finished answers perfectly."""
+
+    ANSWER: ClassVar[dict[str, float]] = {"i0": 0.8, "i1": 0.1, "i2": 0.2, "i3": 0.7}
+
+    def score_answer(self, prompt: str, reply: str, confidence: ConfidenceSummary) -> float | None:
+        item = next(i for i in ITEMS if i.prompt == prompt)
+        assert reply == REPLIES[item.id]
+        assert confidence.available
+        return self.ANSWER[item.id]
+
+    def finished_score(
+        self,
+        prompt: str,
+        reply: str,
+        router_score: float | None,
+        confidence: ConfidenceSummary,
+        weights: ScoreWeights,
+    ) -> float:
+        return auto_score(self.score_answer(prompt, reply, confidence), confidence, weights)
+
+
+def test_the_auto_score_stacks_the_answer_models_score() -> None:
+    results = run_items(
+        ITEMS,
+        _answerer(),
+        router=AnsweringRouter(),
+        weights=ScoreWeights(bias=0.0, router_logit=1.0),  # AUTO score = the answer model's score
+        cloud=ReferenceCloud(),
+        max_tokens=16,
+    )
+    assert [r.answer_score for r in results] == [0.8, 0.1, 0.2, 0.7]
+    summary = report(results)
+    assert summary["auroc"] == pytest.approx({"router": 0.75, "confidence": 0.5, "answer": 1.0, "auto": 1.0})
+    assert summary["apgr"] == pytest.approx(0.75)  # the oracle's: items 1 and 2 go first
+    assert summary["skill"] == pytest.approx(1.0)
+    assert summary["cloud_share_at_95"] == pytest.approx(0.5)

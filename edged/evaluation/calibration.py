@@ -3,7 +3,9 @@
 The policy is the daemon's: an item goes to the cloud when its router score is below `router_threshold`
 (before generation) or its AUTO score is below `confidence_threshold` (after). Calibration fits the AUTO
 score's weights on the set (logistic regression over the router score and confidence signals), then searches
-both thresholds on a grid of score quantiles:
+both thresholds on a grid of score quantiles. With a router that has an answer model the daemon scores a
+finished answer with that model and its own weights, so the confidence threshold is searched on those
+scores, and the fitted weights serve the cascade (which judges partial answers by the router score):
 
     --target-cloud-share X   the best quality whose cloud share is at most X
     --target-quality Q       the smallest cloud share whose quality is at least Q x always-cloud quality
@@ -84,6 +86,11 @@ def calibrate(
     auto = np.array(
         [auto_score(s, r.confidence, weights) for s, r in zip(router_scores, results, strict=True)]
     )
+    if all(r.answer_score is not None for r in results):
+        # A router with an answer model: the daemon judges finished answers by the answer model's AUTO score
+        # (its own trained weights), so the thresholds are searched on that; the fitted weights still serve
+        # the cascade.
+        auto = np.array([r.auto_score for r in results])
     local = np.array([float(r.local_correct) for r in results])
     cloud = np.array([float(r.cloud_correct) for r in results])
     grid = [

@@ -1,7 +1,8 @@
 """The eval runner: every item through the local path and the routing scores, then the routing metrics.
 
 For each item: the local answer (text and per-token signals, from a LocalAnswerer), its grade, the router
-score of the prompt, the confidence summary, the AUTO score (router + confidence, the weights the daemon
+score of the prompt, the answer model's score of the finished answer (when the router has one), the
+confidence summary, the AUTO score (answer-model or router score + confidence, the weights the daemon
 uses) and the cloud's grade (`ReferenceCloud`: always correct, the oracle upper bound routing papers use;
 or a live CloudAnswerer). `report()` turns the results into the numbers `edged eval` prints.
 """
@@ -11,7 +12,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -24,7 +25,7 @@ from edged.routing.score import auto_score
 
 logger = logging.getLogger(__name__)
 
-SIGNALS = ("router", "confidence", "auto")
+SIGNALS = ("router", "confidence", "answer", "auto")
 CURVE_SHARES = tuple(i / 10 for i in range(11))
 
 
@@ -42,6 +43,22 @@ class PromptScorer(Protocol):
     def score(self, prompt: str) -> float: ...
 
 
+@runtime_checkable
+class AnswerScorer(Protocol):
+    """A router that also scores finished answers (PromptRouter with an answer model)."""
+
+    def score_answer(self, prompt: str, reply: str, confidence: ConfidenceSummary) -> float | None: ...
+
+    def finished_score(
+        self,
+        prompt: str,
+        reply: str,
+        router_score: float | None,
+        confidence: ConfidenceSummary,
+        weights: ScoreWeights,
+    ) -> float: ...
+
+
 @dataclass(frozen=True, slots=True)
 class ItemResult:
     id: str
@@ -52,6 +69,7 @@ class ItemResult:
     router_score: float | None
     confidence: ConfidenceSummary
     auto_score: float
+    answer_score: float | None = None
 
 
 def run_items(
@@ -72,6 +90,11 @@ def run_items(
     for item, answer in zip(items, answers, strict=True):
         router_score = router.score(item.prompt) if router is not None else None
         confidence = ConfidenceSummary.of(list(answer.signals))
+        answer_score = None
+        auto = auto_score(router_score, confidence, weights)
+        if isinstance(router, AnswerScorer):
+            answer_score = router.score_answer(item.prompt, answer.text, confidence)
+            auto = router.finished_score(item.prompt, answer.text, router_score, confidence, weights)
         if isinstance(cloud, ReferenceCloud):
             cloud_correct = True
         else:
@@ -85,7 +108,8 @@ def run_items(
                 cloud_correct=cloud_correct,
                 router_score=router_score,
                 confidence=confidence,
-                auto_score=auto_score(router_score, confidence, weights),
+                auto_score=auto,
+                answer_score=answer_score,
             )
         )
     logger.debug("eval: %d items answered", len(results))
@@ -100,6 +124,8 @@ def signal_scores(results: Sequence[ItemResult]) -> dict[str, list[float]]:
     }
     if all(r.router_score is not None for r in results):
         out["router"] = [r.router_score or 0.0 for r in results]
+    if all(r.answer_score is not None for r in results):
+        out["answer"] = [r.answer_score or 0.0 for r in results]
     return {name: out[name] for name in SIGNALS if name in out}
 
 

@@ -3,12 +3,20 @@ alone the probability that the local answer will be acceptable.
 
 It lives in a models directory as `<name>/manifest.toml` beside its `.onnx` file:
 
-    id = "router-smollm2-v1"          kind = "router"          file = "router.onnx"
-    sha256 = "<64 hex>"               feature_version = 1      n_features = 2064
-    [score_weights]                   the AUTO score's weights trained with it (RoutingSettings.score_weights)
+    id = "router-smollm2-v2"          kind = "router"          file = "router.onnx"
+    sha256 = "<64 hex>"               feature_version = 3      n_features = 4112
+    [score_weights]                   AUTO score weights over the router score (RoutingSettings.score_weights)
+    [answer]                          the answer model (optional): file, sha256, feature_version, n_features
+    [answer.weights]                  a finished answer's AUTO score weights over the answer model's score
 
-The file's sha256 is checked before onnxruntime sees a byte (the verified bytes are what it loads), and the
-feature version and input width must match edged.routing.features: a stale or tampered model is refused.
+The answer model scores a finished local answer from the prompt, the reply and its confidence summary
+(edged.routing.answer_features); when the manifest has one, the AUTO score of a finished answer
+(`finished_score`) stacks its score with the confidence signals by `[answer.weights]`. The cascade, judging a
+partial answer, and a router without an answer model keep the router score and `score_weights` (or the
+profile's).
+
+Every file's sha256 is checked before onnxruntime sees a byte (the verified bytes are what it loads), and the
+feature versions and input widths must match this edged: a stale or tampered model is refused.
 """
 
 from __future__ import annotations
@@ -27,9 +35,12 @@ from pydantic import Field, ValidationError
 from edged.config.base import StrictModel, config_error
 from edged.config.profile import DeviceProfile
 from edged.config.routing import ScoreWeights
+from edged.domain import ConfidenceSummary
 from edged.errors import ConfigError, ModelError, ModelIntegrityError
 from edged.models.registry import default_models_dir
+from edged.routing.answer_features import ANSWER_FEATURE_VERSION, N_ANSWER_FEATURES, answer_features
 from edged.routing.features import FEATURE_VERSION, N_FEATURES, prompt_features
+from edged.routing.score import auto_score
 
 logger = logging.getLogger(__name__)
 
@@ -37,14 +48,27 @@ MANIFEST_NAME = "manifest.toml"
 MAX_MODEL_BYTES = 64 * 1024 * 1024
 
 
+_OnnxFile = Annotated[str, Field(min_length=1, max_length=255, pattern=r"^[A-Za-z0-9_.\-]+\.onnx$")]
+
+
+class AnswerModelEntry(StrictModel):
+    file: _OnnxFile = Field(description="The answer model's ONNX file, beside the manifest.")
+    sha256: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")] = Field(description="sha256 of the ONNX file.")
+    feature_version: Annotated[int, Field(ge=1, le=1000)] = Field(
+        description="edged.routing.answer_features version."
+    )
+    n_features: Annotated[int, Field(ge=1, le=1_000_000)] = Field(description="Width of the model's input.")
+    weights: ScoreWeights = Field(
+        description="AUTO score weights of a finished answer, over logit(answer score) and its signals."
+    )
+
+
 class RouterManifest(StrictModel):
     id: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.\-]+$")] = Field(
         description="Router model id, shown in status."
     )
     kind: Literal["router"] = Field(description="Manifest kind.")
-    file: Annotated[str, Field(min_length=1, max_length=255, pattern=r"^[A-Za-z0-9_.\-]+\.onnx$")] = Field(
-        description="The ONNX file, beside the manifest."
-    )
+    file: _OnnxFile = Field(description="The ONNX file, beside the manifest.")
     sha256: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")] = Field(description="sha256 of the ONNX file.")
     feature_version: Annotated[int, Field(ge=1, le=1000)] = Field(
         description="edged.routing.features version."
@@ -54,6 +78,9 @@ class RouterManifest(StrictModel):
         default="", description="What it was trained on."
     )
     score_weights: ScoreWeights = Field(description="AUTO score weights trained with this router.")
+    answer: AnswerModelEntry | None = Field(
+        default=None, description="The answer model that scores a finished local answer; optional."
+    )
     metrics: dict[str, float] = Field(default_factory=dict, description="Training-time metrics, informative.")
 
 
@@ -71,14 +98,14 @@ def load_manifest(path: Path) -> RouterManifest:
         raise ModelError(str(error)) from None
 
 
-class PromptRouter:
-    """Scores prompts with the verified ONNX model (thread-safe: an onnxruntime session allows concurrent
-    run() calls)."""
+class _OnnxScorer:
+    """One verified ONNX model: features [N, width] -> probability [N] (thread-safe: an onnxruntime session
+    allows concurrent run() calls)."""
 
-    def __init__(self, manifest: RouterManifest, model_bytes: bytes, source: str) -> None:
+    def __init__(self, model_bytes: bytes, source: str, width: int, label: str) -> None:
         import onnxruntime as ort  # noqa: PLC0415 - imported only when a router is configured
 
-        self.manifest = manifest
+        self._label = label
         options = ort.SessionOptions()
         # One thread: the model is a few thousand multiply-adds; hand-offs would cost more than they save.
         options.intra_op_num_threads = 1
@@ -90,13 +117,38 @@ class PromptRouter:
             raise ModelError(f"{source}: onnxruntime cannot load it: {exc}") from None
         inputs = self._session.get_inputs()
         self._input = inputs[0].name
-        width = inputs[0].shape[-1]
-        if len(inputs) != 1 or width != manifest.n_features:
-            raise ModelError(f"{source}: input width {width} does not match n_features {manifest.n_features}")
+        found = inputs[0].shape[-1]
+        if len(inputs) != 1 or found != width:
+            raise ModelError(f"{source}: input width {found} does not match n_features {width}")
+
+    def run(self, batch: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+        try:
+            (out,) = self._session.run(None, {self._input: batch})
+        except Exception as exc:  # translate onnxruntime's errors where they enter
+            raise ModelError(f"{self._label}: inference failed: {exc}") from None
+        return np.asarray(out, dtype=np.float32).reshape(-1)
+
+
+class PromptRouter:
+    """Scores prompts (and, with an answer model, finished local answers) with the verified ONNX models."""
+
+    def __init__(
+        self,
+        manifest: RouterManifest,
+        model_bytes: bytes,
+        source: str,
+        answer: tuple[bytes, str] | None = None,
+    ) -> None:
+        self.manifest = manifest
+        self._model = _OnnxScorer(model_bytes, source, manifest.n_features, f"router {manifest.id}")
+        self._answer: _OnnxScorer | None = None
+        if answer is not None and manifest.answer is not None:
+            width = manifest.answer.n_features
+            self._answer = _OnnxScorer(answer[0], answer[1], width, f"answer model {manifest.id}")
 
     @classmethod
     def load(cls, directory: Path) -> PromptRouter:
-        """Read `directory/manifest.toml`, verify the model file's sha256 and open it."""
+        """Read `directory/manifest.toml`, verify the model files' sha256 and open them."""
         manifest = load_manifest(directory / MANIFEST_NAME)
         if manifest.feature_version != FEATURE_VERSION or manifest.n_features != N_FEATURES:
             raise ModelError(
@@ -104,32 +156,66 @@ class PromptRouter:
                 f"do not match this edged ({FEATURE_VERSION} / {N_FEATURES}); retrain the router"
             )
         path = directory / manifest.file
-        data = _read_bounded(path)
-        digest = hashlib.sha256(data).hexdigest()
-        if digest != manifest.sha256:
-            raise ModelIntegrityError(
-                f"{path}: sha256 {digest} does not match the manifest's {manifest.sha256}"
-            )
-        router = cls(manifest, data, str(path))
-        logger.info("router %s loaded from %s", manifest.id, path)
+        data = _verified(path, manifest.sha256)
+        answer = None
+        if manifest.answer is not None:
+            entry = manifest.answer
+            if entry.feature_version != ANSWER_FEATURE_VERSION or entry.n_features != N_ANSWER_FEATURES:
+                raise ModelError(
+                    f"{directory}: answer feature_version {entry.feature_version} / n_features "
+                    f"{entry.n_features} do not match this edged ({ANSWER_FEATURE_VERSION} / "
+                    f"{N_ANSWER_FEATURES}); retrain the router"
+                )
+            answer_path = directory / entry.file
+            answer = (_verified(answer_path, entry.sha256), str(answer_path))
+        router = cls(manifest, data, str(path), answer)
+        logger.info("router %s loaded from %s (answer model: %s)", manifest.id, path, answer is not None)
         return router
+
+    @property
+    def has_answer_model(self) -> bool:
+        return self._answer is not None
 
     def score(self, prompt: str) -> float:
         """Probability that the local answer to `prompt` is acceptable."""
-        return float(self._run(prompt_features(prompt)[np.newaxis, :])[0])
+        return float(self._model.run(prompt_features(prompt)[np.newaxis, :])[0])
 
     def score_many(self, prompts: Sequence[str]) -> npt.NDArray[np.float64]:
         if not prompts:
             return np.zeros(0)
         batch = np.stack([prompt_features(p) for p in prompts])
-        return self._run(batch).astype(np.float64)
+        return self._model.run(batch).astype(np.float64)
 
-    def _run(self, batch: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
-        try:
-            (out,) = self._session.run(None, {self._input: batch})
-        except Exception as exc:  # translate onnxruntime's errors where they enter
-            raise ModelError(f"router {self.manifest.id}: inference failed: {exc}") from None
-        return np.asarray(out, dtype=np.float32).reshape(-1)
+    def score_answer(self, prompt: str, reply: str, confidence: ConfidenceSummary) -> float | None:
+        """Probability that this finished local answer is acceptable, from the prompt, the reply and its
+        confidence summary; None without an answer model."""
+        if self._answer is None:
+            return None
+        return float(self._answer.run(answer_features(prompt, reply, confidence)[np.newaxis, :])[0])
+
+    def finished_score(
+        self,
+        prompt: str,
+        reply: str,
+        router_score: float | None,
+        confidence: ConfidenceSummary,
+        weights: ScoreWeights,
+    ) -> float:
+        """The AUTO score of a finished local answer: the answer model's score stacked with the confidence
+        signals by the manifest's answer weights; without an answer model, auto_score(router_score,
+        confidence, weights) with the caller's (effective) weights."""
+        answer = self.score_answer(prompt, reply, confidence)
+        if answer is None or self.manifest.answer is None:
+            return auto_score(router_score, confidence, weights)
+        return auto_score(answer, confidence, self.manifest.answer.weights)
+
+
+def _verified(path: Path, sha256: str) -> bytes:
+    data = _read_bounded(path)
+    digest = hashlib.sha256(data).hexdigest()
+    if digest != sha256:
+        raise ModelIntegrityError(f"{path}: sha256 {digest} does not match the manifest's {sha256}")
+    return data
 
 
 def _read_bounded(path: Path) -> bytes:
