@@ -21,21 +21,25 @@ import logging
 import math
 import time
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
 
-from edged.cloud import CloudAnswerer, CloudOutcome, cloud_deadline, usage_of
+from edged.answers import (
+    AnswerStream,
+    cloud_answer,
+    escalation_reason,
+    failure_reason,
+    local_answer,
+    prompt_text,
+    refusal,
+)
+from edged.cloud import CloudAnswerer, CloudOutcome, cloud_deadline
 from edged.config.profile import DeviceProfile
 from edged.config.routing import ScoreWeights
 from edged.domain import (
     Answer,
-    ConfidenceSummary,
     Delta,
     InferenceRequest,
     Mode,
-    Provenance,
     Source,
-    Timing,
-    Usage,
 )
 from edged.engine import FinishEvent, TokenEvent
 from edged.errors import (
@@ -44,7 +48,6 @@ from edged.errors import (
     CloudUnavailable,
     DeadlineExceeded,
     EdgedError,
-    NoCloudLink,
     SensitiveDataBlocked,
 )
 from edged.local import LocalAnswerer
@@ -57,35 +60,12 @@ from edged.sovereignty.audit import AuditLog
 from edged.sovereignty.audit import Route as AuditRoute
 from edged.sovereignty.gate import SensitivityGate
 from edged.sovereignty.verdict import Verdict
-from edged.telemetry.metrics import EdgedMetrics, label_code
+from edged.telemetry.metrics import EdgedMetrics
 
 logger = logging.getLogger(__name__)
 
 # Errors after which a request that may be answered on either side falls back to the device.
 _CLOUD_FAILURES = (CloudUnavailable, DeadlineExceeded, BudgetExhausted)
-
-
-@dataclass(slots=True)
-class _Stream:
-    """What has reached the caller so far (once text is out, the answer's source is fixed)."""
-
-    streaming: bool
-    sent: bool = False
-    first_token_at: float | None = None
-    parts: list[str] = field(default_factory=list)
-
-    def emit(self, text: str) -> Delta | None:
-        if not text:
-            return None
-        if self.first_token_at is None:
-            self.first_token_at = time.monotonic()
-        self.parts.append(text)
-        self.sent = self.sent or self.streaming
-        return Delta(text)
-
-    @property
-    def text(self) -> str:
-        return "".join(self.parts)
 
 
 class InferencePipeline:
@@ -135,7 +115,7 @@ class InferencePipeline:
                 self.metrics.record_failure(request.mode, Cancelled("the caller went away"))
             raise
 
-    def record_refusal(self, mode: Mode, error: EdgedError) -> None:
+    def recordrefusal(self, mode: Mode, error: EdgedError) -> None:
         """A request refused before it reached the pipeline (it did not validate)."""
         if self.metrics is not None:
             self.metrics.record_failure(mode, error)
@@ -154,14 +134,14 @@ class InferencePipeline:
         router_score = self._router_score(request)
         inputs = self._inputs(request, profile, verdict, router_score)
         decision = decide(inputs)
-        stream = _Stream(streaming)
+        stream = AnswerStream(streaming)
         if decision.route is Route.REFUSE:
             self._record_audit(request, verdict, AuditRoute.DENIED, decision.reasons)
             if decision.refusal is SensitiveDataBlocked and verdict is not None:
                 if self.metrics is not None:
                     self.metrics.record_blocked_escalation(verdict.forced_by or "unknown")
                 raise verdict.blocked_error()
-            raise _refusal(decision)
+            raise refusal(decision)
         if decision.route is Route.CLOUD:
             async for item in self._cloud_first(request, verdict, decision, inputs, router_score, stream):
                 yield item
@@ -184,7 +164,7 @@ class InferencePipeline:
     def _router_score(self, request: InferenceRequest) -> float | None:
         if self.router is None or request.mode not in (Mode.AUTO, Mode.PREFER_LOCAL):
             return None
-        return self.router.score(_prompt_text(request))
+        return self.router.score(prompt_text(request))
 
     def _inputs(
         self,
@@ -218,11 +198,11 @@ class InferencePipeline:
         decision: RouteDecision,
         inputs: RouteInputs,
         router_score: float | None,
-        stream: _Stream,
+        stream: AnswerStream,
     ) -> AsyncIterator[Delta | Answer]:
         may_fall_back = request.mode is not Mode.CLOUD_ONLY
         if self.metrics is not None:
-            self.metrics.record_escalation(_escalation_reason(decision.reasons))
+            self.metrics.record_escalation(escalation_reason(decision.reasons))
         try:
             async for item in self._via_cloud(
                 request,
@@ -237,16 +217,18 @@ class InferencePipeline:
             return
         except (*_CLOUD_FAILURES, SensitiveDataBlocked) as exc:
             if isinstance(exc, SensitiveDataBlocked):
-                self._record_audit(request, verdict, AuditRoute.DENIED, (*decision.reasons, _failure(exc)))
+                self._record_audit(
+                    request, verdict, AuditRoute.DENIED, (*decision.reasons, failure_reason(exc))
+                )
             if not may_fall_back or stream.sent:
                 raise
             failure = exc
-        reasons = (*decision.reasons, _failure(failure), "fallback=local")
+        reasons = (*decision.reasons, failure_reason(failure), "fallback=local")
         if self.metrics is not None:
-            self.metrics.record_fallback(_failure(failure))
+            self.metrics.record_fallback(failure_reason(failure))
         plain = dataclasses.replace(inputs, link=Link.DOWN)  # no second escalation for this request
         async for item in self._via_local(
-            request, verdict, reasons, True, plain, router_score, _Stream(stream.streaming)
+            request, verdict, reasons, True, plain, router_score, AnswerStream(stream.streaming)
         ):
             yield item
 
@@ -256,7 +238,7 @@ class InferencePipeline:
         verdict: Verdict | None,
         reasons: tuple[str, ...],
         degraded: bool,
-        stream: _Stream,
+        stream: AnswerStream,
         *,
         keep_for_local: bool,
         router_score: float | None,
@@ -284,7 +266,7 @@ class InferencePipeline:
         except EdgedError as exc:
             # what was released may have left the device: the audit says so even though no answer came back
             self._record_audit(
-                request, verdict, route, (*reasons, _failure(exc)), redacted_values=release.replacements
+                request, verdict, route, (*reasons, failure_reason(exc)), redacted_values=release.replacements
             )
             if not stream.streaming:
                 stream.parts.clear()
@@ -302,23 +284,15 @@ class InferencePipeline:
             redacted_values=release.replacements,
             invented=outcome.reply.invented if outcome.reply else None,
         )
-        yield Answer(
-            request_id=request.request_id,
-            text=stream.text,
-            finish_reason=outcome.result.finish_reason or "stop",
-            provenance=Provenance(
-                source=Source.CLOUD,
-                model=outcome.result.model,
-                confidence=ConfidenceSummary(),
-                reasons=final_reasons,
-                degraded=degraded,
-                device_id=self.device_id,
-                router_score=router_score,
-                redacted=release.redacted,
-                data_classes=verdict.data_classes,
-            ),
-            usage=usage_of(outcome.result),
-            timing=_timing(request, stream, queue_ms=0.0),
+        yield cloud_answer(
+            request,
+            stream,
+            outcome,
+            reasons=final_reasons,
+            degraded=degraded,
+            device_id=self.device_id,
+            router_score=router_score,
+            data_classes=verdict.data_classes,
         )
 
     # ------------------------------------------------------------------ local first
@@ -347,7 +321,7 @@ class InferencePipeline:
         degraded: bool,
         inputs: RouteInputs,
         router_score: float | None,
-        stream: _Stream,
+        stream: AnswerStream,
     ) -> AsyncIterator[Delta | Answer]:
         profile = self._profile()
         routing = profile.routing
@@ -408,7 +382,7 @@ class InferencePipeline:
             if delta is not None:
                 yield delta
         self._record_audit(request, verdict, AuditRoute.LOCAL, (*final_reasons, "answered=local"))
-        yield self._local_answer(
+        yield self._local(
             request, verdict, finish, (*final_reasons, "answered=local"), degraded, router_score, stream
         )
 
@@ -443,7 +417,7 @@ class InferencePipeline:
         router_score: float | None,
         local_finish: FinishEvent,
         local_held: list[str],
-        stream: _Stream,
+        stream: AnswerStream,
     ) -> AsyncIterator[Delta | Answer]:
         """The local answer was judged too unsure: answer from the cloud; if the cloud fails, answer locally."""
         if self.metrics is not None:
@@ -460,9 +434,9 @@ class InferencePipeline:
             if stream.sent:
                 raise
             failure = exc
-        fallback = (*reasons, _failure(failure), "fallback=local")
+        fallback = (*reasons, failure_reason(failure), "fallback=local")
         if self.metrics is not None:
-            self.metrics.record_fallback(_failure(failure))
+            self.metrics.record_fallback(failure_reason(failure))
         if local_finish.finish_reason != "low_confidence":
             # the local answer is whole: give it after all
             for text in local_held:
@@ -470,18 +444,20 @@ class InferencePipeline:
                 if delta is not None:
                     yield delta
             self._record_audit(request, verdict, AuditRoute.LOCAL, (*fallback, "answered=local"))
-            yield self._local_answer(
+            yield self._local(
                 request, verdict, local_finish, (*fallback, "answered=local"), True, router_score, stream
             )
             return
         # the cascade cut the local answer short: generate it again, to the end this time
         plain = dataclasses.replace(inputs, link=Link.DOWN)
         async for item in self._via_local(
-            request, verdict, fallback, True, plain, router_score, _Stream(stream.streaming)
+            request, verdict, fallback, True, plain, router_score, AnswerStream(stream.streaming)
         ):
             yield item
 
-    def _local_answer(
+    # ------------------------------------------------------------------ audit
+
+    def _local(
         self,
         request: InferenceRequest,
         verdict: Verdict | None,
@@ -489,27 +465,21 @@ class InferencePipeline:
         reasons: tuple[str, ...],
         degraded: bool,
         router_score: float | None,
-        stream: _Stream,
+        stream: AnswerStream,
     ) -> Answer:
-        return Answer(
-            request_id=request.request_id,
-            text=stream.text,
-            finish_reason=finish.finish_reason,
-            provenance=Provenance(
-                source=Source.LOCAL,
-                model=self.local.engine_for(request.model).model_id,
-                confidence=finish.confidence,
-                reasons=reasons,
-                degraded=degraded,
-                device_id=self.device_id,
-                router_score=router_score,
-                data_classes=verdict.data_classes if verdict is not None else request.data_classes,
-            ),
-            usage=Usage(finish.prompt_tokens, finish.completion_tokens),
-            timing=_timing(request, stream, queue_ms=finish.queue_ms),
+        model = self.local.engine_for(request.model).model_id
+        classes = verdict.data_classes if verdict is not None else request.data_classes
+        return local_answer(
+            request,
+            stream,
+            finish,
+            model=model,
+            reasons=reasons,
+            degraded=degraded,
+            device_id=self.device_id,
+            router_score=router_score,
+            data_classes=classes,
         )
-
-    # ------------------------------------------------------------------ audit
 
     def _record_audit(
         self,
@@ -539,43 +509,3 @@ class InferencePipeline:
 
 # When no sampler runs: a device with room to spare (no limit can be exceeded).
 IDLE_LOAD = LoadSnapshot(SystemReading(memory_available_mb=math.inf), EngineLoad(), taken_at=0.0)
-
-
-def _prompt_text(request: InferenceRequest) -> str:
-    """What the pre-generation router reads: the conversation's user turns (the last one matters most)."""
-    users = [m.content for m in request.messages if m.role == "user"]
-    return users[-1] if users else request.messages[-1].content
-
-
-def _refusal(decision: RouteDecision) -> EdgedError:
-    """The error for a request its mode cannot be served under, with the decision's reasons."""
-    why = "; ".join(decision.reasons)
-    if decision.refusal is NoCloudLink:
-        return NoCloudLink(f"no cloud link configured: start edged with --broker URL ({why})")
-    if decision.refusal is CloudUnavailable:
-        return CloudUnavailable(f"the cloud link is down ({why})")
-    if decision.refusal is BudgetExhausted:
-        return BudgetExhausted(f"the cloud budget is spent ({why})")
-    return decision.error()
-
-
-def _failure(exc: BaseException) -> str:
-    return f"cloud_failed:{label_code(type(exc).__name__)}"
-
-
-def _escalation_reason(reasons: tuple[str, ...]) -> str:
-    """The metrics label of why a request went to the cloud: its mode, or the rule that sent it."""
-    for reason in reversed(reasons):
-        if reason.startswith(("over_limit", "router_score", "confidence")):
-            return reason.split("=")[0].split(":")[0]
-    return reasons[0] if reasons else "unknown"
-
-
-def _timing(request: InferenceRequest, stream: _Stream, *, queue_ms: float) -> Timing:
-    now = time.monotonic()
-    first = stream.first_token_at or now
-    return Timing(
-        queue_ms=queue_ms,
-        time_to_first_token_ms=(first - request.received_at) * 1000.0,
-        total_ms=(now - request.received_at) * 1000.0,
-    )
