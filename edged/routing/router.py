@@ -186,6 +186,10 @@ class PromptRouter:
         batch = np.stack([prompt_features(p) for p in prompts])
         return self._model.run(batch).astype(np.float64)
 
+    def _run(self, batch: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+        """The router model alone on a feature batch (bench/router_latency.py times it)."""
+        return self._model.run(batch)
+
     def score_answer(self, prompt: str, reply: str, confidence: ConfidenceSummary) -> float | None:
         """Probability that this finished local answer is acceptable, from the prompt, the reply and its
         confidence summary; None without an answer model."""
