@@ -115,7 +115,7 @@ class InferencePipeline:
                 self.metrics.record_failure(request.mode, Cancelled("the caller went away"))
             raise
 
-    def recordrefusal(self, mode: Mode, error: EdgedError) -> None:
+    def record_refusal(self, mode: Mode, error: EdgedError) -> None:
         """A request refused before it reached the pipeline (it did not validate)."""
         if self.metrics is not None:
             self.metrics.record_failure(mode, error)
