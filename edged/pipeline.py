@@ -369,7 +369,7 @@ class InferencePipeline:
                     yield delta
         assert finish is not None
         escalate, final_reasons = self._judge(
-            inputs, finish, reasons, router_score, weights, monitor, undecided=holding
+            request, "".join(held), inputs, finish, reasons, router_score, weights, monitor, undecided=holding
         )
         if escalate:
             async for item in self._escalate_after_local(
@@ -388,6 +388,8 @@ class InferencePipeline:
 
     def _judge(
         self,
+        request: InferenceRequest,
+        reply: str,
         inputs: RouteInputs,
         finish: FinishEvent,
         reasons: tuple[str, ...],
@@ -397,13 +399,22 @@ class InferencePipeline:
         *,
         undecided: bool,
     ) -> tuple[bool, tuple[str, ...]]:
-        """After local generation: should the cloud answer instead? (and the reasons either way)."""
+        """After local generation: should the cloud answer instead? (and the reasons either way).
+
+        `reply` is the whole local answer whenever it is still undecided (it was held back). With the router's
+        answer model the finished answer is scored from prompt, reply and confidence together; without one,
+        from the router score and the confidence signals."""
         if finish.finish_reason == "low_confidence" and monitor is not None and monitor.verdict is not None:
             v = monitor.verdict
             return True, (*reasons, f"confidence@{v.tokens}={v.score:.2f}<threshold={v.threshold:.2f}")
         if not undecided or not self._can_escalate(inputs):
             return False, reasons
-        score = auto_score(router_score, finish.confidence, weights)
+        if self.router is not None:
+            score = self.router.finished_score(
+                prompt_text(request), reply, router_score, finish.confidence, weights
+            )
+        else:
+            score = auto_score(router_score, finish.confidence, weights)
         post = decide(dataclasses.replace(inputs, confidence=score))
         extra = tuple(r for r in post.reasons if r.startswith("confidence"))
         return post.route is Route.CLOUD, (*reasons, *extra)

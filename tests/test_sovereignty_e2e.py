@@ -453,7 +453,7 @@ def test_served_daemon_connects_to_nothing_but_the_broker(mosquitto: MosquittoBr
                     timeout=RPC_TIMEOUT_S,
                 )
             local = stub.Generate(
-                pb.GenerateRequest(prompt=f"Say hello to {NAME}.", mode=pb.PREFER_LOCAL, max_tokens=4),
+                pb.GenerateRequest(prompt=f"Say hello to {NAME}.", mode=pb.LOCAL_ONLY, max_tokens=4),
                 timeout=RPC_TIMEOUT_S,
             )
             peers = _inet_peers(process.pid)
