@@ -36,6 +36,7 @@ from edged.models import ModelRegistry
 from edged.pipeline import IDLE_LOAD, InferencePipeline
 from edged.routing.budget import CloudBudget
 from edged.routing.load import EngineLoad, LoadSampler, LoadSnapshot, PsutilSource, SystemSource
+from edged.routing.report import budget_info, budget_remaining, load_info
 from edged.routing.router import load_router
 from edged.service import report
 from edged.service.apply import ProfileApplier, start_engine
@@ -308,18 +309,8 @@ class Daemon:
             )
         link = report.link_info(self._escalation)
         self.metrics.set_link(link.state, link.rtt_ms / 1000 if link.rtt_ms else None)
-        budget = self.budget.status()
-        for window in ("requests_per_hour", "requests_per_day", "tokens_per_hour", "tokens_per_day"):
-            limit: int = getattr(budget.limits, window)
-            if limit:
-                used = {
-                    "requests_per_hour": budget.requests_this_hour,
-                    "requests_per_day": budget.requests_today,
-                    "tokens_per_hour": budget.tokens_this_hour,
-                    "tokens_per_day": budget.tokens_today,
-                }[window]
-                resource, _, period = window.partition("_per_")
-                self.metrics.set_budget_remaining(resource, period, max(0, limit - used))
+        for resource, window, remaining in budget_remaining(self.budget.status()):
+            self.metrics.set_budget_remaining(resource, window, remaining)
 
     async def reload(self) -> None:
         """SIGHUP: re-read the config file and profile; apply what can change live; keep the old on error.
@@ -391,8 +382,10 @@ class Daemon:
             started_at=self._started_at,
             models=report.model_infos(self._registry, self.local.engines(), self.local.default_model),
             link=report.link_info(self._escalation),
-            load=report.load_info(self._sampler, self.profile),
-            budget=report.budget_info(self.budget),
+            load=load_info(self._sampler.latest(), self.profile.limits, time.monotonic())
+            if self._sampler is not None
+            else None,
+            budget=budget_info(self.budget.status()),
             profile=report.profile_info(self.profile, self._fleet, self.config.fleet.group),
             answered=(self.pipeline.answered_local, self.pipeline.answered_cloud),
         )

@@ -13,8 +13,6 @@ from edged.engine import LlamaEngine
 from edged.escalation.client import EscalationClient
 from edged.fleet.agent import FleetAgent
 from edged.models import ModelRegistry
-from edged.routing.budget import CloudBudget
-from edged.routing.load import LoadSampler, over_limits
 from edged.status import BudgetInfo, DaemonStatus, LinkInfo, LoadInfo, ModelInfo, ProfileInfo
 
 
@@ -59,40 +57,6 @@ def link_info(client: EscalationClient | None) -> LinkInfo:
         last_error=state.last_error or "",
         since_s=max(0.0, time.time() - state.since),
         in_flight=client.in_flight(),
-    )
-
-
-def load_info(sampler: LoadSampler | None, profile: DeviceProfile) -> LoadInfo | None:
-    if sampler is None:
-        return None
-    snapshot = sampler.latest()
-    system = snapshot.system
-    return LoadInfo(
-        cpu_percent=system.cpu_percent,
-        load_average_1m=system.load_average_1m,
-        memory_available_mb=system.memory_available_mb,
-        memory_percent=system.memory_percent,
-        temperature_c=system.temperature_c,
-        battery_percent=system.battery_percent,
-        charging=system.charging,
-        age_s=snapshot.age_s(time.monotonic()),
-        over_limits=over_limits(snapshot, profile.limits),
-    )
-
-
-def budget_info(budget: CloudBudget) -> BudgetInfo:
-    status = budget.status()
-    limits = status.limits
-    return BudgetInfo(
-        requests_this_hour=status.requests_this_hour,
-        requests_today=status.requests_today,
-        tokens_this_hour=status.tokens_this_hour,
-        tokens_today=status.tokens_today,
-        requests_per_hour_limit=limits.requests_per_hour,
-        requests_per_day_limit=limits.requests_per_day,
-        tokens_per_hour_limit=limits.tokens_per_hour,
-        tokens_per_day_limit=limits.tokens_per_day,
-        exhausted=status.exhausted is not None,
     )
 
 
