@@ -11,6 +11,11 @@ from collections.abc import Sequence
 
 from edged import __version__
 
+# One OpenBLAS thread, set before anything imports numpy: llama.cpp's threads need every core, an idle OpenBLAS
+# worker still spins now and then (measured: ~2.5% of a decode), and spaCy's NER is faster on one thread
+# (docs/sovereignty.md). An operator's own setting wins.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
 # Each module has `register(subparsers)`, which adds its parser and sets `func(args) -> int`.
 COMMAND_MODULES = (
     "edged.cli.serve",
