@@ -13,6 +13,11 @@ prints ratios (absolute times on a shared 2-core machine are noise; ratios taken
 
 from __future__ import annotations
 
+import os
+
+# Both sides with one OpenBLAS thread, as the daemon runs (set before numpy is imported).
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
 import argparse
 import ctypes
 import functools

@@ -37,11 +37,11 @@ from presidio_analyzer.nlp_engine import NlpEngineProvider
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from edged.config.privacy import PrivacySettings  # noqa: E402
-from edged.domain import Message  # noqa: E402
-from edged.sovereignty.detector import Finding  # noqa: E402
-from edged.sovereignty.evaluation import EntityScore, load_corpus, score, total  # noqa: E402
-from edged.sovereignty.gate import SensitivityGate  # noqa: E402
+from edged.config.privacy import PrivacySettings
+from edged.domain import Message
+from edged.sovereignty.detector import Finding
+from edged.sovereignty.evaluation import EntityScore, load_corpus, score, total
+from edged.sovereignty.gate import SensitivityGate
 
 CORPORA = {
     "dev": ROOT / "tests/data/pii_corpus.jsonl",
