@@ -87,3 +87,12 @@ def test_serve_flags_override_the_file(tmp_path: Path) -> None:
     assert config.device_id == "dev-9"
     assert str(config.api.socket) == "/tmp/x.sock"
     assert config.api.tcp == "127.0.0.1:0"
+
+
+def test_check_config_checks_the_fleet_key(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    key = tmp_path / "fleet.pub"
+    key.write_text("not a key\n")
+    config = tmp_path / "edged.toml"
+    config.write_text(f"[fleet]\ngroup = 'pi5'\nkey = '{key}'\n")
+    assert main(["check-config", str(config)]) == 1
+    assert "not an Ed25519 public key" in capsys.readouterr().err

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import pytest
 
 from edged.config import parse_profile
 from edged.fleet.device import ApplyResult
+from edged.models import ModelRegistry, sha256_file
 from edged.v1 import inference_pb2 as pb
 from tests.daemon_harness import RunningDaemon, running_daemon
 
@@ -69,3 +71,22 @@ def test_broken_model_rolls_back_and_the_old_engine_keeps_serving(
     assert "new engine failed" in reason
     assert edged.daemon.profile.engine.model == "smollm2-135m-instruct-q4_1"
     assert edged.stub.Generate(pb.GenerateRequest(prompt="Say hi.", max_tokens=4), timeout=60).text
+
+
+def test_a_user_given_gguf_path_is_served_after_its_sha256_check(
+    edged: RunningDaemon, tmp_path: Path
+) -> None:
+    original = ModelRegistry.from_dir().locate("smollm2-135m-instruct-q4_1")
+    mine = tmp_path / "my-model.gguf"
+    shutil.copyfile(original, mine)
+    digest = sha256_file(mine)
+    wrong = apply(edged, {"engine": {"model": "mine", "model_path": str(mine), "model_sha256": "0" * 64}})
+    assert wrong[0] == ApplyResult.ROLLED_BACK
+    assert "sha256" in wrong[1]
+    right = apply(edged, {"engine": {"model": "mine", "model_path": str(mine), "model_sha256": digest}})
+    assert right == (ApplyResult.APPLIED, "")
+    response = edged.stub.Generate(
+        pb.GenerateRequest(prompt="Say hi.", max_tokens=4, model="mine"), timeout=60
+    )
+    assert response.provenance.model == "mine"
+    assert any(m.id == "mine" and m.loaded for m in edged.status().models)

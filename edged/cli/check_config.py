@@ -9,6 +9,7 @@ from typing import Any
 
 from edged.config import effective_profile, load_config, load_profile
 from edged.errors import ConfigError
+from edged.fleet.keys import load_public_key
 
 
 def register(subparsers: argparse._SubParsersAction[Any]) -> None:
@@ -26,6 +27,8 @@ def run(args: argparse.Namespace) -> int:
         paths = [*([config.profile] if config.profile else []), *args.profile]
         profiles = [load_profile(path) for path in paths]
         effective_profile(config, profiles)
+        if config.fleet.key is not None:
+            load_public_key(config.fleet.key)  # the fleet's signing key must be a readable Ed25519 key
     except ConfigError as exc:
         print(f"invalid: {exc}", file=sys.stderr)
         return 1
