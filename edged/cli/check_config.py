@@ -27,8 +27,12 @@ def run(args: argparse.Namespace) -> int:
         paths = [*([config.profile] if config.profile else []), *args.profile]
         profiles = [load_profile(path) for path in paths]
         effective_profile(config, profiles)
-        if config.fleet.key is not None:
-            load_public_key(config.fleet.key)  # the fleet's signing key must be a readable Ed25519 key
+        key = config.fleet.key
+        if key is not None and key.exists():
+            load_public_key(key)  # the fleet's signing key must be an Ed25519 public key
+        elif key is not None:
+            # e.g. a systemd credential path, which exists only inside the running unit
+            print(f"note: fleet.key {key} does not exist here; it is checked when edged starts", file=sys.stderr)
     except ConfigError as exc:
         print(f"invalid: {exc}", file=sys.stderr)
         return 1
