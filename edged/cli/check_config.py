@@ -32,7 +32,9 @@ def run(args: argparse.Namespace) -> int:
             load_public_key(key)  # the fleet's signing key must be an Ed25519 public key
         elif key is not None:
             # e.g. a systemd credential path, which exists only inside the running unit
-            print(f"note: fleet.key {key} does not exist here; it is checked when edged starts", file=sys.stderr)
+            print(
+                f"note: fleet.key {key} does not exist here; it is checked when edged starts", file=sys.stderr
+            )
     except ConfigError as exc:
         print(f"invalid: {exc}", file=sys.stderr)
         return 1
