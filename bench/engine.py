@@ -129,12 +129,16 @@ def total(runs: list[Run]) -> Run:
 
 
 @contextmanager
-def edged_server(threads: int, slots: int, confidence: bool, workdir: Path) -> Iterator[str]:
-    sock = workdir / f"edged-{slots}-{int(confidence)}.sock"
-    config = workdir / f"edged-{slots}-{int(confidence)}.toml"
+def edged_server(
+    threads: int, slots: int, confidence: bool, workdir: Path, stream_interval_ms: float | None = None
+) -> Iterator[str]:
+    name = f"edged-{slots}-{int(confidence)}-{stream_interval_ms}"
+    sock = workdir / f"{name}.sock"
+    config = workdir / f"{name}.toml"
+    interval = f"stream_interval_ms = {stream_interval_ms}\n" if stream_interval_ms is not None else ""
     config.write_text(
         f'device_id = "bench"\nstate_dir = "{workdir / "state"}"\nlog_level = "WARNING"\n'
-        f'[api]\nsocket = "{sock}"\nmax_concurrent_rpcs = 256\n'
+        f'[api]\nsocket = "{sock}"\nmax_concurrent_rpcs = 256\n{interval}'
         f"[engine]\nthreads = {threads}\nslots = {slots}\ncontext_per_slot = 512\nqueue_size = 64\n"
         f"confidence = {'true' if confidence else 'false'}\n"
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import stat
 import threading
+import time
 from collections.abc import Iterator
 
 import grpc
@@ -119,6 +120,21 @@ def test_stream_matches_unary_and_last_chunk_carries_provenance(edged: RunningDa
     assert last.usage.completion_tokens == unary.usage.completion_tokens
     assert last.finish_reason == unary.finish_reason
     assert last.timing.total_ms > 0
+
+
+def test_stream_interval_joins_tokens_after_the_first_text(
+    edged: RunningDaemon, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """api.stream_interval_ms: the first text at once, then at most one chunk per interval; nothing is lost."""
+    unary = ask(edged, prompt=QUESTION, max_tokens=24)
+    with running_daemon(tmp_path_factory.mktemp("interval"), {"api": {"stream_interval_ms": 1000}}) as slow:
+        started = time.monotonic()
+        chunks = stream(slow, prompt=QUESTION, max_tokens=24)
+        elapsed = time.monotonic() - started
+    texts = [c.delta for c in chunks if c.delta]
+    assert "".join(texts) == unary.text
+    assert 2 <= len(texts) <= 2 + int(elapsed)  # the first text, then what each second (and the end) gathered
+    assert chunks[-1].usage.completion_tokens == unary.usage.completion_tokens > len(texts)
 
 
 def test_messages_conversation(edged: RunningDaemon) -> None:

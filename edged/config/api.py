@@ -37,6 +37,11 @@ class ApiSettings(StrictModel):
         default=64,
         description="RPCs handled at once; more are refused with RESOURCE_EXHAUSTED instead of waiting.",
     )
+    stream_interval_ms: Annotated[float, Field(ge=0, le=1000)] = Field(
+        default=20.0,
+        description="GenerateStream sends the first text at once, then joins the tokens of at most this many "
+        "milliseconds into one chunk (0: a chunk per token).",
+    )
     grace_period_s: Annotated[float, Field(ge=0, le=600)] = Field(
         default=10.0,
         description="On shutdown, how long in-flight requests may run before they are cancelled.",

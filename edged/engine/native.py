@@ -151,6 +151,7 @@ class NativeContext:
         self.n_vocab = model.n_vocab
         self.n_tokens = 0
         self.n_outputs = 0
+        self._views: dict[tuple[int, int], npt.NDArray[np.float32]] = {}
 
     @property
     def handle(self) -> Any:
@@ -180,10 +181,21 @@ class NativeContext:
 
     def output_logits(self) -> npt.NDArray[np.float32]:
         """The logits of this step's outputs (rows in batch order), as a view of llama.cpp's buffer."""
-        pointer = llama.llama_get_logits(self._ctx)
-        if not pointer:
+        address = ctypes.cast(llama.llama_get_logits(self._ctx), ctypes.c_void_p).value
+        if not address:
             raise EngineError("llama.cpp returned no logits")
-        return np.ctypeslib.as_array(pointer, shape=(self.n_outputs, self.n_vocab))
+        # llama.cpp keeps its output buffer across decodes (it grows it only for more outputs), so the view of a
+        # given address and row count is built once: building it costs as much as the rest of a token's sampling.
+        key = (address, self.n_outputs)
+        view = self._views.get(key)
+        if view is None:
+            if len(self._views) > 64:
+                self._views.clear()
+            size = self.n_outputs * self.n_vocab
+            buffer = (ctypes.c_float * size).from_address(address)
+            view = np.ctypeslib.as_array(buffer).reshape(self.n_outputs, self.n_vocab)
+            self._views[key] = view
+        return view
 
     def forget(self, seq: int) -> None:
         """Free every KV cell of a sequence."""

@@ -83,7 +83,7 @@ class Daemon:
         self.profile = DeviceProfile()
         self.metrics = EdgedMetrics(config.device_id)
         self.budget = CloudBudget(self.profile.budget)
-        self.local = LocalAnswerer({}, config.engine.model)
+        self.local = LocalAnswerer({}, config.engine.model, config.api.stream_interval_ms / 1000.0)
         self.pipeline = InferencePipeline(
             config.device_id,
             self.local,
@@ -335,6 +335,7 @@ class Daemon:
             self._set_profile(profile)
         self.config = config
         self._local_profiles = local
+        self.local.stream_interval_s = config.api.stream_interval_ms / 1000.0
         set_level(config.log_level)
         logger.info("configuration reloaded")
         self._notifier.ready(report.status_line(self.status()))

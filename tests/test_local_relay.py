@@ -1,0 +1,88 @@
+"""EventRelay: engine-thread events reach the event loop in order, with consecutive token text joined."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+
+from edged.domain import ConfidenceSummary, TokenSignals
+from edged.engine import EngineEvent, ErrorEvent, FinishEvent, TokenEvent
+from edged.errors import Cancelled
+from edged.local import EventRelay
+
+
+def token(i: int, text: str) -> TokenEvent:
+    return TokenEvent(text=text, index=i, signals=TokenSignals(-0.1 * i, 1.0, 0.5), token=100 + i)
+
+
+FINISH = FinishEvent("stop", 3, 4, ConfidenceSummary.of([]), 0.0)
+
+
+async def collect(relay: EventRelay) -> list[EngineEvent]:
+    got: list[EngineEvent] = []
+    while not got or not isinstance(got[-1], FinishEvent | ErrorEvent):
+        got.extend(await relay.take())
+    return got
+
+
+def test_first_text_at_once_then_tokens_joined_within_the_interval() -> None:
+    async def main() -> list[list[EngineEvent]]:
+        relay = EventRelay(asyncio.get_running_loop(), interval_s=60.0)
+        batches: list[list[EngineEvent]] = []
+        relay.put(token(0, ""))  # held-back text (a possible stop string) is not the first text
+        batches.append(await relay.take())
+        relay.put(token(1, "Hel"))
+        batches.append(await relay.take())  # the first text is not held
+        for i, text in enumerate(["lo", ",", " world"], start=2):
+            relay.put(token(i, text))
+        assert not relay._ready.is_set()  # held: within the interval nothing wakes the loop
+        relay.put(FINISH)
+        batches.append(await relay.take())
+        return batches
+
+    first, second, last = asyncio.run(main())
+    assert [e.text for e in first if isinstance(e, TokenEvent)] == [""]
+    assert [e.text for e in second if isinstance(e, TokenEvent)] == ["Hel"]
+    joined, finish = last
+    assert isinstance(joined, TokenEvent)
+    assert joined.text == "lo, world"
+    assert (joined.index, joined.token, joined.signals) == (4, 104, token(4, "").signals)
+    assert finish is FINISH
+
+
+def test_interval_zero_wakes_per_token_and_joins_only_what_the_loop_has_not_taken() -> None:
+    async def main() -> tuple[list[EngineEvent], list[EngineEvent]]:
+        relay = EventRelay(asyncio.get_running_loop(), interval_s=0.0)
+        relay.put(token(0, "a"))
+        relay.put(token(1, "b"))  # the loop has not run yet: joined, not lost or reordered
+        first = await relay.take()
+        relay.put(token(2, "c"))
+        second = await relay.take()
+        return first, second
+
+    first, second = asyncio.run(main())
+    assert [e.text for e in first if isinstance(e, TokenEvent)] == ["ab"]
+    assert [e.text for e in second if isinstance(e, TokenEvent)] == ["c"]
+
+
+def test_events_from_another_thread_arrive_complete_and_in_order() -> None:
+    texts = [f"t{i} " for i in range(500)]
+
+    async def main() -> list[EngineEvent]:
+        relay = EventRelay(asyncio.get_running_loop(), interval_s=0.001)
+
+        def engine() -> None:
+            for i, text in enumerate(texts):
+                relay.put(token(i, text))
+            relay.put(ErrorEvent(Cancelled("cancelled by the caller")))
+
+        thread = threading.Thread(target=engine)
+        thread.start()
+        got = await collect(relay)
+        thread.join()
+        return got
+
+    got = asyncio.run(main())
+    assert "".join(e.text for e in got if isinstance(e, TokenEvent)) == "".join(texts)
+    assert isinstance(got[-1], ErrorEvent)
+    assert len(got) < len(texts)  # joined on the way
