@@ -3,10 +3,11 @@
 Everything runs in one go on the same machine, the same model file and the same thread count, and the table
 prints ratios (absolute times on a shared 2-core machine are noise; ratios taken in the same run are not):
 
-  1. single stream tok/s: edged over gRPC vs a raw llama.cpp low-level decode loop (goal >= 0.95x)
+  1. single stream tok/s: edged over gRPC vs a raw llama.cpp low-level decode loop (goal >= 0.95x), with the
+     default stream chunking (api.stream_interval_ms = 20) and with a chunk per token (0)
   2. aggregate tok/s at 1, 4, 8, 16 concurrent streaming clients: edged vs `python -m llama_cpp.server`
      (OpenAI API, streaming) (goal >= 1.8x at 8 clients), with time to first token p50/p95 at 8 clients
-  3. confidence signals on vs off, single stream and 8 clients (goal <= 5% slower)
+  3. confidence signals on vs off, single stream and 8 clients, in interleaved rounds (goal <= 5% slower)
 
     .venv/bin/python bench/engine.py [--threads 2] [--tokens 64] [--requests-per-client 2] [--markdown FILE]
 """
@@ -305,7 +306,7 @@ def main() -> int:
     parser.add_argument("--tokens", type=int, default=64)
     parser.add_argument("--requests-per-client", type=int, default=2)
     parser.add_argument("--clients", default="1,4,8,16")
-    parser.add_argument("--rounds", type=int, default=6, help="interleaved single-stream rounds")
+    parser.add_argument("--rounds", type=int, default=10, help="interleaved single-stream rounds")
     parser.add_argument("--markdown", type=Path, help="also write the table here")
     args = parser.parse_args()
     path = ModelRegistry.from_dir().resolve(MODEL_ID).path
@@ -314,31 +315,45 @@ def main() -> int:
 
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        results: dict[str, dict[int, Run]] = {"edged": {}, "edged-noconf": {}, "llama_cpp.server": {}}
+        results: dict[str, dict[int, Run]] = {
+            "edged": {},
+            "edged-conf": {},
+            "edged-noconf": {},
+            "llama_cpp.server": {},
+        }
         raw_loop = RawLoop(path, args.threads, PROMPTS[0])
         with (
             edged_server(args.threads, max(levels), True, work) as target,
             edged_server(args.threads, max(levels), False, work) as target_off,
+            edged_server(args.threads, max(levels), True, work, stream_interval_ms=0) as target_per_token,
         ):
             on = functools.partial(edged_client, target, args.tokens)
             off = functools.partial(edged_client, target_off, args.tokens)
-            for warm in (on, off):
+            per_token = functools.partial(edged_client, target_per_token, args.tokens)
+            for warm in (on, off, per_token):
                 warm()(PROMPTS[0])
             # Interleaved rounds, so drifts of a shared machine hit every side alike.
-            log(f"single stream: raw loop, edged, edged without confidence, {args.rounds} rounds ...")
-            raw_runs, on_runs, off_runs = [], [], []
+            log(
+                f"single stream: raw loop, edged, edged without confidence, edged with a chunk per token, "
+                f"{args.rounds} rounds ..."
+            )
+            raw_runs, on_runs, off_runs, per_token_runs = [], [], [], []
             for _ in range(args.rounds):
                 raw_runs.append(raw_loop.run(args.tokens))
                 on_runs.append(concurrent(on, 1, 1))
                 off_runs.append(concurrent(off, 1, 1))
+                per_token_runs.append(concurrent(per_token, 1, 1))
             raw, single, single_off = total(raw_runs), total(on_runs), total(off_runs)
+            single_per_token = total(per_token_runs)
             for n in levels:
                 log(f"edged, {n} clients ...")
                 results["edged"][n] = concurrent(on, n, args.requests_per_client)
-            log("edged without confidence signals, 8 clients ...")
-            results["edged-noconf"][8] = total(
-                [concurrent(off, 8, 1) for _ in range(args.requests_per_client)]
-            )
+            log("confidence signals on and off, 8 clients, interleaved rounds ...")
+            conf_on, conf_off = [], []
+            for _ in range(max(3, args.requests_per_client)):
+                conf_on.append(concurrent(on, 8, 1))
+                conf_off.append(concurrent(off, 8, 1))
+            results["edged-conf"][8], results["edged-noconf"][8] = total(conf_on), total(conf_off)
         raw_loop.close()
         with llama_cpp_server(path, args.threads) as url:
             openai_client(url, 8)(PROMPTS[0])
@@ -354,6 +369,14 @@ def main() -> int:
             f"{single.tok_s:.1f}",
             f"{raw.tok_s:.1f}",
             f"{single.tok_s / raw.tok_s:.2f}x (goal >= 0.95x)",
+        )
+    )
+    rows.append(
+        (
+            "single stream tok/s, a chunk per token (stream_interval_ms = 0) vs raw loop",
+            f"{single_per_token.tok_s:.1f}",
+            f"{raw.tok_s:.1f}",
+            f"{single_per_token.tok_s / raw.tok_s:.2f}x",
         )
     )
     for n in levels:
@@ -385,13 +408,13 @@ def main() -> int:
                 f"{pct(s.ttft, 95) / pct(e.ttft, 95):.2f}x faster",
             )
         )
-        no_conf = results["edged-noconf"][8]
+        conf, no_conf = results["edged-conf"][8], results["edged-noconf"][8]
         rows.append(
             (
                 "confidence on vs off, 8 clients tok/s",
-                f"{e.tok_s:.1f}",
+                f"{conf.tok_s:.1f}",
                 f"{no_conf.tok_s:.1f}",
-                f"{(1 - e.tok_s / no_conf.tok_s) * 100:+.1f}% slower (goal <= 5%)",
+                f"{(1 - conf.tok_s / no_conf.tok_s) * 100:+.1f}% slower (goal <= 5%)",
             )
         )
     rows.append(
