@@ -67,6 +67,24 @@ def test_greedy_outputs_under_8_way_concurrency_equal_single_stream(engine: Llam
     assert all(single)
 
 
+def test_seeded_sampling_gives_the_same_answer_alone_and_under_8_way_batching(engine: LlamaEngine) -> None:
+    """temperature > 0 with a fixed seed: each sequence has its own sampler chain, so what else is batched with
+    it does not change its answer."""
+    seeds = [1000 + i for i in range(len(PROMPTS))]
+    greedy: list[str] = []
+    alone: list[str] = []
+    for prompt, seed in zip(PROMPTS, seeds, strict=True):
+        for results, temperature in ((greedy, 0.0), (alone, 0.9)):
+            job = submit(engine, prompt, 30, temperature=temperature, seed=seed)
+            finish(job)
+            results.append(job.text)
+    batch = [submit(engine, p, 30, temperature=0.9, seed=s) for p, s in zip(PROMPTS, seeds, strict=True)]
+    for job in batch:
+        finish(job)
+    assert [job.text for job in batch] == alone
+    assert alone != greedy  # the premise: these answers were sampled, not the argmax
+
+
 def test_requests_arriving_mid_stream_join_the_batch(engine: LlamaEngine) -> None:
     """A request admitted while others decode gets the same answer as alone (prefill between steps)."""
     alone = submit(engine, PROMPTS[1], 30)
@@ -176,17 +194,24 @@ def test_signals_match_a_reference_from_the_full_logits(engine: LlamaEngine) -> 
     reference.close()
 
 
+STRESS_S = 60  # the run lasts a minute ...
+STRESS_MAX_REQUESTS = 1500  # ... or this many submitted requests (about 20 a second here), whichever is first
+
+
 def test_random_arrivals_cancellations_and_deadlines_do_not_hang_or_crash() -> None:
-    """For a bounded time, requests arrive, get cancelled and expire at random; the engine stays healthy."""
+    """For a minute (and at most STRESS_MAX_REQUESTS requests), requests arrive, get cancelled and expire at
+    random; every request gets exactly one outcome and the engine stays healthy."""
     engine = make_engine(slots=4, queue_size=4)
     rng = random.Random(7)
     outcomes: dict[str, int] = {}
     live: list[Collected] = []
-    stop_at = time.monotonic() + 20
+    submitted = 0
+    stop_at = time.monotonic() + STRESS_S
     try:
-        while time.monotonic() < stop_at:
+        while time.monotonic() < stop_at and submitted < STRESS_MAX_REQUESTS:
             action = rng.random()
             if action < 0.5:
+                submitted += 1
                 deadline = time.monotonic() + rng.uniform(0.05, 3.0) if rng.random() < 0.4 else None
                 try:
                     live.append(submit(engine, rng.choice(PROMPTS), rng.randint(1, 60), deadline=deadline))
@@ -206,6 +231,7 @@ def test_random_arrivals_cancellations_and_deadlines_do_not_hang_or_crash() -> N
             end = job.wait(60)
             kind = type(end.error).__name__ if isinstance(end, ErrorEvent) else "finished"
             outcomes[kind] = outcomes.get(kind, 0) + 1
+        assert sum(outcomes.values()) == submitted
         stats = engine.stats()
         assert stats.alive
         assert stats.slots_busy == 0

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
+from collections.abc import Callable
 from typing import Any
 
 import grpc
@@ -13,6 +15,8 @@ from google.protobuf.json_format import MessageToDict
 from edged.cli.client import add_connection_args, connect, describe_error
 from edged.v1 import inference_pb2 as pb
 
+INT32_MAX = 2**31 - 1  # GenerateRequest.max_tokens is an int32
+UINT32_MAX = 2**32 - 1  # GenerateRequest.seed is a uint32
 MODES = {name.lower().replace("_", "-"): value for name, value in pb.Mode.items()}
 
 
@@ -23,15 +27,49 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     parser.add_argument(
         "--mode", choices=sorted(MODES), default="auto", help="where to answer (default auto)"
     )
-    parser.add_argument("--max-tokens", type=int, help="tokens to generate")
-    parser.add_argument("--temperature", type=float, help="0 = greedy")
-    parser.add_argument("--seed", type=int, help="sampling seed")
+    parser.add_argument(
+        "--max-tokens",
+        type=bounded_int(1, INT32_MAX),
+        help="tokens to generate (the daemon allows up to engine.max_tokens_cap)",
+    )
+    parser.add_argument("--temperature", type=bounded_float(0.0, 2.0), help="0..2, 0 = greedy")
+    parser.add_argument("--seed", type=bounded_int(0, UINT32_MAX), help=f"sampling seed, 0..{UINT32_MAX}")
     parser.add_argument("--model", default="", help="model id (default: the device default)")
     parser.add_argument("--json-schema", default="", help="constrain the answer to this JSON Schema")
     parser.add_argument("--sensitive", action="store_true", help="mark the request sensitive")
     parser.add_argument("--data-class", action="append", default=[], help="declare a data class (repeatable)")
     parser.add_argument("--json", action="store_true", help="print the whole response as one JSON object")
     parser.set_defaults(func=run)
+
+
+def bounded_int(low: int, high: int) -> Callable[[str], int]:
+    """An argparse type: an integer in low..high, else a usage error naming the value and the range."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"{value} is outside {low}..{high}")
+        return value
+
+    return parse
+
+
+def bounded_float(low: float, high: float) -> Callable[[str], float]:
+    """An argparse type: a finite number in low..high, else a usage error naming the value and the range."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if not (math.isfinite(value) and low <= value <= high):
+            raise argparse.ArgumentTypeError(f"{text} is outside {low:g}..{high:g}")
+        return value
+
+    return parse
 
 
 def build_request(args: argparse.Namespace) -> pb.GenerateRequest:

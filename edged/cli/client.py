@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,23 @@ def add_connection_args(parser: argparse.ArgumentParser) -> None:
         "--socket", type=Path, default=None, help=f"daemon socket (default {default_socket_path()})"
     )
     parser.add_argument("--tcp", metavar="HOST:PORT", help="connect over TCP instead of the socket")
-    parser.add_argument("--timeout", type=float, default=120.0, help="seconds before giving up (default 120)")
+    parser.add_argument(
+        "--timeout",
+        type=_timeout,
+        default=120.0,
+        help="seconds before giving up (default 120, at most 86400)",
+    )
+
+
+def _timeout(text: str) -> float:
+    """An argparse type: a finite number of seconds in (0, 86400], else a usage error naming the value."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not (math.isfinite(value) and 0 < value <= 86_400):
+        raise argparse.ArgumentTypeError(f"{text} is outside (0, 86400] seconds")
+    return value
 
 
 def target(args: argparse.Namespace) -> str:

@@ -15,6 +15,16 @@ class StrictModel(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
 
 
+class KeyRuleError(ValueError):
+    """A cross-field rule broken by one key of a section: raise it from a model validator and the ConfigError
+    names that key (`engine.slots`) and its value, not the whole section."""
+
+    def __init__(self, key: str, value: object, reason: str) -> None:
+        super().__init__(reason)
+        self.key = key
+        self.value = value
+
+
 _REASONS = {
     "extra_forbidden": "unknown key",
     "missing": "required key is missing",
@@ -25,11 +35,16 @@ def config_error(source: str, exc: ValidationError, prefix: str = "") -> ConfigE
     """Turn a pydantic ValidationError into a ConfigError naming each key (dotted path), value and reason."""
     problems: list[tuple[str, object, str]] = []
     for err in exc.errors(include_url=False):
-        key = ".".join(str(part) for part in (prefix, *err["loc"]) if part != "")
+        loc: tuple[object, ...] = (prefix, *err["loc"])
         reason = _REASONS.get(err["type"], err["msg"].removeprefix("Value error, "))
         value: Any = err.get("input")
         if err["type"] == "missing":
             value = None
+        cause = err.get("ctx", {}).get("error")
+        if isinstance(cause, KeyRuleError):
+            loc = (*loc, cause.key)
+            value = cause.value
+        key = ".".join(str(part) for part in loc if part != "")
         problems.append((key or "(document)", _short(value), reason))
     return ConfigError(source, problems)
 

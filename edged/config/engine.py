@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
-from edged.config.base import StrictModel
+from edged.config.base import KeyRuleError, StrictModel
 
 DEFAULT_MODEL_ID = "smollm2-135m-instruct-q4_1"
 
@@ -23,7 +23,7 @@ class EngineSettings(StrictModel):
         "against model_sha256 when that is set).",
     )
     model_sha256: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")] | None = Field(
-        default=None, description="Expected sha256 of model_path."
+        default=None, description="Expected sha256 of model_path (needs model_path)."
     )
     threads: Annotated[int, Field(ge=1, le=256)] = Field(
         default_factory=lambda: max(1, os.cpu_count() or 1),
@@ -33,18 +33,21 @@ class EngineSettings(StrictModel):
         default=0, description="Layers offloaded to a GPU (0 on CPU-only boards)."
     )
     slots: Annotated[int, Field(ge=1, le=64)] = Field(
-        default=4, description="Requests decoded together as sequences of one llama.cpp context."
+        default=4,
+        description="Requests decoded together as sequences of one llama.cpp context (at most batch_tokens).",
     )
     context_per_slot: Annotated[int, Field(ge=128, le=131_072)] = Field(
         default=1024, description="Context tokens (prompt + answer) available to each slot."
     )
     batch_tokens: Annotated[int, Field(ge=32, le=8192)] = Field(
-        default=512, description="Most tokens decoded in one llama.cpp step (running tokens + prompt chunks)."
+        default=512,
+        description="Most tokens decoded in one llama.cpp step (running tokens + prompt chunks); at least "
+        "slots and prefill_chunk.",
     )
     prefill_chunk: Annotated[int, Field(ge=16, le=8192)] = Field(
         default=256,
         description="Most prompt tokens of waiting requests prefilled per step, so long prompts "
-        "do not stall running streams.",
+        "do not stall running streams (at most batch_tokens).",
     )
     queue_size: Annotated[int, Field(ge=0, le=10_000)] = Field(
         default=32,
@@ -54,7 +57,7 @@ class EngineSettings(StrictModel):
         default=512, description="Largest max_tokens a request may ask for."
     )
     default_max_tokens: Annotated[int, Field(ge=1, le=131_072)] = Field(
-        default=256, description="max_tokens when a request leaves it unset."
+        default=256, description="max_tokens when a request leaves it unset (at most max_tokens_cap)."
     )
     default_temperature: Annotated[float, Field(ge=0.0, le=2.0)] = Field(
         default=0.0, description="Temperature when a request leaves it unset (0 = greedy)."
@@ -74,13 +77,35 @@ class EngineSettings(StrictModel):
     )
 
     @model_validator(mode="after")
-    def _consistent(self) -> EngineSettings:
+    def _tokens_within_cap(self) -> EngineSettings:
         if self.default_max_tokens > self.max_tokens_cap:
-            raise ValueError(
-                f"default_max_tokens {self.default_max_tokens} exceeds max_tokens_cap {self.max_tokens_cap}"
+            raise KeyRuleError(
+                "default_max_tokens",
+                self.default_max_tokens,
+                f"default_max_tokens {self.default_max_tokens} exceeds max_tokens_cap {self.max_tokens_cap}",
             )
+        return self
+
+    @model_validator(mode="after")
+    def _sha256_needs_a_path(self) -> EngineSettings:
         if self.model_sha256 is not None and self.model_path is None:
-            raise ValueError("model_sha256 is set but model_path is not")
+            raise KeyRuleError("model_sha256", self.model_sha256, "model_sha256 is set but model_path is not")
+        return self
+
+    @model_validator(mode="after")
+    def _fits_one_batch(self) -> EngineSettings:
+        # Every decode step holds one token per running slot plus a prompt chunk, in a batch of batch_tokens.
+        if self.slots > self.batch_tokens:
+            raise KeyRuleError(
+                "slots",
+                self.slots,
+                f"slots {self.slots} exceeds batch_tokens {self.batch_tokens}: a decode step holds one token "
+                "per running slot, so slots must be <= batch_tokens",
+            )
         if self.prefill_chunk > self.batch_tokens:
-            raise ValueError(f"prefill_chunk {self.prefill_chunk} exceeds batch_tokens {self.batch_tokens}")
+            raise KeyRuleError(
+                "prefill_chunk",
+                self.prefill_chunk,
+                f"prefill_chunk {self.prefill_chunk} exceeds batch_tokens {self.batch_tokens}",
+            )
         return self

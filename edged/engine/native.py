@@ -162,8 +162,11 @@ class NativeContext:
         self.n_outputs = 0
 
     def add(self, token: int, pos: int, seq: int, want_logits: bool) -> int:
-        """Append a token to the batch; returns its batch index."""
+        """Append a token to the batch; returns its batch index. A full batch is an EngineError, never a write
+        past the end of llama.cpp's buffer."""
         i = self.n_tokens
+        if i >= self.n_batch:
+            raise EngineError(f"the batch is full: {self.n_batch} tokens (engine.batch_tokens)")
         batch = self._batch
         batch.token[i] = token
         batch.pos[i] = pos

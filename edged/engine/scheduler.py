@@ -4,8 +4,9 @@ One engine thread owns the model, the context and the samplers. Each step it
   1. takes new jobs and cancellations from the inbox (other threads only ever touch the inbox, under a lock),
   2. retires cancelled and expired sequences at once and frees their KV cells,
   3. admits waiting jobs into free slots (FIFO),
-  4. builds one batch: one token for every decoding sequence, plus up to `prefill_chunk` prompt tokens of
-     sequences still prefilling, so a long prompt never stalls running streams for more than a chunk,
+  4. builds one batch of at most `batch_tokens`: one token for every decoding sequence, plus up to
+     `prefill_chunk` prompt tokens of sequences still prefilling (no more than the batch has room for), so a
+     long prompt never stalls running streams for more than a chunk,
   5. calls llama_decode once, then samples every output row and computes its confidence signals.
 
 Callers see a bounded queue: beyond `slots + queue_size` outstanding jobs, submit() raises Overloaded at once.
@@ -186,6 +187,13 @@ class LlamaEngine:
     def _load(self) -> None:
         settings = self._settings
         started = time.monotonic()
+        if settings.slots > settings.batch_tokens:
+            # llama.cpp sizes its output buffer for n_batch rows and aborts the process (GGML_ASSERT) on the
+            # first decode of a context with more sequences than that. Config validation refuses it too.
+            raise ModelError(
+                f"engine.slots {settings.slots} exceeds engine.batch_tokens {settings.batch_tokens}: "
+                "a decode step holds one token per slot"
+            )
         model = NativeModel(self._path, settings.gpu_layers)
         self._model = model
         if settings.context_per_slot > model.n_ctx_train > 0:
@@ -359,7 +367,10 @@ class LlamaEngine:
     # -- one decode step
 
     def _step(self) -> bool:
-        """Decode one batch; False when there was nothing to decode."""
+        """Decode one batch; False when there was nothing to decode.
+
+        The batch never exceeds ctx.n_batch: a slot adds at most one decoding token, slots <= n_batch (checked at
+        load), and prompt tokens take only the room left. NativeContext.add refuses a token beyond n_batch."""
         ctx = self._ctx
         assert ctx is not None
         ctx.clear_batch()
