@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import grpc
 import pytest
 from google.protobuf import descriptor_pool, message_factory
-from grpc_health.v1 import health_pb2
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
 
 from edged.v1 import inference_pb2 as pb
@@ -340,3 +340,49 @@ def test_shutdown_lets_a_running_stream_finish(tmp_path_factory: pytest.TempPath
         stopper.join()
         assert chunks[-1].done
         assert chunks[-1].usage.completion_tokens > 1
+
+
+def test_a_full_engine_queue_is_resource_exhausted_with_a_clear_message(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """One slot and a queue of one: a third request while both are taken is refused at once, and served later."""
+    config = {"engine": {"slots": 1, "queue_size": 1}}
+    with running_daemon(tmp_path_factory.mktemp("full"), config) as daemon:
+        running = daemon.stub.GenerateStream(
+            pb.GenerateRequest(prompt="Write a long essay about rivers.", max_tokens=256), timeout=120
+        )
+        next(running)  # it holds the slot now
+        queued = daemon.stub.GenerateStream(pb.GenerateRequest(prompt="Say hi.", max_tokens=4), timeout=120)
+        while daemon.status().queue_depth < 1:  # bounded: the running answer holds the slot for 256 tokens
+            assert not running.done(), "the running answer ended before the queue filled"
+            time.sleep(0.01)
+        with pytest.raises(grpc.RpcError) as info:
+            daemon.stub.Generate(pb.GenerateRequest(prompt="One more?", max_tokens=4), timeout=60)
+        assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert "all 1 slots are busy and the queue of 1 is full" in str(info.value.details())
+        running.cancel()
+        assert list(queued)[-1].done
+        assert daemon.stub.Generate(pb.GenerateRequest(prompt="Now?", max_tokens=4), timeout=120).text
+
+
+def test_health_is_not_serving_while_a_running_stream_drains(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """On stop, health turns NOT_SERVING at once (a watcher is told) while a running stream goes on to its end."""
+    with running_daemon(tmp_path_factory.mktemp("health"), {"api": {"grace_period_s": 60}}) as daemon:
+        call = daemon.stub.GenerateStream(
+            pb.GenerateRequest(prompt="Write a long story about a dragon.", max_tokens=256), timeout=120
+        )
+        chunks = [next(call)]
+        watch = health_pb2_grpc.HealthStub(daemon.channel).Watch(health_pb2.HealthCheckRequest(), timeout=60)
+        assert next(watch).status == health_pb2.HealthCheckResponse.SERVING
+        daemon.loop.call_soon_threadsafe(daemon.daemon.request_stop)
+        assert next(watch).status == health_pb2.HealthCheckResponse.NOT_SERVING
+        status = daemon.daemon.status()
+        assert status.state == "draining"
+        # the stream is still being decoded while health says NOT_SERVING
+        assert [m.slots_busy for m in status.models if m.is_default] == [1]
+        watch.cancel()
+        chunks.extend(call)
+        assert chunks[-1].done
+        assert (chunks[-1].finish_reason, chunks[-1].usage.completion_tokens) == ("length", 256)

@@ -7,7 +7,7 @@ import logging
 import os
 import socket
 import stat
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -39,23 +39,73 @@ def _safe_parser(cls: type[Message]) -> Callable[[bytes], Message | MalformedReq
     return parse
 
 
-def _handlers(servicer: InferenceServicer) -> grpc.GenericRpcHandler[Any, Any]:
+Context = grpc.aio.ServicerContext[Any, Any]
+UnaryHandler = Callable[[Any, Context], Awaitable[Any]]
+StreamHandler = Callable[[Any, Context], AsyncIterator[Any]]
+
+# Health checks and reflection stay answerable when the Inference service is at its limit.
+_HEADROOM_RPCS = 16
+
+
+class RpcLimit:
+    """At most `limit` Inference RPCs at once; one more is refused with RESOURCE_EXHAUSTED naming the limit.
+
+    All handlers run on the server's event loop, so a plain counter is exact. gRPC's own
+    maximum_concurrent_rpcs (set `_HEADROOM_RPCS` higher) stays as a backstop; its refusal names no limit.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.active = 0
+
+    async def _admit(self, context: Context) -> None:
+        if self.active >= self.limit:
+            await context.abort(
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                f"{self.active} requests are in progress and api.max_concurrent_rpcs is {self.limit}; "
+                "retry later",
+            )
+        self.active += 1
+
+    def unary(self, handler: UnaryHandler) -> UnaryHandler:
+        async def limited(request: Any, context: Context) -> Any:
+            await self._admit(context)
+            try:
+                return await handler(request, context)
+            finally:
+                self.active -= 1
+
+        return limited
+
+    def stream(self, handler: StreamHandler) -> StreamHandler:
+        async def limited(request: Any, context: Context) -> AsyncIterator[Any]:
+            await self._admit(context)
+            try:
+                async for item in handler(request, context):
+                    yield item
+            finally:
+                self.active -= 1
+
+        return limited
+
+
+def _handlers(servicer: InferenceServicer, limit: RpcLimit) -> grpc.GenericRpcHandler[Any, Any]:
     serialize: Callable[[Any], bytes] = lambda message: message.SerializeToString()  # noqa: E731
     return grpc.method_handlers_generic_handler(
         SERVICE,
         {
             "Generate": grpc.unary_unary_rpc_method_handler(
-                servicer.Generate,
+                limit.unary(servicer.Generate),
                 request_deserializer=_safe_parser(pb.GenerateRequest),
                 response_serializer=serialize,
             ),
             "GenerateStream": grpc.unary_stream_rpc_method_handler(
-                servicer.GenerateStream,
+                limit.stream(servicer.GenerateStream),
                 request_deserializer=_safe_parser(pb.GenerateRequest),
                 response_serializer=serialize,
             ),
             "GetStatus": grpc.unary_unary_rpc_method_handler(
-                servicer.GetStatus,
+                limit.unary(servicer.GetStatus),
                 request_deserializer=_safe_parser(pb.GetStatusRequest),
                 response_serializer=serialize,
             ),
@@ -73,9 +123,10 @@ class ApiServer:
                 ("grpc.max_send_message_length", settings.max_message_bytes),
                 ("grpc.so_reuseport", 0),
             ],
-            maximum_concurrent_rpcs=settings.max_concurrent_rpcs,
+            maximum_concurrent_rpcs=settings.max_concurrent_rpcs + _HEADROOM_RPCS,
         )
-        self._server.add_generic_rpc_handlers((_handlers(servicer),))
+        self.limit = RpcLimit(settings.max_concurrent_rpcs)
+        self._server.add_generic_rpc_handlers((_handlers(servicer, self.limit),))
         health_pb2_grpc.add_HealthServicer_to_server(self._health, self._server)
         reflection.enable_server_reflection(
             (SERVICE, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),
@@ -120,6 +171,7 @@ class ApiServer:
 def _prepare_socket_path(path: Path) -> None:
     """Create the socket's directory; remove a stale socket file, refuse one that a live daemon still serves."""
     path.parent.mkdir(mode=0o750, parents=True, exist_ok=True)
+    _check_socket_dir(path.parent)
     try:
         mode = path.lstat().st_mode
     except FileNotFoundError:
@@ -133,3 +185,34 @@ def _prepare_socket_path(path: Path) -> None:
             path.unlink()  # nobody listens: a leftover from a crash
             return
     raise ConfigError("api", [("api.socket", str(path), "another process is already serving on it")])
+
+
+def _check_socket_dir(directory: Path) -> None:
+    """Refuse a socket directory that someone else controls (e.g. /tmp/edged-UID made first by another user).
+
+    The directory must be a real directory owned by this process's user or by root, and nobody else may write
+    to it unless it is sticky (like /tmp), where they cannot replace our socket.
+    """
+    info = directory.lstat()
+    if stat.S_ISLNK(info.st_mode) or not stat.S_ISDIR(info.st_mode):
+        raise ConfigError(
+            "api", [("api.socket", str(directory), "the socket's directory is not a directory")]
+        )
+    if info.st_uid not in (os.geteuid(), 0):
+        raise ConfigError(
+            "api",
+            [
+                (
+                    "api.socket",
+                    str(directory),
+                    f"the socket's directory is owned by uid {info.st_uid}, not by this user ({os.geteuid()}) "
+                    "or root; remove it or choose another api.socket",
+                )
+            ],
+        )
+    writable_by_others = info.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
+    if writable_by_others and info.st_uid != os.geteuid() and not info.st_mode & stat.S_ISVTX:
+        raise ConfigError(
+            "api",
+            [("api.socket", str(directory), "the socket's directory is writable by others and not sticky")],
+        )

@@ -8,7 +8,7 @@ from typing import Annotated
 
 from pydantic import Field, field_validator, model_validator
 
-from edged.config.base import StrictModel
+from edged.config.base import KeyRuleError, StrictModel
 from edged.config.paths import default_socket_path
 
 MiB = 1024 * 1024
@@ -61,13 +61,19 @@ class ApiSettings(StrictModel):
     def _tcp_is_local(self) -> ApiSettings:
         if self.tcp is None:
             return self
-        host, port = parse_host_port(self.tcp)
+        try:
+            host, port = parse_host_port(self.tcp)
+        except ValueError as exc:
+            raise KeyRuleError("tcp", self.tcp, str(exc)) from None
         if not self.allow_remote_tcp and not _is_loopback(host):
-            raise ValueError(
-                f"tcp host {host!r} is not loopback; set allow_remote_tcp = true to listen on it"
+            raise KeyRuleError(
+                "tcp",
+                self.tcp,
+                f"tcp host {host!r} is not loopback (127.0.0.0/8, ::1 or localhost); "
+                "set allow_remote_tcp = true to listen on it",
             )
         if not 0 <= port < 65536:
-            raise ValueError(f"tcp port {port} is outside 0..65535 (0 picks a free port)")
+            raise KeyRuleError("tcp", self.tcp, f"tcp port {port} is outside 0..65535 (0 picks a free port)")
         return self
 
 

@@ -20,7 +20,8 @@ def default_runtime_dir() -> Path:
         return Path("/run/edged")
     if xdg := os.environ.get("XDG_RUNTIME_DIR"):
         return Path(xdg) / "edged"
-    return Path(f"/tmp/edged-{os.geteuid()}")  # noqa: S108 - per-user, created 0700 by the server
+    # per-user; the server creates it 0750 and refuses it if another user owns it (created first to take it over)
+    return Path(f"/tmp/edged-{os.geteuid()}")  # noqa: S108
 
 
 def default_socket_path() -> Path:

@@ -1,0 +1,45 @@
+"""The socket's directory must be ours: one another user made first (to take the socket over) is refused."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from edged.api.server import _prepare_socket_path
+from edged.errors import ConfigError
+
+OTHER_UID = 54321
+
+
+def test_a_directory_owned_by_someone_else_is_refused(tmp_path: Path) -> None:
+    if os.geteuid() != 0:
+        pytest.skip("making a directory owned by another user needs root")
+    taken = tmp_path / "edged-1000"
+    taken.mkdir(mode=0o777)
+    os.chown(taken, OTHER_UID, OTHER_UID)
+    with pytest.raises(ConfigError) as info:
+        _prepare_socket_path(taken / "edged.sock")
+    assert "api.socket" in str(info.value)
+    assert f"owned by uid {OTHER_UID}" in str(info.value)
+
+
+def test_a_symlinked_directory_is_refused(tmp_path: Path) -> None:
+    real = tmp_path / "real"
+    real.mkdir()
+    link = tmp_path / "edged-1000"
+    link.symlink_to(real)
+    with pytest.raises(ConfigError, match="not a directory"):
+        _prepare_socket_path(link / "edged.sock")
+
+
+def test_our_own_directory_and_a_sticky_shared_one_are_accepted(tmp_path: Path) -> None:
+    ours = tmp_path / "run" / "edged"
+    _prepare_socket_path(ours / "edged.sock")  # created
+    assert ours.is_dir()
+    _prepare_socket_path(ours / "edged.sock")  # and taken again
+    sticky = tmp_path / "shared"
+    sticky.mkdir()
+    sticky.chmod(0o1777)
+    _prepare_socket_path(sticky / "edged.sock")
