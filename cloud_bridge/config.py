@@ -2,7 +2,7 @@
 
 [broker]            the same schema as edged's [broker] (URL, credentials, TLS, reconnect bounds)
 group = "..."       shared-subscription group: workers of one group split the requests
-[backend]           type = "gguf" | "openai" | "sleep" | "echo", then that backend's keys
+[backend]           type = "gguf" (the default) | "openai" | "sleep" | "echo", then that backend's keys
 """
 
 from __future__ import annotations
@@ -165,9 +165,22 @@ class BridgeConfig(StrictModel):
     max_request_bytes: Annotated[int, Field(ge=1024, le=64 * 1024 * 1024)] = Field(
         default=1024 * 1024, description="Largest request payload accepted."
     )
+    max_deadline_s: Annotated[float, Field(ge=1, le=86_400)] = Field(
+        default=3600.0,
+        description="Latest deadline a request may ask for, in seconds from its arrival (deadline_unix_ms, "
+        "or the message expiry); a request asking for more is refused (invalid_argument).",
+    )
     backend: BackendSettings = Field(
         default_factory=GgufBackendSettings, description="Where answers come from."
     )
+
+    @field_validator("backend", mode="before")
+    @classmethod
+    def _gguf_when_untyped(cls, value: object) -> object:
+        """A [backend] section without `type` is gguf, as with no section at all (`--model PATH` alone)."""
+        if isinstance(value, Mapping) and "type" not in value:
+            return {"type": "gguf", **value}
+        return value
 
     @model_validator(mode="after")
     def _needs_broker(self) -> BridgeConfig:

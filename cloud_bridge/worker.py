@@ -1,10 +1,11 @@
 """BridgeWorker: takes EscalationRequests from a shared subscription, answers them with a backend as chunks.
 
 Per request, in paho's message callback (decide and hand off, never wait): check the response topic belongs to
-the device in the request topic, decode, drop it if expired, drop it if its correlation id was seen (a broker
-redelivery), validate, refuse it if the backlog is full, send chunk 0 ("taken"), start a task. The task
-waits for one of `concurrency` slots, streams the backend's answer as chunks 1.. (the last with done = true)
-and never outlives the request's deadline.
+the device in the request topic, decode, refuse a deadline more than max_deadline_s ahead, drop it if expired,
+drop it if its correlation id was seen (a broker redelivery), validate (checks.py), refuse it if the backlog is
+full, send chunk 0 ("taken"), start a task. The task waits for one of `concurrency` slots, streams the backend's
+answer as chunks 1.. (the last with done = true) and never outlives the request's deadline. Anything unexpected
+is refused `internal`: the device never waits for a request the worker took or could read.
 
 Stopping (SIGTERM) drains: unsubscribe (the broker routes new requests to the group's other workers), let
 in-flight requests finish within drain_timeout_s, clear the retained presence, disconnect.
@@ -17,17 +18,17 @@ import contextlib
 import logging
 import math
 import time
+import traceback
 from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from google.protobuf.message import DecodeError
-
 from cloud_bridge.backends.base import Backend, BackendDone, BackendJob
+from cloud_bridge.checks import check_fields, check_request_id, decode_request
 from cloud_bridge.config import BridgeConfig
 from edged.comms.link import MqttLink
 from edged.comms.messages import InboundMessage, LinkState, Will
-from edged.domain import ROLES, Message, SamplingParams
+from edged.domain import Message, SamplingParams
 from edged.errors import CloudUnavailable, DeadlineExceeded, EdgedError, InvalidRequest, Overloaded
 from edged.escalation.topics import EscalationTopics
 from edged.v1.escalation_pb2 import EscalationChunk, EscalationError, EscalationRequest, WorkerPresence
@@ -36,8 +37,6 @@ logger = logging.getLogger(__name__)
 
 RESTART_KEYS = ("broker", "group", "worker_id", "state_dir", "backend")  # bound to the link and the backend
 SEEN_CAPACITY = 100_000  # correlation ids remembered for duplicate detection
-MAX_MESSAGES = 256
-MAX_STOPS = 16
 
 
 @dataclass
@@ -170,48 +169,76 @@ class BridgeWorker:
 
     def _on_request(self, message: InboundMessage) -> None:
         self.stats.received += 1
-        reply = self._admit(message)
+        reply = self._addressed(message)
         if reply is None:
             return
-        self.stats.taken_ids.append(reply.request.request_id)
-        self._send(reply, EscalationChunk())  # chunk 0: taken, by this worker
-        task = asyncio.ensure_future(self._serve(reply))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        try:
+            if not self._admit(message, reply):
+                return
+            self.stats.taken_ids.append(reply.request.request_id)
+            self._send(reply, EscalationChunk())  # chunk 0: taken, by this worker
+            task = asyncio.ensure_future(self._serve(reply))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        except Exception as exc:
+            # a bug costs this one request, refused so the device never waits; never the worker (paho would
+            # only log it and the device would wait for nothing)
+            self.stats.failed += 1
+            logger.error(
+                "request %s on %s failed unexpectedly: %s",
+                reply.request.request_id,
+                message.topic,
+                _trace(exc),
+            )
+            self._refuse_safely(reply, EdgedError(f"internal error: {type(exc).__name__}"))
 
-    def _admit(self, message: InboundMessage) -> _Reply | None:
-        device = self._topics.device_of_escalate(message.topic)
-        reply_to, correlation = message.response_topic, message.correlation_data
-        if (
-            device is None
-            or not reply_to
-            or not correlation
-            or not self._topics.is_reply_of(device, reply_to)
-        ):
-            # nowhere (allowed) to answer: drop it
+    def _addressed(self, message: InboundMessage) -> _Reply | None:
+        """A reply to fill in, or None (dropped) when the request names no reply topic of its own device."""
+        reply_to, correlation = message.response_topic or "", message.correlation_data or b""
+        why = self._unanswerable(message.topic, reply_to, correlation)
+        if why is not None:  # nowhere (allowed) to answer: drop it (topics are not secret; payloads are)
             self.stats.invalid += 1
-            logger.warning("dropped a request on %s: missing or foreign response topic", message.topic)
+            logger.warning("dropped a request on %s: %s", message.topic, why)
             return None
+        return _Reply(EscalationRequest(), correlation, reply_to, time.monotonic() + 5.0, _EMPTY_JOB)
+
+    def _unanswerable(self, topic: str, reply_to: str, correlation: bytes) -> str | None:
+        device = self._topics.device_of_escalate(topic)
+        if device is None:
+            return "the topic names no device"
+        if not reply_to:
+            return "no response topic"
+        if not self._topics.is_reply_of(device, reply_to):
+            expected = self._topics.reply(device, "INSTANCE")
+            return f"response topic {reply_to[:200]!r} is not one of {device}'s reply topics ({expected})"
+        if not correlation:
+            return f"response topic {reply_to!r} but no correlation data"
+        return None
+
+    def _admit(self, message: InboundMessage, reply: _Reply) -> bool:
+        """Decode and check the request into `reply`; False when it was dropped or refused."""
+        device = self._topics.device_of_escalate(message.topic) or "?"
         now = time.monotonic()
-        reply = _Reply(EscalationRequest(), correlation, reply_to, now + 5.0, _EMPTY_JOB)
         try:
             if len(message.payload) > self._config.max_request_bytes:
                 raise InvalidRequest(
                     "payload",
                     f"{len(message.payload)} bytes, over max_request_bytes {self._config.max_request_bytes}",
                 )
-            reply.request = _decode(message.payload)
-            reply.deadline = self._deadline(reply.request, message.expiry_s, now)
-            if reply.deadline <= now:
+            reply.request = decode_request(message.payload)
+            check_request_id(reply.request.request_id)
+            deadline = self._deadline(reply.request, message.expiry_s, now)
+            if deadline <= now:
                 self.stats.expired += 1
                 logger.info("dropped expired request %s from %s", reply.request.request_id, device)
-                return None
-            if not self._seen.add_if_new(correlation, reply.deadline, now):
+                return False
+            reply.deadline = deadline
+            if not self._seen.add_if_new(reply.correlation, reply.deadline, now):
                 self.stats.duplicates += 1
                 logger.info(
                     "dropped a second delivery of request %s from %s", reply.request.request_id, device
                 )
-                return None
+                return False
             reply.job = self._job(reply.request, device, reply.deadline)
             if len(self._tasks) >= self._config.concurrency + self._config.backlog:
                 raise Overloaded(f"worker {self.worker_id} has {len(self._tasks)} requests in flight")
@@ -221,41 +248,34 @@ class BridgeWorker:
             else:
                 self.stats.invalid += 1
             self._refuse(reply, exc)
-            return None
-        return reply
+            return False
+        return True
 
     def _deadline(self, request: EscalationRequest, expiry_s: int | None, now: float) -> float:
-        """The earlier of the request's absolute deadline and the broker's remaining message expiry."""
+        """The earlier of the request's absolute deadline and the broker's remaining message expiry, at most
+        max_deadline_s from now (a later one is refused: it would hold a slot and a duplicate-check entry)."""
+        if request.deadline_unix_ms < 0:
+            raise InvalidRequest("deadline_unix_ms", f"{request.deadline_unix_ms} is negative")
         candidates = []
         if request.deadline_unix_ms > 0:
-            candidates.append(now + request.deadline_unix_ms / 1000.0 - self._wall_clock())
+            candidates.append(request.deadline_unix_ms / 1000.0 - self._wall_clock())
         if expiry_s is not None:
-            candidates.append(now + expiry_s)
+            candidates.append(float(expiry_s))
         if not candidates:
             raise InvalidRequest(
                 "deadline_unix_ms", "missing (and no message expiry): every request needs one"
             )
-        return min(candidates)
+        left, limit = min(candidates), self._config.max_deadline_s
+        if left > limit:
+            field = "deadline_unix_ms" if request.deadline_unix_ms > 0 else "message_expiry_interval"
+            value = request.deadline_unix_ms if request.deadline_unix_ms > 0 else expiry_s
+            raise InvalidRequest(
+                field, f"{value} is {left:.0f} s ahead, more than max_deadline_s {limit:g} s from now"
+            )
+        return now + left
 
     def _job(self, request: EscalationRequest, device: str, deadline: float) -> BackendJob:
-        if request.device_id and request.device_id != device:
-            raise InvalidRequest(
-                "device_id", f"{request.device_id!r} does not match the topic's device {device!r}"
-            )
-        if not 1 <= len(request.messages) <= MAX_MESSAGES:
-            raise InvalidRequest("messages", f"{len(request.messages)} messages, allowed 1..{MAX_MESSAGES}")
-        for index, message in enumerate(request.messages):
-            if message.role not in ROLES:
-                raise InvalidRequest(f"messages[{index}].role", f"{message.role!r} is not one of {ROLES}")
-        cap = self._config.max_tokens_cap
-        if not 1 <= request.max_tokens <= cap:
-            raise InvalidRequest("max_tokens", f"{request.max_tokens} is outside 1..{cap} (max_tokens_cap)")
-        if not 0 <= request.temperature <= 2:
-            raise InvalidRequest("temperature", f"{request.temperature} is outside [0, 2]")
-        if not 0 <= request.top_p <= 1:
-            raise InvalidRequest("top_p", f"{request.top_p} is outside (0, 1] (0 means unset)")
-        if len(request.stop) > MAX_STOPS:
-            raise InvalidRequest("stop", f"{len(request.stop)} stop strings, at most {MAX_STOPS}")
+        check_fields(request, device, self._config.max_tokens_cap)
         params = SamplingParams(
             max_tokens=request.max_tokens,
             temperature=request.temperature,
@@ -290,8 +310,8 @@ class BridgeWorker:
             raise
         except Exception as exc:
             self.stats.failed += 1
-            logger.exception("request %s failed unexpectedly", reply.request.request_id)
-            self._refuse(reply, EdgedError(f"internal error: {type(exc).__name__}"))
+            logger.error("request %s failed unexpectedly: %s", reply.request.request_id, _trace(exc))
+            self._refuse_safely(reply, EdgedError(f"internal error: {type(exc).__name__}"))
 
     async def _answer(self, reply: _Reply) -> None:
         started = time.monotonic()
@@ -326,12 +346,19 @@ class BridgeWorker:
         chunk = EscalationChunk(done=True, error=EscalationError(code=_error_code(error), message=str(error)))
         self._send(reply, chunk)
 
+    def _refuse_safely(self, reply: _Reply, error: EdgedError) -> None:
+        """`_refuse` after an unexpected error: if even that fails, log it (the device's wait then ends with
+        its accept timeout or its deadline)."""
+        try:
+            self._refuse(reply, error)
+        except Exception as exc:
+            logger.error("refusal of request %s not sent: %s", reply.request.request_id, _trace(exc))
+
     def _send(self, reply: _Reply, chunk: EscalationChunk) -> None:
         """Publish the next chunk of `reply`; never waits (a down link loses it: the device gave up too)."""
         chunk.request_id = reply.request.request_id
         chunk.seq = reply.seq
         chunk.worker_id = self.worker_id
-        reply.seq += 1
         left = math.ceil(reply.deadline - time.monotonic())
         try:
             self._link.publish(
@@ -343,6 +370,9 @@ class BridgeWorker:
             )
         except CloudUnavailable as exc:
             logger.debug("chunk %d of %s not sent: %s", chunk.seq, reply.request.request_id, exc)
+        # counted once published or lost with the link; a chunk that raised anything else keeps its seq for the
+        # refusal that follows, so the device's sequencer is not left waiting for a gap
+        reply.seq += 1
 
     # ---- presence ------------------------------------------------------------------------------------------
 
@@ -367,11 +397,10 @@ class BridgeWorker:
 _EMPTY_JOB = BackendJob("", (), SamplingParams(max_tokens=1), None, 0.0)
 
 
-def _decode(payload: bytes) -> EscalationRequest:
-    try:
-        return EscalationRequest.FromString(payload)
-    except DecodeError:
-        raise InvalidRequest("payload", f"not an EscalationRequest ({len(payload)} bytes)") from None
+def _trace(exc: BaseException) -> str:
+    """An unexpected error as its type and stack of code lines: never its message, which may quote a request."""
+    frames = "".join(traceback.format_list(traceback.extract_tb(exc.__traceback__)))
+    return f"{type(exc).__name__}\n{frames}".rstrip()
 
 
 def _error_code(error: EdgedError) -> str:

@@ -50,6 +50,7 @@ from edged.errors import (
     EdgedError,
     SensitiveDataBlocked,
 )
+from edged.escalation.client import CloudRefused
 from edged.local import LocalAnswerer
 from edged.routing.cascade import CascadeMonitor
 from edged.routing.decision import Link, Route, RouteDecision, RouteInputs, decide
@@ -58,14 +59,23 @@ from edged.routing.router import PromptRouter, effective_weights
 from edged.routing.score import auto_score
 from edged.sovereignty.audit import AuditLog
 from edged.sovereignty.audit import Route as AuditRoute
-from edged.sovereignty.gate import SensitivityGate
-from edged.sovereignty.verdict import Verdict
+from edged.sovereignty.gate import SensitivityGate, control_fields
+from edged.sovereignty.verdict import Verdict, declared_classes
 from edged.telemetry.metrics import EdgedMetrics
 
 logger = logging.getLogger(__name__)
 
-# Errors after which a request that may be answered on either side falls back to the device.
-_CLOUD_FAILURES = (CloudUnavailable, DeadlineExceeded, BudgetExhausted)
+# Errors after which a request that may be answered on either side falls back to the device. CloudRefused is a
+# worker's InvalidRequest (e.g. max_tokens over its cap): the device's own checks passed before anything was
+# sent, so the device may still answer; a CLOUD_ONLY caller gets it as INVALID_ARGUMENT naming the field.
+_CLOUD_FAILURES = (CloudUnavailable, DeadlineExceeded, BudgetExhausted, CloudRefused)
+
+
+def _why_not_cloud(exc: BaseException) -> str:
+    """The provenance reason of a failed cloud attempt; a refusal names the field, e.g.
+    cloud_failed:cloud_refused:max_tokens."""
+    reason = failure_reason(exc)
+    return f"{reason}:{exc.field}" if isinstance(exc, CloudRefused) else reason
 
 
 class InferencePipeline:
@@ -154,12 +164,12 @@ class InferencePipeline:
     # ------------------------------------------------------------------ the decision's inputs
 
     async def _assess(self, request: InferenceRequest) -> Verdict | None:
-        """The privacy verdict; None when there is no cloud link (nothing can leave the device)."""
+        """The privacy verdict (messages, stop strings and JSON schema); None when there is no cloud link
+        (nothing can leave the device: declared classes are still checked, as the gate would)."""
         if self.gate is None or self.cloud is None:
+            self._profile().privacy.check_declared(request.data_classes)
             return None
-        return await asyncio.to_thread(
-            self.gate.assess, request.messages, sensitive=request.sensitive, data_classes=request.data_classes
-        )
+        return await asyncio.to_thread(self.gate.assess_request, request)
 
     def _router_score(self, request: InferenceRequest) -> float | None:
         if self.router is None or request.mode not in (Mode.AUTO, Mode.PREFER_LOCAL):
@@ -223,7 +233,7 @@ class InferencePipeline:
             if not may_fall_back or stream.sent:
                 raise
             failure = exc
-        reasons = (*decision.reasons, failure_reason(failure), "fallback=local")
+        reasons = (*decision.reasons, _why_not_cloud(failure), "fallback=local")
         if self.metrics is not None:
             self.metrics.record_fallback(failure_reason(failure))
         plain = dataclasses.replace(inputs, link=Link.DOWN)  # no second escalation for this request
@@ -445,7 +455,7 @@ class InferencePipeline:
             if stream.sent:
                 raise
             failure = exc
-        fallback = (*reasons, failure_reason(failure), "fallback=local")
+        fallback = (*reasons, _why_not_cloud(failure), "fallback=local")
         if self.metrics is not None:
             self.metrics.record_fallback(failure_reason(failure))
         if local_finish.finish_reason != "low_confidence":
@@ -479,7 +489,11 @@ class InferencePipeline:
         stream: AnswerStream,
     ) -> Answer:
         model = self.local.engine_for(request.model).model_id
-        classes = verdict.data_classes if verdict is not None else request.data_classes
+        classes = (
+            verdict.data_classes
+            if verdict is not None
+            else declared_classes(request.data_classes, sensitive=request.sensitive)
+        )
         return local_answer(
             request,
             stream,
@@ -510,6 +524,9 @@ class InferencePipeline:
                 route=route,
                 verdict=verdict,
                 messages=request.messages,
+                fields=[
+                    text for _name, text in control_fields(request.params.stop, request.params.json_schema)
+                ],
                 reasons=reasons,
                 redacted_values=redacted_values,
                 invented=invented,

@@ -6,6 +6,7 @@ message routed the same way, so once that later message arrives, anything forbid
 
 from __future__ import annotations
 
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,8 +15,12 @@ import pytest
 
 from edged.comms.dispatch import BoundedInbox
 from edged.comms.link import MqttLink
+from edged.config.daemon import RESERVED_DEVICE_IDS
+from edged.config.loader import parse_config
+from edged.errors import ConfigError
 from edged.escalation.client import EscalationClient
 from tests.escalation_parts import (
+    DEPLOY,
     WAIT_S,
     ShippedBroker,
     bridge_config,
@@ -156,3 +161,44 @@ async def test_anonymous_clients_are_refused(shipped: ShippedBroker) -> None:
         assert not link.is_up()
     finally:
         await link.stop()
+
+
+def _acl_users() -> list[str]:
+    """The users edged.acl gives rights of their own (`user NAME` sections)."""
+    lines = (DEPLOY / "edged.acl").read_text().splitlines()
+    return [line.split()[1] for line in lines if line.startswith("user ")]
+
+
+def test_every_acl_user_is_reserved_as_a_device_id() -> None:
+    assert _acl_users() == ["bridge"]
+    assert sorted(RESERVED_DEVICE_IDS) == sorted(_acl_users())
+
+
+@pytest.mark.parametrize("name", ["bridge", "Bridge"])
+def test_make_passwords_refuses_a_reserved_device_id_before_writing_anything(
+    name: str, tmp_path: Path
+) -> None:
+    out = tmp_path / "auth"
+    result = subprocess.run(
+        [str(DEPLOY / "make-passwords"), str(out), "dev-a", name], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 1
+    assert f"invalid device id '{name}': 'bridge' is reserved" in result.stderr
+    assert not out.exists()  # not even dev-a: every id is checked first
+
+
+@pytest.mark.parametrize("name", ["bridge", "BRIDGE"])
+def test_edged_refuses_a_reserved_device_id_or_user_name(name: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_config({"device_id": name}, "edged.toml")
+    ((key, value, reason),) = info.value.problems
+    assert (key, value) == ("device_id", name)
+    assert (
+        "'bridge' is reserved: the broker ACL gives user 'bridge' the cloud_bridge workers' rights" in reason
+    )
+    with pytest.raises(ConfigError) as info:
+        parse_config({"device_id": "dev-a", "broker": {"url": "mqtt://h", "username": name}}, "edged.toml")
+    ((key, value, reason),) = info.value.problems
+    assert (key, value) == ("broker.username", name)
+    assert "'bridge' is reserved" in reason
+    assert parse_config({"device_id": "bridge-2"}).device_id == "bridge-2"  # only the exact name

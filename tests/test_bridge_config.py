@@ -61,6 +61,25 @@ def test_openai_url_implies_the_openai_backend_and_model_is_its_model_id() -> No
     assert (backend.url, backend.model) == ("http://127.0.0.1:8080/v1", "qwen2.5")
 
 
+def test_model_alone_is_a_gguf_file(tmp_path: Path) -> None:
+    config = _load(None, "--model", str(tmp_path / "m.gguf"))
+    backend = config.backend
+    assert isinstance(backend, GgufBackendSettings)
+    assert backend.model_path == tmp_path / "m.gguf"
+
+
+def test_a_backend_section_without_type_is_gguf(tmp_path: Path) -> None:
+    path = tmp_path / "bridge.toml"
+    path.write_text(f'[backend]\nmodel_path = "{tmp_path / "m.gguf"}"\nn_ctx = 2048\n')
+    backend = load_bridge_config(path).backend
+    assert isinstance(backend, GgufBackendSettings)
+    assert (backend.model_path, backend.n_ctx) == (tmp_path / "m.gguf", 2048)
+    # and the flag on top of such a file keeps the section (the same type)
+    flagged = _load(path, "--model", str(tmp_path / "other.gguf")).backend
+    assert isinstance(flagged, GgufBackendSettings)
+    assert (flagged.model_path, flagged.n_ctx) == (tmp_path / "other.gguf", 2048)
+
+
 @pytest.mark.parametrize(
     ("text", "key", "reason"),
     [
@@ -68,6 +87,8 @@ def test_openai_url_implies_the_openai_backend_and_model_is_its_model_id() -> No
         ('[backend]\ntype = "openai"\nurl = "ftp://x"\n', "backend.url", "http:// or https://"),
         ('[backend]\ntype = "openai"\n', "backend.url", "required key is missing"),
         ('[backend]\ntype = "tpu"\n', "backend", "does not match any of the expected tags"),
+        ("[backend]\ndelay_s = 1\n", "backend.delay_s", "unknown key"),  # no type: gguf, which has no delay
+        ("max_deadline_s = 0\n", "max_deadline_s", "greater than or equal to 1"),
         ("[broker]\nurl = 'mqtt://h'\nkeepalive_s = 2\n", "broker.keepalive_s", "greater than or equal to 5"),
         ("worker_id = 'a/b'\n", "worker_id", "should match pattern"),
         ("colour = 'red'\n", "colour", "unknown key"),

@@ -4,6 +4,8 @@ mapping through httpx's MockTransport seam."""
 from __future__ import annotations
 
 import importlib.metadata
+import json
+import logging
 import subprocess
 import sys
 import time
@@ -188,17 +190,42 @@ async def test_request_body_and_api_key_reach_the_server(tmp_path: Path) -> None
 )
 @run_async
 async def test_http_errors_map_to_edged_errors_without_echoing_the_body(
-    status: int, error: type[Exception], message: str
+    status: int, error: type[Exception], message: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     def handler(req: httpx.Request) -> httpx.Response:
         return httpx.Response(status, json={"detail": [{"input": PROMPT}]})
 
+    caplog.set_level(logging.DEBUG, logger="cloud_bridge")
     backend = _mock(httpx.MockTransport(handler))
     await backend.start()
     try:
         with pytest.raises(error, match=message) as info:
             await _collect(backend, _job())
         assert PROMPT not in str(info.value)
+        logged = [r.getMessage() for r in caplog.records if r.name == "cloud_bridge.backends.openai"]
+        assert any(f"HTTP {status} error body:" in line for line in logged), logged  # logged, by size only
+        assert not [line for line in logged if "sky" in line], logged
+    finally:
+        await backend.close()
+
+
+@run_async
+async def test_an_error_event_mid_stream_is_logged_by_type_only(caplog: pytest.LogCaptureFixture) -> None:
+    def handler(req: httpx.Request) -> httpx.Response:
+        chunk = '{"model": "m", "choices": [{"delta": {"content": "hi"}, "finish_reason": null}]}'
+        failure = json.dumps({"error": {"type": "server_error", "message": f"cannot answer {PROMPT!r}"}})
+        return httpx.Response(200, content=_sse(chunk, failure))
+
+    caplog.set_level(logging.DEBUG, logger="cloud_bridge")
+    backend = _mock(httpx.MockTransport(handler))
+    await backend.start()
+    try:
+        with pytest.raises(CloudUnavailable, match=r"reported an error \(server_error\)") as info:
+            await _collect(backend, _job())
+        assert PROMPT not in str(info.value)
+        logged = [r.getMessage() for r in caplog.records if r.name == "cloud_bridge.backends.openai"]
+        assert any("error event: type server_error" in line for line in logged), logged
+        assert not [line for line in logged if "sky" in line], logged
     finally:
         await backend.close()
 

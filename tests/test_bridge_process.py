@@ -97,6 +97,21 @@ def test_a_bad_flag_value_exits_1_naming_key_value_and_limit() -> None:
     assert "concurrency = 0: Input should be greater than or equal to 1" in result.stderr
 
 
+def test_model_alone_and_a_file_without_backend_type_serve_gguf(tmp_path: Path) -> None:
+    model = tmp_path / "m.gguf"
+    config = tmp_path / "bridge.toml"
+    config.write_text(f'[backend]\nmodel_path = "{model}"\n')
+    for flags in (["--model", str(model)], ["--config", str(config)]):
+        result = subprocess.run(
+            [BRIDGE, "--broker", "mqtt://127.0.0.1:1883", *flags, "--check-config"],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert (result.returncode, result.stderr) == (0, ""), flags
+        assert "backend gguf" in result.stdout
+
+
 def test_a_missing_config_file_exits_1(tmp_path: Path) -> None:
     result = subprocess.run(
         [BRIDGE, "--config", str(tmp_path / "absent.toml"), "--check-config"],

@@ -7,12 +7,16 @@ they are delivered: on the reply topic, through a separate subscriber.
 from __future__ import annotations
 
 import asyncio
+import logging
+import re
 import time
 from collections import Counter
 from pathlib import Path
 
 import pytest
 
+from cloud_bridge.backends import create_backend
+from cloud_bridge.worker import BridgeWorker
 from edged.comms.link import MqttLink
 from edged.errors import CloudUnavailable
 from edged.v1.escalation_pb2 import EscalationChunk, EscalationRequest
@@ -132,8 +136,9 @@ async def test_a_request_without_a_deadline_is_refused(mosquitto: MosquittoBroke
 
 @run_async
 async def test_garbage_and_foreign_reply_topics_never_get_an_answer_elsewhere(
-    mosquitto: MosquittoBroker, tmp_path: Path
+    mosquitto: MosquittoBroker, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.INFO, logger="cloud_bridge")
     worker = await start_worker(bridge_config(mosquitto.url, "w1", tmp_path))
     observer, replies = await start_observer(mosquitto.url, "edged/v1/+/reply/+")
     sender = await _sender(mosquitto.url)
@@ -141,14 +146,113 @@ async def test_garbage_and_foreign_reply_topics_never_get_an_answer_elsewhere(
         # dev-a asks the worker to answer into dev-b's reply topic: dropped, not answered
         foreign = "edged/v1/dev-b/reply/x"
         sender.publish(ESCALATE, _raw(request_id="foreign"), correlation_data=b"f", response_topic=foreign)
+        sender.publish(ESCALATE, _raw(request_id="nowhere"), correlation_data=b"n")  # no response topic
         sender.publish(ESCALATE, b"\xff\x00 not protobuf", correlation_data=b"g", response_topic=REPLY)
         _key, garbage = await next_chunk(replies)
         assert garbage.error.code == "invalid_argument"
         assert "not an EscalationRequest" in garbage.error.message
-        assert worker.stats.invalid == 2  # the foreign reply topic (dropped) and the garbage (refused)
+        # the foreign and the missing reply topic (dropped) and the garbage (refused)
+        assert worker.stats.invalid == 3
         sender.publish(ESCALATE, _raw(request_id="ok"), correlation_data=b"ok", response_topic=REPLY)
         seen = await chunks_until_done(replies, b"ok")
-        assert [key for key, _chunk in seen if key == b"f"] == []
+        assert [key for key, _chunk in seen if key in (b"f", b"n")] == []
+        drops = [r.getMessage() for r in caplog.records if r.getMessage().startswith("dropped a request")]
+        assert drops == [
+            f"dropped a request on {ESCALATE}: response topic {foreign!r} is not one of dev-a's reply "
+            "topics (edged/v1/dev-a/reply/INSTANCE)",
+            f"dropped a request on {ESCALATE}: no response topic",
+        ]
+    finally:
+        await sender.stop()
+        await observer.stop()
+        await worker.stop()
+
+
+@run_async
+async def test_a_deadline_too_far_ahead_is_refused_and_the_worker_keeps_serving(
+    mosquitto: MosquittoBroker, tmp_path: Path
+) -> None:
+    """Without a message expiry, a deadline past 2**32 s once made the reply's expiry overflow in paho: the
+    worker failed inside the callback and the device heard nothing."""
+    worker = await start_worker(bridge_config(mosquitto.url, "w1", tmp_path))
+    observer, replies = await start_observer(mosquitto.url, REPLY)
+    sender = await _sender(mosquitto.url)
+    beyond_mqtt = _raw(request_id="far", deadline_in_s=2.0**32 + 10)
+    largest = EscalationRequest.FromString(_raw(request_id="max"))
+    largest.deadline_unix_ms = 2**63 - 1
+    try:
+        sender.publish(ESCALATE, beyond_mqtt, correlation_data=b"far", response_topic=REPLY)
+        sender.publish(ESCALATE, largest.SerializeToString(), correlation_data=b"max", response_topic=REPLY)
+        # no deadline_unix_ms, the message expiry alone too far ahead
+        no_deadline = request().SerializeToString()
+        sender.publish(ESCALATE, no_deadline, correlation_data=b"exp", response_topic=REPLY, expiry_s=7200)
+        refusals: dict[bytes, EscalationChunk] = {}
+        while len(refusals) < 3:
+            key, chunk = await next_chunk(replies)
+            refusals[key] = chunk
+        for key, field in ((b"far", "deadline_unix_ms"), (b"max", "deadline_unix_ms")):
+            chunk = refusals[key]
+            assert (chunk.seq, chunk.done, chunk.error.code) == (0, True, "invalid_argument")
+            assert chunk.error.message.startswith(f"{field}: ")
+            assert "more than max_deadline_s 3600 s from now" in chunk.error.message
+        assert str(2**63 - 1) in refusals[b"max"].error.message
+        # the broker passes on the expiry left (7200 s, or a second less on a slow machine)
+        assert re.match(r"message_expiry_interval: 7\d{3} is 7\d{3} s ahead", refusals[b"exp"].error.message)
+        # a far deadline with a sane expiry is bounded by the expiry: answered
+        sender.publish(ESCALATE, beyond_mqtt, correlation_data=b"ok", response_topic=REPLY, expiry_s=30)
+        seen = await chunks_until_done(replies, b"ok")
+        assert [chunk.delta for key, chunk in seen if key == b"ok"] == ["", "hello from the cloud"]
+        assert (worker.stats.invalid, worker.stats.answered) == (3, 1)
+    finally:
+        await sender.stop()
+        await observer.stop()
+        await worker.stop()
+
+
+class _ClockThatFailsOnce:
+    """A wall clock (the worker's seam for clock skew) whose first reading raises an error quoting `text`: what
+    an unforeseen library error looks like when its message carries request data."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.readings = 0
+
+    def __call__(self) -> float:
+        self.readings += 1
+        if self.readings == 1:
+            raise RuntimeError(f"cannot read the clock for {self.text!r}")
+        return time.time()
+
+
+@run_async
+async def test_an_unexpected_error_is_refused_as_internal_and_the_worker_keeps_serving(
+    mosquitto: MosquittoBroker, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    secret = "my private question about the merger"
+    config = bridge_config(mosquitto.url, "w1", tmp_path)
+    clock = _ClockThatFailsOnce(secret)
+    worker = BridgeWorker(config, create_backend(config.backend, config.state_dir), wall_clock=clock)
+    await worker.start()
+    assert await worker.link.wait_up(WAIT_S)
+    observer, replies = await start_observer(mosquitto.url, REPLY)
+    sender = await _sender(mosquitto.url)
+    try:
+        sender.publish(
+            ESCALATE, _raw(secret, request_id="bug"), correlation_data=b"bug", response_topic=REPLY
+        )
+        key, chunk = await next_chunk(replies)
+        assert (key, chunk.seq, chunk.done) == (b"bug", 0, True)
+        assert (chunk.error.code, chunk.error.message) == ("internal", "internal error: RuntimeError")
+        sender.publish(
+            ESCALATE, _raw(secret, request_id="next"), correlation_data=b"ok", response_topic=REPLY
+        )
+        seen = await chunks_until_done(replies, b"ok")
+        assert seen[-1][1].delta == "hello from the cloud"
+        assert (worker.stats.failed, worker.stats.answered) == (1, 1)
+        logged = "\n".join(r.getMessage() for r in caplog.records)
+        assert "request bug on edged/v1/dev-a/escalate failed unexpectedly: RuntimeError" in logged
+        assert "private question" not in logged
     finally:
         await sender.stop()
         await observer.stop()
@@ -227,6 +331,20 @@ async def test_bad_fields_are_refused_naming_the_field_and_limit(
     wrong_role = EscalationRequest.FromString(_raw())
     wrong_role.messages[0].role = "robot"
     cases[b"5"] = (wrong_role, "messages[0].role: 'robot' is not one of")
+    for key, field, value, message in [
+        (b"6", "request_id", "a b\nforged log line", "request_id: 'a b\\nforged log line' must be 0-128"),
+        (b"7", "model", "m" * 300, "model: 300 characters, at most 256"),
+        (b"8", "json_schema", "{not json", "json_schema: not valid JSON (9 characters): Expecting"),
+        (b"9", "json_schema", "[1, 2]", "json_schema: a JSON list, not an object"),
+        (b"10", "deadline_unix_ms", -5, "deadline_unix_ms: -5 is negative"),
+        (b"11", "top_p", 1.5, "top_p: 1.5 is outside (0, 1]"),
+    ]:
+        bad = EscalationRequest.FromString(_raw())
+        setattr(bad, field, value)
+        cases[key] = (bad, message)
+    empty_stop = EscalationRequest.FromString(_raw())
+    empty_stop.stop.extend(["\n", ""])
+    cases[b"12"] = (empty_stop, "stop[1]: length 0 is outside 1..256")
     try:
         for key, (bad, _message) in cases.items():
             sender.publish(ESCALATE, bad.SerializeToString(), correlation_data=key, response_topic=REPLY)

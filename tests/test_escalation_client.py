@@ -11,7 +11,7 @@ import pytest
 from edged.comms.link import MqttLink
 from edged.domain import Delta
 from edged.errors import CloudUnavailable, DeadlineExceeded, InvalidRequest
-from edged.escalation.client import EscalationClient, EscalationResult
+from edged.escalation.client import CloudRefused, EscalationClient, EscalationResult
 from tests.brokers import MosquittoBroker, free_port
 from tests.escalation_parts import (
     WAIT_S,
@@ -141,8 +141,14 @@ async def test_a_worker_refusal_names_the_field(mosquitto: MosquittoBroker, tmp_
     worker = await start_worker(bridge_config(mosquitto.url, "w1", tmp_path, max_tokens_cap=16))
     client = await start_client(mosquitto.url)
     try:
-        with pytest.raises(InvalidRequest, match=r"max_tokens: 32 is outside 1\.\.16"):
+        with pytest.raises(CloudRefused) as refused:
             await client.complete(request(max_tokens=32), time.monotonic() + WAIT_S)
+        # an InvalidRequest naming the worker's field (INVALID_ARGUMENT for a CLOUD_ONLY caller)
+        assert isinstance(refused.value, InvalidRequest)
+        assert refused.value.field == "max_tokens"
+        assert str(refused.value) == (
+            "max_tokens: 32 is outside 1..16 (max_tokens_cap); refused by cloud worker w1"
+        )
     finally:
         await client.stop()
         await worker.stop()

@@ -41,6 +41,7 @@ from tests.escalation_parts import (
     wait_until,
     worker_config_file,
 )
+from tests.ops_support import toml_document
 
 pytestmark = [pytest.mark.mqtt, pytest.mark.slow]
 
@@ -87,9 +88,14 @@ class Workers:
         self._tmp = tmp
         self._processes: list[subprocess.Popen[bytes]] = []
 
-    def start(self, name: str, backend: dict[str, Any] | None = None) -> subprocess.Popen[bytes]:
-        """A worker with `backend` (None: the default Gemma), once the daemon knows it is online."""
+    def start(
+        self, name: str, backend: dict[str, Any] | None = None, **settings: Any
+    ) -> subprocess.Popen[bytes]:
+        """A worker with `backend` (None: the default Gemma) and top-level `settings` (e.g. max_tokens_cap),
+        once the daemon knows it is online."""
         config = worker_config_file(self._tmp, name, backend)
+        if settings:  # top-level keys go before the file's first [section]
+            config.write_text(toml_document(settings) + config.read_text())
         process = spawn_worker(self._broker.url, name, self._tmp, "--config", str(config))
         self._processes.append(process)
         online = len(self._processes)
@@ -333,6 +339,44 @@ def test_a_worker_slower_than_the_deadline_leaves_prefer_cloud_answered_locally_
         "fallback=local",
         "answered=local",
     ]
+
+
+@pytest.mark.parametrize(
+    ("mode", "extra"),
+    [(pb.PREFER_CLOUD, {}), (pb.AUTO, {"router_threshold": 1.0}), (pb.CLOUD_ONLY, {})],
+    ids=["prefer_cloud", "auto", "cloud_only"],
+)
+def test_a_request_the_worker_refuses_is_answered_locally_unless_cloud_only(
+    daemon: RunningDaemon, workers: Workers, mode: pb.Mode.ValueType, extra: dict[str, Any]
+) -> None:
+    """max_tokens 8 passes the device's cap (256) but not the worker's (4): the worker refuses it as invalid."""
+    workers.start("capped", {"type": "sleep", "delay_s": 0.0, "text": CLOUD_TEXT}, max_tokens_cap=4)
+    request = ask(mode, max_tokens=8, **extra)
+    if mode == pb.CLOUD_ONLY:
+        error = refusal(daemon, request, DEADLINE_S)
+        assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert error.details() == (
+            "max_tokens: 8 is outside 1..4 (max_tokens_cap); refused by cloud worker capped"
+        )
+        return
+    response = daemon.stub.Generate(request, timeout=DEADLINE_S)
+    p = response.provenance
+    assert (p.source, p.model, p.degraded) == (pb.LOCAL, LOCAL_MODEL, True)
+    assert response.text
+    reasons = list(p.reasons)
+    assert reasons[0] == f"mode={pb.Mode.Name(mode)}"
+    assert reasons[-3:] == ["cloud_failed:cloud_refused:max_tokens", "fallback=local", "answered=local"]
+
+
+def test_a_request_the_device_refuses_is_never_sent(daemon: RunningDaemon, workers: Workers) -> None:
+    workers.sleeping("unused")
+    client = escalation_client(daemon)
+    sent = client.stats.sent
+    for mode in (pb.PREFER_CLOUD, pb.CLOUD_ONLY):
+        error = refusal(daemon, ask(mode, max_tokens=1000), DEADLINE_S)  # the device's cap is 256
+        assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert (error.details() or "").startswith("max_tokens: 1000 is outside 1..256")
+    assert client.stats.sent == sent
 
 
 def test_cloud_only_past_its_deadline_fails_and_releases_the_escalation(

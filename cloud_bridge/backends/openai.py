@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from collections.abc import AsyncGenerator
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,7 @@ from edged.errors import CloudUnavailable, EdgedError, EngineError, InvalidReque
 logger = logging.getLogger(__name__)
 
 PROBE_TIMEOUT_S = 3.0
-ERROR_BODY_CHARS = 200
+_ERROR_TYPE = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")  # e.g. invalid_request_error, server_error, 500
 
 
 class OpenAIBackend:
@@ -88,8 +89,14 @@ class OpenAIBackend:
             async with self._http().stream("POST", "/chat/completions", json=body) as response:
                 if response.status_code != 200:
                     error_body = await response.aread()
-                    # error bodies may echo the request (FastAPI's 422 does): DEBUG only, never in the error
-                    logger.debug("HTTP %d body: %r", response.status_code, error_body[:ERROR_BODY_CHARS])
+                    # error bodies may echo the request (FastAPI's 422 does): only their size and type are
+                    # logged, and the error carries the status alone
+                    logger.debug(
+                        "HTTP %d error body: %d bytes of %s",
+                        response.status_code,
+                        len(error_body),
+                        response.headers.get("content-type", "unknown type")[:80],
+                    )
                     raise _status_error(response.status_code, response.reason_phrase)
                 async for line in response.aiter_lines():
                     event = _sse_event(line)
@@ -162,9 +169,21 @@ def _sse_event(line: str) -> dict[str, Any] | str | None:
     if not event:
         raise EngineError(f"the server sent a malformed stream event ({len(data)} bytes)")
     if "error" in event:
-        logger.debug("error event: %r", str(event["error"])[:ERROR_BODY_CHARS])
-        raise CloudUnavailable("the server reported an error in the middle of the stream")
+        # the error's message may quote the prompt: only its type (a short code) and size are logged
+        kind = _error_type(event["error"])
+        logger.debug("error event: type %s, %d bytes", kind, len(data))
+        raise CloudUnavailable(f"the server reported an error ({kind}) in the middle of the stream")
     return event
+
+
+def _error_type(error: object) -> str:
+    """An OpenAI-style error's `type` or `code` when it is a short identifier, else "unknown"."""
+    if isinstance(error, dict):
+        for key in ("type", "code"):
+            value = error.get(key)
+            if isinstance(value, str | int) and _ERROR_TYPE.match(str(value)):
+                return str(value)
+    return "unknown"
 
 
 def _json_dict(data: bytes) -> dict[str, Any]:

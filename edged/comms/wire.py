@@ -10,6 +10,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 from edged.comms.messages import InboundMessage
 
 NO_MATCHING_SUBSCRIBERS = 0x10  # PUBACK reason: the broker had nobody to deliver to
+MAX_EXPIRY_S = 0xFFFFFFFF  # Message Expiry Interval is a four-byte integer: paho raises struct.error beyond
 
 
 def new_properties(packet_type: int) -> Properties:
@@ -27,7 +28,7 @@ def publish_properties(
     if response_topic is not None:
         properties.ResponseTopic = response_topic
     if expiry_s is not None:
-        properties.MessageExpiryInterval = max(1, expiry_s)
+        properties.MessageExpiryInterval = min(max(1, expiry_s), MAX_EXPIRY_S)
     return properties
 
 

@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import logging
 import math
+import re
 import secrets
 import time
 import uuid
@@ -37,6 +38,19 @@ from edged.escalation.topics import EscalationTopics
 from edged.v1.escalation_pb2 import EscalationChunk, EscalationError, EscalationRequest, WorkerPresence
 
 logger = logging.getLogger(__name__)
+
+
+_FIELD = re.compile(
+    r"^[A-Za-z_][A-Za-z0-9_.\[\]]{0,63}$"
+)  # what a worker's refusal names: max_tokens, stop[2]
+MAX_REFUSAL_CHARS = 400
+
+
+class CloudRefused(InvalidRequest):
+    """A cloud_bridge worker refused the request as invalid (e.g. max_tokens over its max_tokens_cap).
+
+    An InvalidRequest, so CLOUD_ONLY callers get INVALID_ARGUMENT naming the field; but the request passed the
+    device's own checks, so a mode that may answer on the device falls back to it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -202,8 +216,8 @@ class EscalationClient:
         """Escalate `request`; yields Delta pieces of the answer, then one EscalationResult.
 
         `deadline` is a time.monotonic() value. Raises CloudUnavailable when the link is down or no worker
-        answers in time, DeadlineExceeded when the answer started but the deadline passed, InvalidRequest when
-        the worker rejected the request."""
+        answers in time, DeadlineExceeded when the answer started but the deadline passed, CloudRefused (an
+        InvalidRequest naming the field) when the worker refused the request as invalid."""
         correlation = secrets.token_bytes(16)
         pending = _Pending(self._settings.reply_buffer)
         try:
@@ -329,6 +343,16 @@ class EscalationClient:
             pending.fail(error)
 
 
+def _refusal(message: str, worker_id: str) -> CloudRefused:
+    """The worker's "field: reason" as a CloudRefused naming that field ("escalation" if it names none)."""
+    field, separator, detail = message.partition(": ")
+    if not (separator and _FIELD.match(field)):
+        field, detail = "escalation", message
+    return CloudRefused(
+        field, f"{detail[:MAX_REFUSAL_CHARS]}; refused by cloud worker {worker_id[:64] or '?'}"
+    )
+
+
 def _ack_checker(pending: _Pending, topic: str) -> Callable[[asyncio.Future[int]], None]:
     def check(ack: asyncio.Future[int]) -> None:
         if ack.cancelled():
@@ -349,7 +373,7 @@ def _ack_checker(pending: _Pending, topic: str) -> Callable[[asyncio.Future[int]
 def _worker_error(error: EscalationError, worker_id: str) -> EdgedError:
     text = f"worker {worker_id or '?'}: {error.message or error.code}"
     if error.code == "invalid_argument":
-        return InvalidRequest("escalation", text)
+        return _refusal(error.message, worker_id)
     if error.code == "deadline_exceeded":
         return DeadlineExceeded(text)
     return CloudUnavailable(f"{error.code}: {text}")

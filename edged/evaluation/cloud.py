@@ -1,13 +1,16 @@
 """The cloud side of an eval: the reference cloud (always correct) or live escalation over MQTT.
 
 `LiveCloud` runs the daemon's EscalationClient on an event loop of its own thread, so the eval runner (plain
-threads) can call `answer()` from any thread and block on the result.
+threads) can call `answer()` from any thread and block on the result. It connects as a client of its own
+(`eval_client_id`), so a daemon running on the same device keeps its connection. Eval prompts go to the cloud
+as they are in the eval file: no privacy gate, no cloud budget (see docs/escalation.md).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 import threading
 import time
 import uuid
@@ -22,6 +25,15 @@ from edged.v1.inference_pb2 import ChatMessage
 logger = logging.getLogger(__name__)
 
 CONNECT_TIMEOUT_S = 30.0
+MAX_CLIENT_ID = 128  # edged.config.broker.MQTT_NAME_PATTERN
+
+
+def eval_client_id(broker: BrokerSettings, device_id: str) -> str:
+    """`{client id or device id}-eval-{8 random hex}`: the broker disconnects a client when another connects
+    with the same client id, so the eval must never take the daemon's. The user name (what the shipped ACL's
+    %u patterns confine) stays the device's."""
+    suffix = f"-eval-{secrets.token_hex(4)}"
+    return (broker.client_id or device_id)[: MAX_CLIENT_ID - len(suffix)] + suffix
 
 
 class LiveCloud:
@@ -42,9 +54,14 @@ class LiveCloud:
         # The client lives on this loop; answer() hands coroutines to it from the runner's threads.
         self._thread = threading.Thread(target=self._loop.run_forever, name="eval-cloud", daemon=True)
         self._thread.start()
-        self._client = EscalationClient(broker, device_id, instance=f"eval-{uuid.uuid4().hex[:8]}")
+        settings = broker.model_copy(update={"client_id": eval_client_id(broker, device_id)})
+        self._client = EscalationClient(settings, device_id, instance=f"eval-{uuid.uuid4().hex[:8]}")
         self._call(self._client.start()).result(CONNECT_TIMEOUT_S)
         self._wait_until_up()
+
+    @property
+    def client_id(self) -> str:
+        return self._client.link.client_id
 
     def _call(self, coroutine: object) -> Future[object]:
         return asyncio.run_coroutine_threadsafe(coroutine, self._loop)  # type: ignore[arg-type]
