@@ -9,10 +9,10 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
-from edged.domain import Delta, InferenceRequest, Message, Usage
+from edged.domain import Delta, InferenceRequest, Usage
 from edged.errors import CloudUnavailable
 from edged.escalation.client import EscalationClient, EscalationResult
-from edged.routing.budget import CloudBudget
+from edged.routing.budget import CloudBudget, estimated_tokens
 from edged.routing.decision import Link
 from edged.sovereignty.gate import ReplyReport, SensitivityGate
 from edged.sovereignty.redaction import CloudRelease
@@ -20,8 +20,10 @@ from edged.sovereignty.verdict import Verdict
 from edged.v1 import inference_pb2 as pb
 from edged.v1.escalation_pb2 import EscalationRequest
 
-# Without a caller deadline a cloud answer may take this long; with one, the caller's deadline rules.
+# Without a caller deadline a cloud answer may take this long; with one, the caller's deadline rules, up to
+# MAX_CLOUD_WAIT_S (what a worker accepts by default: cloud_bridge's max_deadline_s).
 DEFAULT_CLOUD_TIMEOUT_S = 120.0
+MAX_CLOUD_WAIT_S = 3600.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,46 +54,73 @@ class CloudAnswerer:
     def client(self) -> EscalationClient:
         return self._client
 
+    @property
+    def gate(self) -> SensitivityGate:
+        return self._gate
+
+    @gate.setter
+    def gate(self, gate: SensitivityGate) -> None:
+        """A privacy change swaps the gate: the next release() and reply scan use the new one."""
+        self._gate = gate
+
     async def release(self, request: InferenceRequest, verdict: Verdict) -> CloudRelease:
-        """What may leave the device (raises SensitiveDataBlocked for LOCAL_ONLY data)."""
-        return await asyncio.to_thread(self._gate.release, request.messages, verdict)
+        """What may leave the device: messages and control fields (raises SensitiveDataBlocked for
+        LOCAL_ONLY data)."""
+        return await asyncio.to_thread(self._gate.release_request, request, verdict)
 
     async def answer(
         self, request: InferenceRequest, release: CloudRelease, deadline: float
     ) -> AsyncIterator[Delta | CloudOutcome]:
-        """Restored deltas, then one CloudOutcome. Raises CloudUnavailable, DeadlineExceeded, BudgetExhausted."""
-        self._budget.charge_request()
+        """Restored deltas, then one CloudOutcome. Raises CloudUnavailable, DeadlineExceeded, BudgetExhausted.
+
+        The request is charged before it is sent; its tokens when the result comes (the worker's usage, or an
+        estimate when it reports none). An answer that fails or is abandoned is charged an estimate of what
+        was sent and received: whether a backend processed the prompt cannot be known here, so it counts."""
+        await asyncio.to_thread(self._budget.charge_request)
         restorer = release.stream_restorer()
         raw: list[str] = []
-        events = self._client.stream(self._escalation(request, release.messages), deadline)
-        async with contextlib.aclosing(events):
-            async for event in events:
-                if isinstance(event, Delta):
-                    raw.append(event.text)
-                    text = restorer.feed(event.text)
-                    if text:
-                        yield Delta(text)
-                    continue
-                tail = restorer.finish()
-                if tail:
-                    yield Delta(tail)
-                self._budget.charge_tokens(event.usage.prompt_tokens + event.usage.completion_tokens)
-                reply = await asyncio.to_thread(self._gate.scan_reply, "".join(raw), release)
-                yield CloudOutcome(event, release, reply)
-                return
-        raise CloudUnavailable("the cloud reply ended without a result")
+        escalation = self._escalation(request, release)
+        events = self._client.stream(escalation, deadline)
+        charged = False
+        try:
+            async with contextlib.aclosing(events):
+                async for event in events:
+                    if isinstance(event, Delta):
+                        raw.append(event.text)
+                        text = restorer.feed(event.text)
+                        if text:
+                            yield Delta(text)
+                        continue
+                    tail = restorer.finish()
+                    if tail:
+                        yield Delta(tail)
+                    usage = event.usage.prompt_tokens + event.usage.completion_tokens
+                    charged = True
+                    await asyncio.to_thread(self._budget.charge_tokens, usage or _estimate(escalation, raw))
+                    reply = await asyncio.to_thread(self._gate.scan_reply, "".join(raw), release)
+                    yield CloudOutcome(event, release, reply)
+                    return
+            raise CloudUnavailable("the cloud reply ended without a result")
+        except Exception:
+            if not charged:
+                charged = True
+                await asyncio.to_thread(self._budget.charge_tokens, _estimate(escalation, raw))
+            raise
+        finally:
+            if not charged:  # cancelled or closed by the caller: no await is possible here
+                self._budget.charge_tokens(_estimate(escalation, raw))
 
-    def _escalation(self, request: InferenceRequest, messages: tuple[Message, ...]) -> EscalationRequest:
+    def _escalation(self, request: InferenceRequest, release: CloudRelease) -> EscalationRequest:
         params = request.params
         message = EscalationRequest(
             request_id=request.request_id,
             device_id=self._device_id,
-            messages=[pb.ChatMessage(role=m.role, content=m.content) for m in messages],
+            messages=[pb.ChatMessage(role=m.role, content=m.content) for m in release.messages],
             max_tokens=params.max_tokens,
             temperature=params.temperature,
             top_p=params.top_p,
-            stop=list(params.stop),
-            json_schema=params.json_schema or "",
+            stop=list(release.stop),
+            json_schema=release.json_schema or "",
             stream=True,
             model=request.model or "",
         )
@@ -100,13 +129,22 @@ class CloudAnswerer:
         return message
 
 
+def _estimate(sent: EscalationRequest, received: list[str]) -> int:
+    """Tokens of a cloud answer without usage figures: estimated from the characters sent and received."""
+    chars = (
+        sum(len(m.content) for m in sent.messages) + sum(len(s) for s in sent.stop) + len(sent.json_schema)
+    )
+    return estimated_tokens(chars + sum(len(text) for text in received))
+
+
 def cloud_deadline(request: InferenceRequest, now: float, keep_for_local: bool) -> float:
     """When the cloud must have answered: the caller's deadline (half of what is left when the device must
-    still be able to answer after a cloud failure), or DEFAULT_CLOUD_TIMEOUT_S without one."""
+    still be able to answer after a cloud failure) but at most MAX_CLOUD_WAIT_S, or DEFAULT_CLOUD_TIMEOUT_S
+    without one."""
     if request.deadline is None:
         return now + DEFAULT_CLOUD_TIMEOUT_S
     left = request.deadline - now
-    return now + left / 2 if keep_for_local else request.deadline
+    return now + min(left / 2 if keep_for_local else left, MAX_CLOUD_WAIT_S)
 
 
 def usage_of(result: EscalationResult) -> Usage:

@@ -9,12 +9,14 @@ import pytest
 from paho.mqtt.client import topic_matches_sub  # the reference for topic_matches
 from pydantic import ValidationError
 
+from edged.cloud import DEFAULT_CLOUD_TIMEOUT_S, MAX_CLOUD_WAIT_S, cloud_deadline
 from edged.comms.backoff import Backoff
 from edged.comms.dispatch import BoundedInbox, TopicDispatcher, match_filter, topic_matches
 from edged.comms.messages import InboundMessage
 from edged.comms.security import read_password, tls_context
 from edged.config.base import config_error
 from edged.config.broker import BrokerSettings
+from edged.domain import InferenceRequest, Message, SamplingParams
 from edged.errors import CloudUnavailable, ConfigError
 from edged.escalation.sequencer import ChunkSequencer
 from edged.escalation.topics import EscalationTopics
@@ -199,3 +201,18 @@ def test_unreadable_secrets_and_tls_files_are_config_errors(tmp_path: Path) -> N
 def test_topic_matching_agrees_with_paho(topic_filter: str, topic: str) -> None:
     levels = tuple(match_filter(topic_filter).split("/"))
     assert topic_matches(levels, topic) == topic_matches_sub(match_filter(topic_filter), topic)
+
+
+def test_cloud_deadline_halves_for_a_fallback_and_is_capped() -> None:
+    def request(deadline: float | None) -> InferenceRequest:
+        return InferenceRequest(
+            "r", (Message("user", "hi"),), SamplingParams(max_tokens=8), deadline=deadline
+        )
+
+    now = 1000.0
+    assert cloud_deadline(request(None), now, keep_for_local=True) == now + DEFAULT_CLOUD_TIMEOUT_S
+    assert cloud_deadline(request(now + 10), now, keep_for_local=True) == now + 5  # half left for the device
+    assert cloud_deadline(request(now + 10), now, keep_for_local=False) == now + 10
+    # a caller willing to wait two hours still gets a deadline a worker accepts
+    assert cloud_deadline(request(now + 7200), now, keep_for_local=False) == now + MAX_CLOUD_WAIT_S
+    assert cloud_deadline(request(now + 9000), now, keep_for_local=True) == now + MAX_CLOUD_WAIT_S

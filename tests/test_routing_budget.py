@@ -1,12 +1,25 @@
-"""The cloud budget: rolling hour and day windows for requests and tokens, on a clock the test moves."""
+"""The cloud budget: rolling hour and day windows for requests and tokens, on a clock the test moves, kept in a
+file across restarts."""
 
 from __future__ import annotations
+
+import json
+import logging
+import threading
+from pathlib import Path
 
 import pytest
 
 from edged.config.budget import BudgetSettings
 from edged.errors import BudgetExhausted, InvalidRequest
-from edged.routing.budget import CloudBudget, FakeClock
+from edged.routing.budget import (
+    BUDGET_FILE,
+    MAX_FILE_BYTES,
+    BudgetFile,
+    CloudBudget,
+    FakeClock,
+    estimated_tokens,
+)
 from edged.routing.report import budget_info, budget_remaining
 
 
@@ -76,3 +89,155 @@ def test_budget_as_status_and_metrics() -> None:
     assert (info.requests_this_hour, info.tokens_today, info.requests_per_hour_limit) == (1, 250, 10)
     assert not info.exhausted
     assert budget_remaining(budget.status()) == [("requests", "hour", 9.0), ("tokens", "day", 750.0)]
+
+
+# ---- kept across restarts ------------------------------------------------------------------------------------
+
+
+def saved_budget(path: Path, settings: BudgetSettings, clock: FakeClock, wall: FakeClock) -> CloudBudget:
+    """A budget saved in `path`: `clock` is its monotonic clock, `wall` the file's wall clock."""
+    return CloudBudget(settings, clock, BudgetFile(path, wall))
+
+
+def test_a_restart_keeps_the_spent_windows(tmp_path: Path) -> None:
+    path = tmp_path / BUDGET_FILE
+    limits = BudgetSettings(requests_per_hour=2, tokens_per_day=1000)
+    clock, wall = FakeClock(500.0), FakeClock(1_800_000_000.0)
+    before = saved_budget(path, limits, clock, wall)
+    before.charge_request()
+    before.charge_tokens(300)
+    clock.advance(600)
+    wall.advance(600)
+    before.charge_request()
+    before.charge_tokens(700)
+    assert before.exhausted() == "requests_per_hour"
+    # the process ends; a new one starts 30 minutes later on a fresh monotonic clock
+    wall.advance(1800)
+    after = saved_budget(path, limits, FakeClock(10.0), wall)
+    status = after.status()
+    assert (status.requests_this_hour, status.requests_today) == (2, 2)
+    assert (status.tokens_this_hour, status.tokens_today) == (1000, 1000)
+    assert status.exhausted == "requests_per_hour"
+    with pytest.raises(BudgetExhausted, match="requests_per_hour = 2"):
+        after.charge_request()
+
+
+def test_restored_use_leaves_its_windows_at_its_own_age(tmp_path: Path) -> None:
+    path = tmp_path / BUDGET_FILE
+    wall = FakeClock(1_800_000_000.0)
+    first = saved_budget(path, BudgetSettings(), FakeClock(), wall)
+    first.charge_request()
+    first.charge_tokens(50)
+    wall.advance(2 * 3600)  # two hours later: out of the hour windows, still in the day windows
+    clock = FakeClock(0.0)
+    second = saved_budget(path, BudgetSettings(), clock, wall)
+    status = second.status()
+    assert (status.requests_this_hour, status.requests_today, status.tokens_today) == (0, 1, 50)
+    clock.advance(22 * 3600)  # 24 hours after the charge: gone from the day windows too
+    assert second.status().requests_today == 0
+    wall.advance(22 * 3600)
+    assert saved_budget(path, BudgetSettings(), FakeClock(), wall).status().requests_today == 0
+
+
+def test_a_clock_that_went_back_counts_saved_use_as_now(tmp_path: Path) -> None:
+    path = tmp_path / BUDGET_FILE
+    wall = FakeClock(1_800_000_000.0)
+    saved_budget(path, BudgetSettings(), FakeClock(), wall).charge_request()
+    wall.advance(-7200)  # the saved charge now looks two hours in the future
+    status = saved_budget(path, BudgetSettings(), FakeClock(), wall).status()
+    assert (status.requests_this_hour, status.requests_today) == (1, 1)
+
+
+def test_the_file_is_private_and_written_whole(tmp_path: Path) -> None:
+    path = tmp_path / BUDGET_FILE
+    budget = CloudBudget.open(BudgetSettings(), tmp_path)
+    budget.charge_request()
+    budget.charge_tokens(12)
+    assert path.stat().st_mode & 0o777 == 0o600
+    assert [p.name for p in tmp_path.iterdir()] == [BUDGET_FILE]  # no temporary file left behind
+    document = json.loads(path.read_text())
+    assert document["format"] == 1
+    assert [amount for _stamp, amount in document["requests"]] == [1]
+    assert [amount for _stamp, amount in document["tokens"]] == [12]
+
+
+def test_the_file_stays_bounded_however_many_charges(tmp_path: Path) -> None:
+    path = tmp_path / BUDGET_FILE
+    clock, wall = FakeClock(), FakeClock(1_800_000_000.0)
+    budget = saved_budget(path, BudgetSettings(), clock, wall)
+    for _ in range(3 * 24 * 60):  # one request every 20 seconds for a day
+        budget.charge_request()
+        clock.advance(20)
+        wall.advance(20)
+    buckets = json.loads(path.read_text())["requests"]
+    assert len(buckets) <= 24 * 60 + 2
+    assert path.stat().st_size < MAX_FILE_BYTES
+    # nothing is lost by the buckets: the last day's requests are all counted, after a restart too
+    assert budget.status().requests_today == 3 * 24 * 60
+    restored = saved_budget(path, BudgetSettings(), FakeClock(), wall).status()
+    assert restored.requests_today == 3 * 24 * 60
+
+
+def test_concurrent_charges_leave_the_newest_state_on_disk(tmp_path: Path) -> None:
+    budget = CloudBudget.open(BudgetSettings(), tmp_path)
+
+    def charge() -> None:
+        for _ in range(25):
+            budget.charge_request()
+            budget.charge_tokens(2)
+
+    threads = [threading.Thread(target=charge) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    restored = CloudBudget.open(BudgetSettings(), tmp_path).status()
+    assert (restored.requests_today, restored.tokens_today) == (200, 400)
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        b"{not json",
+        b"\xff\xfe\x00",
+        b'{"format": 2, "requests": [], "tokens": []}',
+        b'{"format": 1, "requests": [[1800000000.0, -3]], "tokens": []}',
+        b'{"format": 1, "requests": [["yesterday", 1]], "tokens": []}',
+        b'{"format": 1, "requests": [[1800000000.0, 1]]}',
+        b"[" * 100_000,
+        b" " * (MAX_FILE_BYTES + 1),
+    ],
+    ids=["not-json", "not-utf8", "format", "negative", "stamp", "missing-kind", "deep", "oversized"],
+)
+def test_a_corrupt_file_means_a_fresh_budget_and_a_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, content: bytes
+) -> None:
+    path = tmp_path / BUDGET_FILE
+    path.write_bytes(content)
+    with caplog.at_level(logging.WARNING, logger="edged.routing.budget"):
+        budget = CloudBudget.open(BudgetSettings(requests_per_day=5), tmp_path)
+    assert budget.status().requests_today == 0
+    assert [r.levelname for r in caplog.records] == ["WARNING"]
+    assert "starting with a fresh budget" in caplog.records[0].getMessage()
+    budget.charge_request()  # and the next charge writes a good file over it
+    assert CloudBudget.open(BudgetSettings(), tmp_path).status().requests_today == 1
+
+
+def test_a_missing_file_is_a_first_start(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.INFO, logger="edged.routing.budget"):
+        budget = CloudBudget.open(BudgetSettings(), tmp_path / "not-yet")
+    assert budget.status().requests_today == 0
+    assert [r.levelname for r in caplog.records] == ["INFO"]
+
+
+def test_a_failed_save_keeps_the_budget_in_memory(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    budget = CloudBudget.open(BudgetSettings(requests_per_hour=1), tmp_path / "missing-directory")
+    with caplog.at_level(logging.ERROR, logger="edged.routing.budget"):
+        budget.charge_request()
+        budget.charge_tokens(5)
+    assert budget.exhausted() == "requests_per_hour"
+    assert len([r for r in caplog.records if r.levelname == "ERROR"]) == 1  # once per failure streak
+
+
+def test_estimated_tokens_round_up() -> None:
+    assert [estimated_tokens(n) for n in (0, 1, 4, 5, 400)] == [0, 1, 1, 2, 100]

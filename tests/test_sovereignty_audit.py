@@ -163,6 +163,24 @@ def test_a_failed_write_is_counted_not_raised(tmp_path: Path) -> None:
     assert log.write_failures == 1
 
 
+def test_values_found_in_control_fields_are_hashed_too(tmp_path: Path) -> None:
+    log = AuditLog(tmp_path / "audit", clock=Clock(T0))
+    messages = [Message("user", "write to my landlord")]
+    stop = f"mail {EMAIL}"
+    verdict = decide(
+        PrivacySettings(),
+        [[]],
+        sensitive=False,
+        declared=(),
+        fields=["stop[0]"],
+        field_findings=[[Finding(5, 5 + len(EMAIL), "EMAIL_ADDRESS", 1.0)]],
+    )
+    entry = log.record(request_id="r", route=Route.LOCAL, verdict=verdict, messages=messages, fields=[stop])
+    assert entry.entities == {"EMAIL_ADDRESS": 1}
+    assert entry.value_hashes == {"EMAIL_ADDRESS": [log.value_hash(EMAIL)]}
+    assert EMAIL not in (tmp_path / "audit" / LOG_NAME).read_text()
+
+
 def test_policy_values_round_trip(tmp_path: Path) -> None:
     log = AuditLog(tmp_path, clock=Clock(T0))
     verdict = unscanned("PII detector failed (RuntimeError)")

@@ -3,6 +3,7 @@ allow), restoring answers, reply scans, fail-closed behaviour and metrics."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 from collections.abc import Iterator
@@ -14,7 +15,7 @@ from edged.config import parse_profile
 from edged.config.privacy import SENSITIVE_CLASS, DataPolicy, PrivacySettings
 from edged.domain import InferenceRequest, Message, SamplingParams
 from edged.errors import InvalidRequest, SensitiveDataBlocked
-from edged.sovereignty.detector import CountingDetector, RaisingDetector
+from edged.sovereignty.detector import CountingDetector, RaisingDetector, ValueDetector
 from edged.sovereignty.gate import SensitivityGate
 from edged.sovereignty.presidio import PresidioDetector
 from edged.sovereignty.verdict import UNSCANNED_CLASS
@@ -380,3 +381,124 @@ def test_reconfigured_loads_a_new_detector_for_new_entity_types(gate: Sensitivit
     extended = gate.reconfigured(settings_with(raw))
     assert extended.detector is not gate.detector
     assert extended.assess([user("Badge EMP-204518 was lost.")]).forced_by == "employee"
+
+
+# -- control fields: stop strings and the JSON schema -------------------------------------------------------
+
+SCHEMA = '{"type": "object", "properties": {"answer": {"type": "string"}}}'
+
+
+def test_a_clean_request_releases_its_control_fields_as_they_are(gate: SensitivityGate) -> None:
+    conversation = [user(f"I'm {NAME}; draft a short note to my landlord.")]
+    stop = ["\n\nUser:", "###"]
+    verdict = gate.assess(conversation, stop=stop, json_schema=SCHEMA)
+    assert verdict.policy is DataPolicy.REDACT
+    assert verdict.fields == ("stop[0]", "stop[1]", "json_schema")
+    release = gate.release(conversation, verdict, stop=stop, json_schema=SCHEMA)
+    assert "<PERSON_1>" in release.messages[0].content
+    assert (release.stop, release.json_schema) == (tuple(stop), SCHEMA)
+    assert SCHEMA not in repr(release)
+
+
+@pytest.mark.parametrize(
+    ("fields", "data_class", "where"),
+    [
+        ({"stop": [f"Regards, {NAME}"]}, "identity", "PERSON in stop[0]"),
+        ({"stop": ["###", EMAIL]}, "contact", "EMAIL_ADDRESS in stop[1]"),
+        (
+            {"json_schema": f'{{"type": "string", "description": "a reply to {EMAIL}"}}'},
+            "contact",
+            "EMAIL_ADDRESS in json_schema",
+        ),
+    ],
+    ids=["stop-name", "second-stop-email", "schema-email"],
+)
+def test_a_value_to_redact_in_a_control_field_keeps_the_request_local(
+    gate: SensitivityGate, fields: dict[str, Any], data_class: str, where: str
+) -> None:
+    """A placeholder would change what a stop string or schema means, so they are never redacted: a request
+    whose control field holds a value the policy would redact stays on the device, named by its class."""
+    conversation = [user("Draft a short note to my landlord about the heating.")]
+    verdict = gate.assess(conversation, **fields)
+    assert verdict.policy is DataPolicy.LOCAL_ONLY
+    assert verdict.forced_by == data_class
+    assert verdict.reasons[0] == (
+        f"data class {data_class!r} (detected {where}) stays LOCAL_ONLY: "
+        "stop strings and json_schema are never redacted"
+    )
+    with pytest.raises(SensitiveDataBlocked) as caught:
+        gate.release(conversation, verdict, **fields)
+    assert caught.value.data_class == data_class
+    assert "never redacted" in str(caught.value)
+    assert NAME not in str(caught.value)
+    assert EMAIL not in str(caught.value)
+
+
+def test_a_local_only_value_in_a_control_field_is_local_only_as_in_a_message(gate: SensitivityGate) -> None:
+    verdict = gate.assess([user("Is this card number valid?")], json_schema=f'{{"const": "{CARD}"}}')
+    assert verdict.policy is DataPolicy.LOCAL_ONLY
+    assert verdict.forced_by == "financial"
+    assert verdict.entities == {"CREDIT_CARD": 1}
+    assert verdict.reasons[0] == "data class 'financial' (detected CREDIT_CARD×1) is LOCAL_ONLY"
+
+
+def test_a_redacted_value_of_the_conversation_written_in_a_control_field_keeps_it_local() -> None:
+    # the detector finds the name as written in the message, not the upper-case form in the stop string
+    gate = SensitivityGate(PrivacySettings(), ValueDetector({NAME: "PERSON"}))
+    conversation = [user(f"I'm {NAME}; write my bio.")]
+    stop = [f"Signed, {NAME.upper()}"]
+    verdict = gate.assess(conversation, stop=stop)
+    assert verdict.field_findings == ((),)
+    assert verdict.policy is DataPolicy.LOCAL_ONLY
+    assert verdict.forced_by == "identity"
+    assert verdict.reasons[0].startswith("data class 'identity' (PERSON of the conversation in stop[0])")
+    # a word that only contains the value's text is not the value
+    assert gate.assess(conversation, stop=["MARIA GARCIAS"]).policy is DataPolicy.REDACT
+
+
+def test_release_refuses_a_redacted_value_in_a_control_field_even_for_a_hand_made_verdict() -> None:
+    gate = SensitivityGate(PrivacySettings(), ValueDetector({NAME: "PERSON"}))
+    conversation = [user(f"I'm {NAME}.")]
+    redact = gate.assess(conversation)  # assessed without the field: REDACT
+    with pytest.raises(ValueError, match="does not belong"):  # fields that were not scanned never leave
+        gate.release(conversation, redact, stop=[NAME])
+    verdict = dataclasses.replace(redact, fields=("stop[0]",), field_findings=((),))
+    with pytest.raises(SensitiveDataBlocked, match="control field holds a redacted value"):
+        gate.release(conversation, verdict, stop=[NAME.lower()])
+
+
+def test_an_allowed_class_in_a_control_field_goes_as_it_is(detector: PresidioDetector) -> None:
+    gate = SensitivityGate(settings_with({"data_classes": {"identity": {"policy": "ALLOW"}}}), detector)
+    conversation = [user("Write a limerick.")]
+    stop = [f"{NAME}:"]
+    verdict = gate.assess(conversation, stop=stop)
+    assert (verdict.policy, verdict.data_classes) == (DataPolicy.ALLOW, ("identity",))
+    assert gate.release(conversation, verdict, stop=stop).stop == tuple(stop)
+
+
+def test_control_fields_count_toward_the_scan_limit(detector: PresidioDetector) -> None:
+    gate = SensitivityGate(settings_with({"detector": {"max_scan_chars": 1000}}), detector)
+    verdict = gate.assess([user("x" * 600)], json_schema='{"description": "' + "y" * 400 + '"}')
+    assert verdict.policy is DataPolicy.LOCAL_ONLY
+    assert "1019 characters exceeds detector.max_scan_chars 1000" in verdict.reasons[0]
+
+
+def test_assess_request_and_release_request_read_the_control_fields(gate: SensitivityGate) -> None:
+    request = InferenceRequest(
+        request_id="r2",
+        messages=(user("Tell me a joke."),),
+        params=SamplingParams(max_tokens=8, stop=("\n",), json_schema=SCHEMA),
+    )
+    verdict = gate.assess_request(request)
+    assert verdict.fields == ("stop[0]", "json_schema")
+    release = gate.release_request(request, verdict)
+    assert (release.stop, release.json_schema) == (("\n",), SCHEMA)
+    flagged = dataclasses.replace(request, params=SamplingParams(max_tokens=8, stop=(EMAIL,)))
+    assert gate.assess_request(flagged).forced_by == "contact"
+
+
+def test_an_unscanned_verdict_still_lists_the_declared_classes() -> None:
+    gate = SensitivityGate(PrivacySettings(), RaisingDetector())
+    verdict = gate.assess([user("hi")], sensitive=True, data_classes=["identity"])
+    assert verdict.data_classes == ("identity", "sensitive", UNSCANNED_CLASS)
+    assert verdict.forced_by == UNSCANNED_CLASS

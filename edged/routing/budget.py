@@ -1,20 +1,35 @@
-"""The device's cloud budget: requests and tokens per rolling hour and per rolling day.
+"""The device's cloud budget: requests and tokens per rolling hour and per rolling day, kept across restarts.
 
 A cloud request is charged when it is sent (`charge_request`, refused with BudgetExhausted when any window is
-spent) and its tokens when the answer is back (`charge_tokens`). Token windows can therefore overshoot by the
-tokens of requests in flight: a request is admitted while the window has any tokens left.
+spent) and its tokens when the answer is back (`charge_tokens`): the worker's usage figures, or, for an answer
+that failed or was cut short (no usage came back), an estimate from what was sent and received
+(`estimated_tokens`). Token windows can therefore overshoot by the tokens of requests in flight: a request is
+admitted while the window has any tokens left.
+
+Charges within BUCKET_S of each other share one bucket, which leaves its windows when its latest charge does:
+a window holds at most span / BUCKET_S + 1 buckets, whatever the traffic, and a charge may count up to BUCKET_S
+longer than its own time, never shorter.
+
+With a BudgetFile the day windows (the hour windows are their last hour) are written to the state directory
+after every charge and read back at start, so a restart does not hand out a fresh budget. Writing blocks for a
+file write and an fsync: call the charge methods off the event loop.
 
 The clock is injectable (monotonic seconds); the budget is thread-safe (one lock, held only for arithmetic).
 """
 
 from __future__ import annotations
 
+import json
 import logging
+import math
+import os
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 from edged.config.budget import BudgetSettings
 from edged.errors import BudgetExhausted, InvalidRequest
@@ -24,6 +39,18 @@ logger = logging.getLogger(__name__)
 HOUR_S = 3600.0
 DAY_S = 86400.0
 WINDOWS = ("requests_per_hour", "requests_per_day", "tokens_per_hour", "tokens_per_day")
+BUCKET_S = 60.0
+BUDGET_FILE = "budget.json"
+FILE_FORMAT = 1
+MAX_FILE_BYTES = 256 * 1024  # a full day of buckets for both kinds is ~75 KB
+MAX_BUCKETS = 2 * int(DAY_S / BUCKET_S)  # per kind; a day holds at most DAY_S / BUCKET_S + 2
+MAX_AMOUNT = 10**15
+CHARS_PER_TOKEN = 4  # the usual estimate for English text with a BPE tokenizer
+
+
+def estimated_tokens(chars: int) -> int:
+    """Tokens of `chars` characters when no tokenizer counted them: one per CHARS_PER_TOKEN, rounded up."""
+    return -(-max(0, chars) // CHARS_PER_TOKEN)
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,34 +65,179 @@ class BudgetStatus:
     exhausted: str | None  # the first spent window ("tokens_per_hour", ...) or None
 
 
+@dataclass(slots=True)
+class _Bucket:
+    start: float  # the first charge's time
+    last: float  # the latest charge's time: the bucket leaves a window when this does
+    amount: int
+
+
 class _Window:
-    """Events (time, amount) of one rolling window, with their running sum."""
+    """Buckets of one rolling window, with their running sum."""
 
     def __init__(self, span_s: float) -> None:
         self.span_s = span_s
-        self.events: deque[tuple[float, int]] = deque()
+        self.buckets: deque[_Bucket] = deque()
         self.total = 0
 
     def add(self, now: float, amount: int) -> None:
-        self.events.append((now, amount))
+        newest = self.buckets[-1] if self.buckets else None
+        if newest is not None and newest.start <= now < newest.start + BUCKET_S:
+            newest.last = max(newest.last, now)
+            newest.amount += amount
+        else:
+            self.buckets.append(_Bucket(now, now, amount))
         self.total += amount
 
     def expire(self, now: float) -> None:
-        while self.events and self.events[0][0] <= now - self.span_s:
-            self.total -= self.events.popleft()[1]
+        while self.buckets and self.buckets[0].last <= now - self.span_s:
+            self.total -= self.buckets.popleft().amount
+
+
+# The saved use of one kind ("requests", "tokens"): (age in seconds, amount) per bucket.
+Ages = list[tuple[float, int]]
+
+
+class BudgetFile:
+    """The day windows on disk (JSON, mode 0600), stamped with wall-clock time so they outlive a reboot.
+
+    `save` writes a temporary file, fsyncs it, renames it over the old one and fsyncs the directory: a crash
+    leaves the old file or the new one, never half of one. `load` never raises: a missing file is a first
+    start, an unreadable, oversized or malformed one is logged as a warning; both give a fresh budget. A save
+    that fails is logged and the budget goes on in memory."""
+
+    def __init__(self, path: Path, wall: Callable[[], float] = time.time) -> None:
+        self.path = path
+        self._wall = wall
+        self.write_failures = 0
+
+    def load(self) -> dict[str, Ages]:
+        """(age, amount) per kind, oldest first; empty kinds for a fresh budget."""
+        try:
+            with self.path.open("rb") as file:
+                data = file.read(MAX_FILE_BYTES + 1)
+        except FileNotFoundError:
+            logger.info("no saved cloud budget at %s: starting with a fresh budget", self.path)
+            return {"requests": [], "tokens": []}
+        except OSError as exc:
+            return self._fresh(f"cannot be read: {exc}")
+        if len(data) > MAX_FILE_BYTES:
+            return self._fresh(f"is larger than {MAX_FILE_BYTES} bytes")
+        try:
+            stamps = _parse(data)
+        except ValueError as exc:
+            return self._fresh(str(exc))
+        now = self._wall()
+        # A stamp in the future (the clock went back) counts as now: use is never forgotten early.
+        return {
+            kind: sorted(
+                ((max(0.0, now - stamp), amount) for stamp, amount in pairs if now - stamp < DAY_S),
+                key=lambda pair: -pair[0],
+            )
+            for kind, pairs in stamps.items()
+        }
+
+    def save(self, ages: Mapping[str, Iterable[tuple[float, int]]]) -> None:
+        now = self._wall()
+        document = {
+            "format": FILE_FORMAT,
+            **{
+                kind: [[round(now - age, 3), amount] for age, amount in pairs] for kind, pairs in ages.items()
+            },
+        }
+        temporary = self.path.with_name(self.path.name + ".tmp")
+        try:
+            fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            try:
+                os.write(fd, json.dumps(document, separators=(",", ":")).encode("ascii"))
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.replace(temporary, self.path)
+            _fsync_directory(self.path.parent)
+        except OSError as exc:
+            self.write_failures += 1
+            # one line per failure streak, not one per cloud request
+            level = logging.ERROR if self.write_failures == 1 else logging.DEBUG
+            logger.log(level, "cloud budget not saved to %s (kept in memory): %s", self.path, exc)
+            return
+        if self.write_failures:
+            logger.info("cloud budget saved to %s again", self.path)
+            self.write_failures = 0
+
+    def _fresh(self, problem: str) -> dict[str, Ages]:
+        logger.warning("saved cloud budget %s %s: starting with a fresh budget", self.path, problem)
+        return {"requests": [], "tokens": []}
+
+
+def _parse(data: bytes) -> dict[str, list[tuple[float, int]]]:
+    """(wall-clock stamp, amount) per kind; ValueError naming what is wrong."""
+    try:
+        document: Any = json.loads(data)
+    except (ValueError, RecursionError) as exc:  # undecodable, not JSON, or nested too deep
+        raise ValueError(f"is not JSON ({type(exc).__name__})") from None
+    if not isinstance(document, dict) or document.get("format") != FILE_FORMAT:
+        raise ValueError(f"is not a format {FILE_FORMAT} budget file")
+    parsed: dict[str, list[tuple[float, int]]] = {}
+    for kind in ("requests", "tokens"):
+        pairs = document.get(kind)
+        if not isinstance(pairs, list) or len(pairs) > MAX_BUCKETS:
+            raise ValueError(f"has no list of at most {MAX_BUCKETS} {kind} buckets")
+        parsed[kind] = [_pair(kind, pair) for pair in pairs]
+    return parsed
+
+
+def _pair(kind: str, pair: object) -> tuple[float, int]:
+    if isinstance(pair, list) and len(pair) == 2:
+        stamp, amount = pair
+        if (
+            isinstance(stamp, (int, float))
+            and math.isfinite(stamp)
+            and isinstance(amount, int)
+            and not isinstance(amount, bool)
+            and 0 <= amount <= MAX_AMOUNT
+        ):
+            return float(stamp), amount
+    raise ValueError(f"has a {kind} bucket that is not [time, amount]: {str(pair)[:40]}")
+
+
+def _fsync_directory(directory: Path) -> None:
+    """Make a rename in `directory` durable (a no-op where directories cannot be opened)."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 class CloudBudget:
-    def __init__(self, settings: BudgetSettings, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        settings: BudgetSettings,
+        clock: Callable[[], float] = time.monotonic,
+        file: BudgetFile | None = None,
+    ) -> None:
         self._settings = settings
         self._clock = clock
+        self._file = file
         self._lock = threading.Lock()
+        self._save_lock = threading.Lock()  # one save at a time, each of the newest state
         self._windows = {
             "requests_per_hour": _Window(HOUR_S),
             "requests_per_day": _Window(DAY_S),
             "tokens_per_hour": _Window(HOUR_S),
             "tokens_per_day": _Window(DAY_S),
         }
+        if file is not None:
+            self._restore(file.load())
+
+    @classmethod
+    def open(cls, settings: BudgetSettings, state_dir: Path) -> CloudBudget:
+        """The budget saved in `state_dir` (fresh when there is none), saving every charge there."""
+        return cls(settings, file=BudgetFile(state_dir / BUDGET_FILE))
 
     def update(self, settings: BudgetSettings) -> None:
         """Apply a new profile's limits; use so far is kept."""
@@ -96,6 +268,7 @@ class CloudBudget:
                 raise BudgetExhausted(f"cloud budget spent: {spent} = {limit}")
             self._windows["requests_per_hour"].add(now, 1)
             self._windows["requests_per_day"].add(now, 1)
+        self._save()
 
     def charge_tokens(self, tokens: int) -> None:
         """Count the tokens (prompt + completion) of a cloud answer."""
@@ -105,6 +278,7 @@ class CloudBudget:
             now = self._clock()
             self._windows["tokens_per_hour"].add(now, tokens)
             self._windows["tokens_per_day"].add(now, tokens)
+        self._save()
 
     def status(self) -> BudgetStatus:
         with self._lock:
@@ -118,6 +292,36 @@ class CloudBudget:
                 limits=self._settings,
                 exhausted=spent,
             )
+
+    # -- persistence -------------------------------------------------------------------------------------
+
+    def _restore(self, saved: Mapping[str, Ages]) -> None:
+        now = self._clock()
+        for kind in ("requests", "tokens"):
+            for age, amount in saved.get(kind, ()):
+                self._windows[f"{kind}_per_hour"].add(now - age, amount)
+                self._windows[f"{kind}_per_day"].add(now - age, amount)
+        if any(saved.values()):
+            status = self.status()
+            logger.info(
+                "cloud budget restored: %d requests and %d tokens in the last day",
+                status.requests_today,
+                status.tokens_today,
+            )
+
+    def _save(self) -> None:
+        if self._file is None:
+            return
+        with self._save_lock:
+            # the snapshot is taken under the save lock, so the last file written holds the newest state
+            with self._lock:
+                now = self._clock()
+                ages: dict[str, Ages] = {}
+                for kind in ("requests", "tokens"):
+                    window = self._windows[f"{kind}_per_day"]
+                    window.expire(now)
+                    ages[kind] = [(now - b.last, b.amount) for b in window.buckets]
+            self._file.save(ages)
 
 
 class FakeClock:

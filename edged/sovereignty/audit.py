@@ -128,12 +128,14 @@ class AuditLog:
         route: Route,
         verdict: Verdict,
         messages: Sequence[Message],
+        fields: Sequence[str] = (),
         reasons: Sequence[str] = (),
         redacted_values: int = 0,
         invented: Mapping[str, int] | None = None,
     ) -> AuditRecord:
-        """Write the record of one request. `reasons` are the pipeline's (routing) reasons, added to the
-        verdict's; they must be edged's own codes, never user text."""
+        """Write the record of one request. `fields` are the texts of the control fields the verdict scanned
+        (`verdict.fields`, in order), so values found there are hashed too. `reasons` are the pipeline's
+        (routing) reasons, added to the verdict's; they must be edged's own codes, never user text."""
         entry = AuditRecord(
             time=self._clock(),
             request_id=request_id[:MAX_REQUEST_ID],
@@ -143,7 +145,7 @@ class AuditLog:
             forced_by=verdict.forced_by,
             reasons=(*verdict.reasons, *reasons),
             entities=dict(verdict.entities),
-            value_hashes=self._hashes(verdict, messages),
+            value_hashes=self._hashes(verdict, [m.content for m in messages], fields),
             detector_failed=verdict.detector_failed,
             redacted_values=redacted_values,
             invented=dict(invented or {}),
@@ -151,12 +153,17 @@ class AuditLog:
         self.append(entry)
         return entry
 
-    def _hashes(self, verdict: Verdict, messages: Sequence[Message]) -> dict[str, list[str]]:
+    def _hashes(
+        self, verdict: Verdict, messages: Sequence[str], fields: Sequence[str]
+    ) -> dict[str, list[str]]:
         hashes: dict[str, set[str]] = {}
-        for message, findings in zip(messages, verdict.findings, strict=False):
+        scanned = [
+            *zip(messages, verdict.findings, strict=False),
+            *zip(fields, verdict.field_findings, strict=False),
+        ]
+        for text, findings in scanned:
             for f in findings:
-                value = message.content[f.start : f.end]
-                hashes.setdefault(f.entity_type, set()).add(self.value_hash(value))
+                hashes.setdefault(f.entity_type, set()).add(self.value_hash(text[f.start : f.end]))
         return {entity: sorted(values) for entity, values in sorted(hashes.items())}
 
     def append(self, entry: AuditRecord) -> None:

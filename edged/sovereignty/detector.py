@@ -1,5 +1,6 @@
-"""PII detection: the Detector interface (one method), findings, and two fakes for the seam (one that fails,
-one that counts); the real detector, built on Presidio, is edged.sovereignty.presidio.
+"""PII detection: the Detector interface (one method), findings, and three fakes for the seam (one that fails,
+one that counts, one that finds given values); the real detector, built on Presidio, is
+edged.sovereignty.presidio.
 
 A detector returns disjoint findings (character offsets, entity type, score), never the values themselves, so
 what it returns can be kept and logged without holding personal data.
@@ -7,7 +8,7 @@ what it returns can be kept and logged without holding personal data.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -65,3 +66,20 @@ class CountingDetector:
     def scan(self, text: str) -> list[Finding]:
         self.calls += 1
         return self.inner.scan(text)
+
+
+class ValueDetector:
+    """Finds exactly the values it is given (case-sensitive), as their entity types: the seam for tests that
+    must control what is detected and what is missed."""
+
+    def __init__(self, values: Mapping[str, str]) -> None:
+        self.values = dict(values)  # value -> entity type
+
+    def scan(self, text: str) -> list[Finding]:
+        found = []
+        for value, entity_type in self.values.items():
+            start = text.find(value)
+            while value and start >= 0:
+                found.append(Finding(start, start + len(value), entity_type, 1.0))
+                start = text.find(value, start + len(value))
+        return disjoint(found)

@@ -2,18 +2,21 @@
 
 The pipeline calls, per request (each call synchronous and thread-safe; run them via asyncio.to_thread):
 
-    verdict = gate.assess(messages, sensitive=..., data_classes=...)   # scans every message
-    release = gate.release(messages, verdict)     # before any escalation; SensitiveDataBlocked if LOCAL_ONLY
-    ... send release.messages, restore the answer with release.stream_restorer() / release.restorer() ...
+    verdict = gate.assess_request(request)        # scans every message, stop string and the json_schema
+    release = gate.release_request(request, verdict)  # before any escalation; SensitiveDataBlocked if LOCAL_ONLY
+    ... send release.messages, .stop and .json_schema; restore the answer with release.stream_restorer() ...
     report = gate.scan_reply(raw_cloud_text, release)
 
-Routing policy cannot override it: the only way to obtain cloud-bound messages is release(), which refuses a
-LOCAL_ONLY verdict and redacts a REDACT one. A detector failure or an unscannable conversation yields a
-LOCAL_ONLY verdict (fail closed), never an exception.
+Routing policy cannot override it: the only way to obtain cloud-bound messages and control fields is
+release(), which refuses a LOCAL_ONLY verdict and redacts a REDACT one. Control fields (stop strings, the JSON
+schema) are never redacted: a request whose control field holds a value the verdict would redact stays on the
+device like a LOCAL_ONLY one. A detector failure or an unscannable conversation yields a LOCAL_ONLY verdict
+(fail closed), never an exception.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 import threading
@@ -23,15 +26,26 @@ from dataclasses import dataclass, field
 
 from edged.config.privacy import SENSITIVE_CLASS, DataPolicy, PrivacySettings
 from edged.domain import InferenceRequest, Message
+from edged.errors import SensitiveDataBlocked
 from edged.sovereignty.counters import PrivacyMetrics, SovereigntyCounters
 from edged.sovereignty.detector import Detector, Finding
-from edged.sovereignty.redaction import CloudRelease, Redactor
+from edged.sovereignty.redaction import CloudRelease, Redactor, mentions
 from edged.sovereignty.restore import PLACEHOLDER
 from edged.sovereignty.verdict import UNSCANNED_CLASS, Verdict, decide, unscanned
 
 logger = logging.getLogger(__name__)
 
 SCAN_CACHE_SIZE = 1024
+FIELDS_NOTE = "stop strings and json_schema are never redacted"
+
+
+def control_fields(stop: Sequence[str] = (), json_schema: str | None = None) -> tuple[tuple[str, str], ...]:
+    """(name, text) of each control field that goes to the cloud with the messages: `stop[i]`,
+    `json_schema`."""
+    named = [(f"stop[{i}]", text) for i, text in enumerate(stop)]
+    if json_schema:
+        named.append(("json_schema", json_schema))
+    return tuple(named)
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,30 +121,53 @@ class SensitivityGate:
     # -- assessment -----------------------------------------------------------------------------------------
 
     def assess(
-        self, messages: Sequence[Message], *, sensitive: bool = False, data_classes: Sequence[str] = ()
+        self,
+        messages: Sequence[Message],
+        *,
+        sensitive: bool = False,
+        data_classes: Sequence[str] = (),
+        stop: Sequence[str] = (),
+        json_schema: str | None = None,
     ) -> Verdict:
-        """Scan every message and decide the policy. An unknown declared class raises InvalidRequest."""
+        """Scan every message and control field (stop strings, JSON schema) and decide the policy. An unknown
+        declared class raises InvalidRequest."""
         self.settings.check_declared(data_classes)
         declared = (*data_classes, *([SENSITIVE_CLASS] if sensitive else []))
-        total = sum(len(m.content) for m in messages)
+        fields = control_fields(stop, json_schema)
+        total = sum(len(m.content) for m in messages) + sum(len(text) for _name, text in fields)
         if total > self.settings.detector.max_scan_chars:
             limit = self.settings.detector.max_scan_chars
             reason = f"conversation of {total} characters exceeds detector.max_scan_chars {limit}"
             return self._failed(reason, declared)
         try:
             findings = [self._scan(m.content) for m in messages]
+            field_findings = [self._scan(text) for _name, text in fields]
         except Exception as exc:  # any detector fault keeps the request on the device
             # The exception text may quote the prompt: log its type only, the traceback at DEBUG.
             logger.error("PII detector failed (%s): the request stays on the device", type(exc).__name__)
             logger.debug("PII detector failure", exc_info=exc)
             return self._failed(f"PII detector failed ({type(exc).__name__})", declared)
-        verdict = decide(self.settings, findings, sensitive=sensitive, declared=data_classes)
+        verdict = decide(
+            self.settings,
+            findings,
+            sensitive=sensitive,
+            declared=data_classes,
+            fields=[name for name, _text in fields],
+            field_findings=field_findings,
+        )
+        verdict = _fields_kept_local(verdict, messages, fields)
         for sink in self._metrics:
             sink.record_detections(verdict.entities)
         return verdict
 
     def assess_request(self, request: InferenceRequest) -> Verdict:
-        return self.assess(request.messages, sensitive=request.sensitive, data_classes=request.data_classes)
+        return self.assess(
+            request.messages,
+            sensitive=request.sensitive,
+            data_classes=request.data_classes,
+            stop=request.params.stop,
+            json_schema=request.params.json_schema,
+        )
 
     def _scan(self, text: str) -> tuple[Finding, ...]:
         key = hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).digest()
@@ -152,25 +189,44 @@ class SensitivityGate:
 
     # -- release --------------------------------------------------------------------------------------------
 
-    def release(self, messages: Sequence[Message], verdict: Verdict) -> CloudRelease:
-        """The messages that may go to the cloud under `verdict`: raises SensitiveDataBlocked
-        (PERMISSION_DENIED) for LOCAL_ONLY, redacts for REDACT, passes them as they are for ALLOW. Every
-        refusal counts as a blocked escalation: call this only when the request would otherwise escalate."""
+    def release(
+        self,
+        messages: Sequence[Message],
+        verdict: Verdict,
+        *,
+        stop: Sequence[str] = (),
+        json_schema: str | None = None,
+    ) -> CloudRelease:
+        """The messages and control fields that may go to the cloud under `verdict` (assessed with the same
+        ones): raises SensitiveDataBlocked (PERMISSION_DENIED) for LOCAL_ONLY, redacts the messages for
+        REDACT, passes everything as it is for ALLOW. Every refusal counts as a blocked escalation: call this
+        only when the request would otherwise escalate."""
         if not verdict.allows_cloud:
             for sink in self._metrics:
                 sink.record_blocked_escalation(verdict.forced_by or UNSCANNED_CLASS)
             raise verdict.blocked_error()
-        if len(verdict.findings) != len(messages):
-            raise ValueError(
-                "verdict does not belong to these messages"
-            )  # a pipeline bug, not a request fault
+        fields = control_fields(stop, json_schema)
+        if len(verdict.findings) != len(messages) or verdict.fields != tuple(name for name, _ in fields):
+            # a pipeline bug, not a request fault: these messages or fields were not scanned
+            raise ValueError("verdict does not belong to these messages and control fields")
         if verdict.policy is DataPolicy.ALLOW:
-            return CloudRelease(messages=tuple(messages), redacted=False, originals=tuple(messages))
-        release = self._redactor.redact(messages, verdict.findings, verdict.redactable_types())
-        for sink in self._metrics:
-            sink.record_redaction()
-        self.counters.record_redacted_values(release.replacements)
-        return release
+            release = CloudRelease(messages=tuple(messages), redacted=False, originals=tuple(messages))
+        else:
+            release = self._redactor.redact(messages, verdict.findings, verdict.redactable_types())
+            # assess() kept such a request local; checked again here, where a slip would leak the value
+            if any(mentions(text, v) for _name, text in fields for v in release.mapping.values()):
+                raise SensitiveDataBlocked(
+                    verdict.forced_by or UNSCANNED_CLASS,
+                    f"request may not leave the device: a control field holds a redacted value ({FIELDS_NOTE})",
+                )
+            for sink in self._metrics:
+                sink.record_redaction()
+            self.counters.record_redacted_values(release.replacements)
+        return dataclasses.replace(release, stop=tuple(stop), json_schema=json_schema)
+
+    def release_request(self, request: InferenceRequest, verdict: Verdict) -> CloudRelease:
+        params = request.params
+        return self.release(request.messages, verdict, stop=params.stop, json_schema=params.json_schema)
 
     # -- the reply ------------------------------------------------------------------------------------------
 
@@ -195,3 +251,37 @@ class SensitivityGate:
             logger.info("cloud reply holds values not in the conversation: %s", dict(invented))
             self.counters.record_invented(invented)
         return ReplyReport(invented=dict(sorted(invented.items())), placeholders=placeholders)
+
+
+def _fields_kept_local(
+    verdict: Verdict, messages: Sequence[Message], fields: Sequence[tuple[str, str]]
+) -> Verdict:
+    """A REDACT verdict whose control field holds a value it would replace (found in the field, or found in a
+    message and written in the field too): the request stays on the device, since a field is never redacted."""
+    if verdict.policy is not DataPolicy.REDACT or not fields:
+        return verdict
+    types = verdict.redactable_types()
+    for (name, _text), found in zip(fields, verdict.field_findings, strict=True):
+        for finding in found:
+            if finding.entity_type in types:
+                return _kept_local(verdict, finding.entity_type, f"detected {finding.entity_type} in {name}")
+    values = {
+        message.content[f.start : f.end]: f.entity_type
+        for message, found in zip(messages, verdict.findings, strict=True)
+        for f in found
+        if f.entity_type in types
+    }
+    for name, text in fields:
+        for value, entity in values.items():
+            if mentions(text, value):
+                return _kept_local(verdict, entity, f"{entity} of the conversation in {name}")
+    return verdict
+
+
+def _kept_local(verdict: Verdict, entity: str, where: str) -> Verdict:
+    data_class = verdict.entity_classes.get(entity)
+    if data_class is None or verdict.class_policies.get(data_class) is not DataPolicy.REDACT:
+        # every detected type is redacted because the caller declared a REDACT class: that class decides
+        data_class = next(c for c in verdict.declared if verdict.class_policies.get(c) is DataPolicy.REDACT)
+    reason = f"data class {data_class!r} ({where}) stays LOCAL_ONLY: {FIELDS_NOTE}"
+    return verdict.kept_local(data_class, reason)

@@ -28,6 +28,9 @@ class CloudRelease:
     replacements: int = 0  # placeholders written, all messages together
     mapping: Mapping[str, str] = field(default_factory=dict, repr=False)  # placeholder -> value
     originals: tuple[Message, ...] = field(default=(), repr=False)
+    # The control fields that go with the messages, as the gate let them (never redacted: see verdict.py).
+    stop: tuple[str, ...] = field(default=(), repr=False)
+    json_schema: str | None = field(default=None, repr=False)
 
     def restorer(self) -> Restorer:
         return Restorer(self.mapping)
@@ -36,8 +39,10 @@ class CloudRelease:
         return StreamRestorer(self.mapping)
 
     def in_conversation(self, value: str) -> bool:
-        """Whether `value` occurs in the original conversation (so the cloud did not invent it)."""
-        return any(value in m.content for m in self.originals) or value in self.mapping.values()
+        """Whether `value` occurs in the original conversation or its control fields (so the cloud did not
+        invent it)."""
+        texts = (*(m.content for m in self.originals), *self.stop, self.json_schema or "")
+        return any(value in text for text in texts) or value in self.mapping.values()
 
 
 class _Numbering:
@@ -142,6 +147,11 @@ def _sweep(text: str, placeholders: Mapping[str, str]) -> tuple[str, int]:
         return placeholders[match.group(0)]
 
     return pattern.sub(replace, text), count
+
+
+def mentions(text: str, value: str) -> bool:
+    """Whether `value` occurs in `text` as a whole word, in any case."""
+    return value != "" and re.search(_whole(value), text, re.IGNORECASE) is not None
 
 
 def _whole(value: str) -> str:
