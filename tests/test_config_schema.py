@@ -37,12 +37,62 @@ def test_out_of_bounds_value_names_key_value_and_limit() -> None:
     assert "greater than or equal to 1" in reason
 
 
-def test_cross_field_rules() -> None:
-    [(_, _, reason)] = problems({"engine": {"default_max_tokens": 600, "max_tokens_cap": 512}})
-    assert "default_max_tokens 600 exceeds max_tokens_cap 512" in reason
-    [(_, _, reason)] = problems({"api": {"tcp": "0.0.0.0:5000"}})
-    assert "not loopback" in reason
+CROSS_FIELD_CASES: list[tuple[dict[str, object], str, object, str]] = [
+    (
+        {"engine": {"default_max_tokens": 600, "max_tokens_cap": 512}},
+        "engine.default_max_tokens",
+        600,
+        "default_max_tokens 600 exceeds max_tokens_cap 512",
+    ),
+    ({"engine": {"max_tokens_cap": 16}}, "engine.default_max_tokens", 256, "exceeds max_tokens_cap 16"),
+    (
+        {"engine": {"slots": 40, "batch_tokens": 32, "prefill_chunk": 16}},
+        "engine.slots",
+        40,
+        "slots 40 exceeds batch_tokens 32",
+    ),
+    (
+        {"engine": {"batch_tokens": 64, "prefill_chunk": 128}},
+        "engine.prefill_chunk",
+        128,
+        "prefill_chunk 128 exceeds batch_tokens 64",
+    ),
+    ({"engine": {"model_sha256": "ab" * 32}}, "engine.model_sha256", "ab" * 32, "model_path is not"),
+    ({"api": {"tcp": "10.0.0.1:5000"}}, "api.tcp", "10.0.0.1:5000", "tcp host '10.0.0.1' is not loopback"),
+    ({"api": {"tcp": "0.0.0.0:5000"}}, "api.tcp", "0.0.0.0:5000", "set allow_remote_tcp = true"),
+    ({"api": {"tcp": "127.0.0.1:70000"}}, "api.tcp", "127.0.0.1:70000", "port 70000 is outside 0..65535"),
+    ({"api": {"tcp": "localhost"}}, "api.tcp", "localhost", "'localhost' is not HOST:PORT"),
+]
+
+
+@pytest.mark.parametrize(("raw", "key", "value", "reason"), CROSS_FIELD_CASES)
+def test_cross_field_rules_name_the_key_its_value_and_the_limit(
+    raw: dict[str, object], key: str, value: object, reason: str
+) -> None:
+    [problem] = problems(raw)
+    assert problem[:2] == (key, value)
+    assert reason in problem[2]
+
+
+def test_cross_field_rules_name_the_key_in_a_profile_and_in_the_message() -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_profile({"name": "tiny", "engine": {"slots": 48, "batch_tokens": 32}})
+    assert info.value.problems == [
+        (
+            "engine.slots",
+            48,
+            "slots 48 exceeds batch_tokens 32: a decode step holds one token per running slot, "
+            "so slots must be <= batch_tokens",
+        )
+    ]
+    assert str(info.value).startswith("profile: engine.slots = 48: slots 48 exceeds batch_tokens 32")
+
+
+def test_cross_field_rules_accept_what_they_allow() -> None:
     assert parse_config({"api": {"tcp": "0.0.0.0:5000", "allow_remote_tcp": True}}).api.tcp == "0.0.0.0:5000"
+    assert parse_config({"api": {"tcp": "[::1]:0"}}).api.tcp == "[::1]:0"
+    engine = parse_config({"engine": {"slots": 32, "batch_tokens": 32, "prefill_chunk": 32}}).engine
+    assert (engine.slots, engine.batch_tokens, engine.prefill_chunk) == (32, 32, 32)
 
 
 def test_abstract_socket_is_refused() -> None:
@@ -64,6 +114,26 @@ def test_check_config_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixture[s
     broken.write_text("[engine\n")
     assert main(["check-config", str(broken)]) == 1
     assert main(["check-config", str(tmp_path / "missing.toml")]) == 1
+
+
+def test_check_config_finds_a_missing_spacy_package(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The privacy gate's spaCy package is looked up (not loaded): an error with a broker, a note without one."""
+    section = "[privacy.detector]\nspacy_model = 'no_such_pkg'\n"
+    linked = tmp_path / "linked.toml"
+    linked.write_text(f"[broker]\nurl = 'mqtt://127.0.0.1:1883'\n{section}")
+    assert main(["check-config", str(linked)]) == 1
+    assert (
+        "privacy.detector.spacy_model = 'no_such_pkg': no installed Python package" in capsys.readouterr().err
+    )
+    offline = tmp_path / "offline.toml"
+    offline.write_text(section)
+    assert main(["check-config", str(offline)]) == 0
+    assert "note: privacy.detector.spacy_model 'no_such_pkg' is not installed" in capsys.readouterr().err
+    installed = tmp_path / "installed.toml"
+    installed.write_text("[broker]\nurl = 'mqtt://127.0.0.1:1883'\n")
+    assert main(["check-config", str(installed)]) == 0
 
 
 def test_profile_layers_override_the_config_key_by_key() -> None:

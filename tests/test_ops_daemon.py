@@ -19,6 +19,7 @@ from edged.v1 import inference_pb2 as pb
 from tests.ops_support import (
     START_TIMEOUT_S,
     ServedDaemon,
+    free_port,
     served_daemon,
     small_engine_config,
     toml_document,
@@ -116,6 +117,7 @@ def test_sighup_applies_a_raised_token_cap(tmp_path: Path) -> None:
         answer = edged.generate(prompt=STORY, max_tokens=24, temperature=0.0)
         assert (answer.finish_reason, answer.usage.completion_tokens) == ("length", 24)
         assert "configuration reloaded" in edged.log()
+        assert "taking effect at the next start" not in edged.log()
         assert "1..32" in str(refused_max_tokens(edged, 40).details())
 
 
@@ -182,3 +184,37 @@ def test_sigterm_cancels_a_stream_longer_than_the_grace(tmp_path: Path) -> None:
         assert not any(chunk.done for chunk in received)
         # Bounded wait: the grace period plus a margin for tearing down the engine on a busy machine.
         assert edged.wait_exit(timeout=grace_s + 20) == 0, edged.describe()
+
+
+def test_sighup_whose_privacy_gate_cannot_be_built_is_refused_with_ready_and_nothing_changes(
+    tmp_path: Path,
+) -> None:
+    """`edged check-config` cannot load spaCy packages, so a file naming a missing one passes it; the reload must
+    still be refused whole: no new engine for the slots change beside it, the old token cap, READY=1 saying so."""
+    unreachable = {"url": f"mqtt://127.0.0.1:{free_port()}", "reconnect_min_s": 0.1, "reconnect_max_s": 0.5}
+    config = small_engine_config(tmp_path, engine={"max_tokens_cap": 32, "default_max_tokens": 16})
+    config["broker"] = unreachable  # with a broker the daemon loads its privacy gate
+    with served_daemon(tmp_path, config) as edged:
+        ready = edged.wait_ready()
+        config["engine"] |= {"slots": 1, "max_tokens_cap": 48}
+        broken = toml_document(config) + '[privacy.detector]\nspacy_model = "no_such_pkg"\n'
+        reloaded = reload_with(edged, broken, after=ready)
+
+        status = edged.notify.messages[reloaded]["STATUS"]
+        assert status.startswith("serving"), edged.notify.messages
+        assert "reload refused" in status, status
+        assert "spacy_model" in status, status
+        assert [m.slots_total for m in edged.status().models if m.is_default] == [2]
+        assert "1..32" in str(refused_max_tokens(edged, 40).details())
+        assert edged.health() == SERVING
+
+        # The file fixed: the same reload goes through, the new engine included; a listener setting it also
+        # changes waits for the next start, and the log says so.
+        config["api"]["max_concurrent_rpcs"] = 8
+        reloaded = reload_with(edged, toml_document(config), after=reloaded)
+        assert "reload refused" not in edged.notify.messages[reloaded]["STATUS"], edged.notify.messages
+        kept = [line for line in edged.log().splitlines() if "taking effect at the next start" in line]
+        assert len(kept) == 1, edged.describe()
+        assert kept[0].endswith("api.max_concurrent_rpcs"), kept
+        assert [m.slots_total for m in edged.status().models if m.is_default] == [1]
+        assert "1..48" in str(refused_max_tokens(edged, 50).details())

@@ -1,20 +1,27 @@
 """`/metrics` of a real `edged serve --metrics-port N` after a few requests: the named series, sane values.
 
 One daemon for the module; the workload is fixed (two AUTO answers, a LOCAL_ONLY answer and a LOCAL_ONLY
-stream, one request refused for its max_tokens), so every count below is exact.
+stream, one request refused for its max_tokens), so every count below is exact. The fleet profile's version
+gauge has a daemon of its own, in a fleet on a real Mosquitto.
 """
 
 from __future__ import annotations
 
+import signal
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import grpc
 import pytest
 from prometheus_client.metrics_core import Metric
 
 from edged import __version__
+from edged.fleet.envelope import Target
 from edged.v1 import inference_pb2 as pb
+from tests.brokers import MosquittoBroker
+from tests.escalation_parts import wait_until
+from tests.fleet_support import fleet_kit, profile_doc
 from tests.ops_support import free_port, sample, scrape, served_daemon, small_engine_config
 
 pytestmark = pytest.mark.slow
@@ -97,3 +104,39 @@ def test_build_link_and_process_series(scraped: Scraped) -> None:
     assert sample(families, "edged_link_state", edged_link_state="disabled") == 1
     assert sample(families, "edged_link_state", edged_link_state="connected") == 0
     assert sample(families, "process_resident_memory_bytes") > 50 * 2**20  # the model is mapped in
+
+
+@pytest.mark.mqtt
+def test_profile_version_shows_each_applied_push_and_the_profile_replayed_at_start(
+    mosquitto: MosquittoBroker, tmp_path: Path
+) -> None:
+    group = Target("group", "pi5")
+    port = free_port()
+    args = ("--metrics-port", str(port))
+    with fleet_kit(tmp_path / "fleet", mosquitto) as kit:
+        config = small_engine_config(
+            tmp_path,
+            broker={"url": mosquitto.url, "reconnect_min_s": 0.1, "reconnect_max_s": 0.5},
+            fleet={"group": "pi5", "key": str(kit.public_key)},
+        )
+        with served_daemon(tmp_path, config, args=args) as edged:
+            edged.wait_ready()
+            assert sample(scrape(port), "edged_profile_version") == 0
+            wait_until(lambda: edged.status().link.state == "connected", "the daemon's link is up")
+            for version in (1, 2):
+                since = kit.mark()
+                kit.push(group, profile_doc(f"pi5-v{version}", routing={"router_threshold": 0.3}), version)
+                assert kit.ack("ops-test", group, version, since=since).outcome == "applied"
+                # The ack comes after the apply: the gauge shows this version, not the one before.
+                assert sample(scrape(port), "edged_profile_version") == version
+            edged.send(signal.SIGTERM)
+            assert edged.wait_exit() == 0, edged.describe()
+
+    # The next start cannot reach a broker: the replayed profile's version is there from READY=1 on.
+    config["broker"]["url"] = f"mqtt://127.0.0.1:{free_port()}"
+    again = tmp_path / "again"
+    again.mkdir()
+    with served_daemon(again, config, args=args) as edged:
+        edged.wait_ready()
+        assert edged.status().profile.name == "pi5-v2"
+        assert sample(scrape(port), "edged_profile_version") == 2

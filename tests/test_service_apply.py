@@ -1,4 +1,5 @@
-"""Applying a profile to a running daemon: live changes, engine swaps, and rollback when the new engine fails."""
+"""Applying a profile to a running daemon: live changes (privacy gate, audit, sampler, router included), engine
+swaps, and rollback when the new engine or the new gate cannot be built."""
 
 from __future__ import annotations
 
@@ -10,9 +11,11 @@ import grpc
 import pytest
 
 from edged.config import parse_profile
+from edged.config.privacy import DataPolicy
 from edged.fleet.device import ApplyResult
 from edged.models import ModelRegistry, sha256_file
 from edged.v1 import inference_pb2 as pb
+from tests.brokers import free_port
 from tests.daemon_harness import RunningDaemon, running_daemon
 
 pytestmark = pytest.mark.slow
@@ -90,3 +93,57 @@ def test_a_user_given_gguf_path_is_served_after_its_sha256_check(
     )
     assert response.provenance.model == "mine"
     assert any(m.id == "mine" and m.loaded for m in edged.status().models)
+
+
+@pytest.fixture
+def edged_with_gate(tmp_path: Path) -> Iterator[RunningDaemon]:
+    """A daemon with a broker configured (one that never answers), so it loads its router, gate and audit log."""
+    broker = {"url": f"mqtt://127.0.0.1:{free_port()}", "reconnect_min_s": 0.1, "reconnect_max_s": 0.5}
+    with running_daemon(tmp_path, {"broker": broker}) as daemon:
+        yield daemon
+
+
+def test_privacy_audit_sampler_and_router_follow_a_new_profile(edged_with_gate: RunningDaemon) -> None:
+    daemon = edged_with_gate.daemon
+    pipeline = daemon.pipeline
+    gate, router = pipeline.gate, pipeline.router
+    assert gate is not None
+    assert pipeline.cloud is not None
+    assert pipeline.audit is not None
+    assert router is not None  # the shipped router
+    change = {
+        "privacy": {"sensitive_policy": "REDACT", "audit": {"max_bytes": 131072, "keep_files": 2}},
+        "limits": {"sample_interval_s": 0.5},
+        "routing": {"router_model": "no-router-here"},
+    }
+    assert apply(edged_with_gate, change) == (ApplyResult.APPLIED, "")
+
+    assert pipeline.gate is not gate
+    assert pipeline.gate is not None
+    assert pipeline.gate.settings.sensitive_policy == DataPolicy.REDACT
+    assert pipeline.cloud.gate is pipeline.gate  # the cloud path releases and scans with the same gate
+    assert (pipeline.audit.max_bytes, pipeline.audit.keep_files) == (131072, 2)
+    assert daemon._sampler is not None
+    assert daemon._sampler.interval_s == 0.5
+    assert pipeline.router is None  # no manifest under that name: AUTO routes without a router, as at start
+
+    assert apply(edged_with_gate, {"routing": {"router_model": "router"}}) == (ApplyResult.APPLIED, "")
+    assert pipeline.router is not None
+    assert pipeline.router is not router  # loaded again, sha256-checked
+
+
+def test_a_gate_that_cannot_be_built_changes_nothing_not_even_the_engine(
+    edged_with_gate: RunningDaemon,
+) -> None:
+    daemon = edged_with_gate.daemon
+    engines, profile, gate = daemon.local.engines(), daemon.profile, daemon.pipeline.gate
+    change = {"privacy": {"detector": {"spacy_model": "no_such_pkg"}}, "engine": {"slots": 2}}
+    result, reason = apply(edged_with_gate, change)
+    assert result == ApplyResult.ROLLED_BACK
+    assert "spacy_model = 'no_such_pkg'" in reason
+    assert daemon.local.engines() == engines
+    assert daemon.profile is profile
+    assert daemon.pipeline.gate is gate
+    assert edged_with_gate.stub.Generate(
+        pb.GenerateRequest(prompt="Say hi.", max_tokens=4, mode=pb.LOCAL_ONLY), timeout=60
+    ).text

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import sys
 from pathlib import Path
 from typing import Any
@@ -26,7 +27,8 @@ def run(args: argparse.Namespace) -> int:
         config = load_config(args.file)
         paths = [*([config.profile] if config.profile else []), *args.profile]
         profiles = [load_profile(path) for path in paths]
-        effective_profile(config, profiles)
+        profile = effective_profile(config, profiles)
+        _check_spacy_model(profile.privacy.detector.spacy_model, needed=config.broker.url is not None)
         key = config.fleet.key
         if key is not None and key.exists():
             load_public_key(key)  # the fleet's signing key must be an Ed25519 public key
@@ -41,3 +43,22 @@ def run(args: argparse.Namespace) -> int:
     checked = ", ".join(str(p) for p in [args.file, *paths])
     print(f"ok: {checked}")
     return 0
+
+
+def _check_spacy_model(name: str, *, needed: bool) -> None:
+    """The privacy gate's spaCy package must be installed where a cloud link needs the gate (found, not loaded)."""
+    try:
+        found = importlib.util.find_spec(name) is not None
+    except (ImportError, ValueError):  # e.g. "a.b" with no package "a"
+        found = False
+    if found:
+        return
+    if needed:
+        raise ConfigError(
+            "privacy",
+            [("privacy.detector.spacy_model", name, "no installed Python package has this name")],
+        )
+    print(
+        f"note: privacy.detector.spacy_model {name!r} is not installed; it is needed once a broker is configured",
+        file=sys.stderr,
+    )

@@ -29,5 +29,7 @@ class LoadLimits(StrictModel):
         default=4.0, description="1-minute load average per CPU core above which the device is overloaded."
     )
     sample_interval_s: Annotated[float, Field(ge=0.1, le=60.0)] = Field(
-        default=2.0, description="Seconds between device load samples (taken in the background)."
+        default=2.0,
+        description="Seconds between device load samples (CPU, load average, memory, temperature, battery; "
+        "taken in the background, never per request).",
     )

@@ -13,6 +13,3 @@ class TelemetrySettings(StrictModel):
     interval_s: Annotated[float, Field(ge=1.0, le=86_400.0)] = Field(
         default=60.0, description="Seconds between telemetry reports on the device's telemetry topic."
     )
-    load_sample_interval_s: Annotated[float, Field(ge=0.1, le=3600.0)] = Field(
-        default=1.0, description="Seconds between device load samples (CPU, memory, temperature, battery)."
-    )

@@ -1,11 +1,19 @@
 """Fleet management: signed device profiles pushed over MQTT, applied atomically, reported back.
 
-The daemon calls `last_good_profile` before its engine starts and runs one `FleetAgent` beside its MQTT link;
-the cloud side uses the `edged-fleet` tool (edged.fleet.tool). See docs/fleet.md.
+The daemon calls `last_good_profile` before its engine starts, runs one `FleetAgent` beside its MQTT link and, on
+SIGHUP, `FleetAgent.rebase` with the re-read config; the cloud side uses the `edged-fleet` tool (edged.fleet.tool).
+See docs/fleet.md.
 """
 
 from edged.fleet.agent import FleetAgent, TelemetrySource, last_good_profile
-from edged.fleet.device import Applier, ApplyOutcome, ApplyResult, FleetDevice, ProfileBase
+from edged.fleet.device import (
+    Applier,
+    ApplyOutcome,
+    ApplyResult,
+    ChangeListener,
+    FleetDevice,
+    ProfileBase,
+)
 from edged.fleet.envelope import Rejected, RejectReason, Target
 from edged.fleet.keys import KeyRing, Signer
 from edged.fleet.link import FleetLink
@@ -15,6 +23,7 @@ __all__ = [
     "Applier",
     "ApplyOutcome",
     "ApplyResult",
+    "ChangeListener",
     "FleetAgent",
     "FleetDevice",
     "FleetLink",

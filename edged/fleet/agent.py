@@ -2,11 +2,13 @@
 
 The link's thread only queues inbound messages and connect events (paho callbacks must not block); the worker
 verifies, calls the daemon's applier (which may load a model for a minute), acks, and sends telemetry at the
-running profile's interval. Wiring, in the daemon's startup order:
+running profile's interval. A reload of the daemon's config calls rebase() from another thread; one lock keeps
+it and the worker's handling of a message from interleaving. Wiring, in the daemon's startup order:
 
     profile = last_good_profile(config, local) or effective_profile(config, local)  # before the engine
     agent = FleetAgent.from_config(config, link, applier, telemetry, local)  # before link.start()
     agent.start(); link.start() ... agent.stop(); link.stop()  # shutdown in reverse order
+    agent.rebase(ProfileBase(new_config, new_local))  # on SIGHUP: the fleet layers on the reloaded base
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from edged.config.daemon import DaemonConfig
 from edged.config.fleet import FleetSettings
 from edged.config.profile import DeviceProfile
 from edged.errors import ConfigError
-from edged.fleet.device import Applier, ApplyOutcome, FleetDevice, ProfileBase
+from edged.fleet.device import Applier, ApplyOutcome, ChangeListener, FleetDevice, ProfileBase
 from edged.fleet.keys import KeyRing, load_public_key
 from edged.fleet.link import FleetLink
 from edged.fleet.store import FleetStore
@@ -103,6 +105,7 @@ class FleetAgent:
         base: ProfileBase,
         topics: FleetTopics | None = None,
         clock: Callable[[], float] = time.time,
+        on_change: ChangeListener | None = None,
     ) -> None:
         self.link = link
         self.topics = topics or FleetTopics()
@@ -119,7 +122,10 @@ class FleetAgent:
             link.publish,
             self.topics,
             clock,
+            on_change,
         )
+        # Held while a message is handled or the base changes: both merge and apply, and must not interleave.
+        self._lock = threading.Lock()
         self._queue: queue.Queue[object] = queue.Queue(maxsize=settings.queue_size)
         self._thread: threading.Thread | None = None
         self._recovered = False
@@ -133,6 +139,8 @@ class FleetAgent:
         applier: Applier,
         telemetry: TelemetrySource,
         local: Sequence[DeviceProfile] = (),
+        *,
+        on_change: ChangeListener | None = None,
     ) -> FleetAgent:
         topics = FleetTopics(config.broker.topic_prefix)
         base = ProfileBase(config, tuple(local))
@@ -145,12 +153,20 @@ class FleetAgent:
             telemetry=telemetry,
             base=base,
             topics=topics,
+            on_change=on_change,
         )
 
     @property
     def profile(self) -> DeviceProfile:
         """The running profile (config < local < fleet group < fleet device)."""
         return self.device.profile
+
+    def rebase(self, base: ProfileBase) -> ApplyOutcome:
+        """Apply the fleet layers on a new base (a reloaded config or local profile); later pushes merge on it.
+
+        Blocks while a message is being handled (an apply may load a model); call it off the event loop."""
+        with self._lock:
+            return self.device.rebase(base)
 
     def start(self) -> None:
         """Set the Last Will, register subscriptions and start the worker (call before the link connects)."""
@@ -211,10 +227,11 @@ class FleetAgent:
                 item = None
             if item is _STOP:
                 return
-            if item is _CONNECTED:
-                self._connected()
-            elif isinstance(item, tuple):
-                self.device.receive(*item)
+            with self._lock:
+                if item is _CONNECTED:
+                    self._connected()
+                elif isinstance(item, tuple):
+                    self.device.receive(*item)
             if time.monotonic() >= last_telemetry + self.device.profile.telemetry.interval_s:
                 self._send_telemetry()
                 last_telemetry = time.monotonic()

@@ -7,7 +7,9 @@ merged profile is, later wins:
     daemon config sections  <  local profile files  <  fleet group profile  <  fleet device profile
 
 A key announcement, once verified, replaces the key ring; messages refused for an unknown key are then tried
-again. Not thread-safe: one thread calls receive() (FleetAgent's worker, or a SimulatedFleet shard).
+again. When the daemon reloads its config and local profile, rebase() puts the same fleet layers on the new base.
+Not thread-safe: one thread at a time calls receive() and rebase() (FleetAgent serialises them; a SimulatedFleet
+shard has one thread).
 """
 
 from __future__ import annotations
@@ -62,6 +64,7 @@ class ApplyOutcome:
 
 
 Applier = Callable[[DeviceProfile], ApplyOutcome]
+ChangeListener = Callable[[], None]  # called after the running profile or layers changed; must not block
 
 
 class Outcome(StrEnum):
@@ -96,6 +99,7 @@ class FleetDevice:
     publish: Publish
     topics: FleetTopics = field(default_factory=FleetTopics)
     clock: Clock = time.time
+    on_change: ChangeListener | None = None
     layers: dict[str, AppliedLayer] = field(init=False)
     profile: DeviceProfile = field(init=False)
     _last: dict[str, dict[str, Any]] = field(init=False, default_factory=dict)
@@ -172,6 +176,7 @@ class FleetDevice:
             self.store.save_layers(layers)
             self.store.record(envelope.stream, envelope.version, fingerprint, StreamState.APPLIED)
             self.layers, self.profile = layers, candidate
+            self._changed()  # before the ack: whoever sees the ack sees the new version reported
             logger.info(
                 "applied fleet profile %s version %d for %s", candidate.name, envelope.version, target
             )
@@ -188,6 +193,28 @@ class FleetDevice:
                 reason="apply_failed",
                 detail=outcome.reason,
             )
+
+    def rebase(self, base: ProfileBase) -> ApplyOutcome:
+        """Merge the fleet layers onto a new base (the daemon reloaded its config or local profile) and apply the
+        result. Nothing changes unless it applies: a base the layers do not validate on is rolled back too."""
+        try:
+            candidate = base.merge(self.layers)
+        except ConfigError as exc:
+            return ApplyOutcome.rolled_back(f"the fleet profile does not validate on the new base: {exc}")
+        outcome = self._apply(candidate)
+        if outcome.result is ApplyResult.APPLIED:
+            self.base, self.profile = base, candidate
+            self._changed()
+            self.publish_state()  # the profile's name may have changed
+        return outcome
+
+    def _changed(self) -> None:
+        if self.on_change is None:
+            return
+        try:
+            self.on_change()
+        except Exception:  # a listener (a gauge) must not cost the ack of a profile that did apply
+            logger.exception("the profile change listener raised")
 
     def _apply(self, candidate: DeviceProfile) -> ApplyOutcome:
         try:

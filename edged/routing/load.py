@@ -2,7 +2,8 @@
 
 SystemSource      where readings come from: `PsutilSource` (the real device) or `FakeSystemSource` (tests)
 EngineOccupancy   a callable the engine passes in: queue depth and slot use right now
-LoadSampler       samples both every `sample_interval_s` on its own thread; `latest()` is a lock-free read
+LoadSampler       samples both every `limits.sample_interval_s` on its own thread; `latest()` is a lock-free
+                  read; `interval_s` may be changed while it runs (a profile change)
 over_limits()     which of the profile's limits a snapshot is beyond, as stable names
 """
 
@@ -150,6 +151,12 @@ class FakeSystemSource:
         return self.reading
 
 
+def _checked_interval(interval_s: float) -> float:
+    if not 0.01 <= interval_s <= 3600:
+        raise ValueError(f"interval_s: {interval_s} is outside [0.01, 3600]")
+    return interval_s
+
+
 def _no_engine() -> EngineLoad:
     return EngineLoad()
 
@@ -169,11 +176,9 @@ class LoadSampler:
         interval_s: float = 2.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        if not 0.01 <= interval_s <= 3600:
-            raise ValueError(f"interval_s: {interval_s} is outside [0.01, 3600]")
+        self._interval_s = _checked_interval(interval_s)
         self._source = source
         self._engine = engine
-        self._interval_s = interval_s
         self._clock = clock
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -200,6 +205,15 @@ class LoadSampler:
 
     def latest(self) -> LoadSnapshot:
         return self._latest
+
+    @property
+    def interval_s(self) -> float:
+        return self._interval_s
+
+    @interval_s.setter
+    def interval_s(self, value: float) -> None:
+        """A new interval, used from the next wait (the one under way finishes at the old interval)."""
+        self._interval_s = _checked_interval(value)
 
     def start(self) -> None:
         if self._thread is not None:

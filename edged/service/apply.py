@@ -1,10 +1,17 @@
 """ProfileApplier: puts a validated DeviceProfile into effect atomically, or keeps the running one.
 
-Live settings (routing thresholds, limits, privacy policy, budget, telemetry, request defaults) change by swapping
-one immutable profile reference. Settings the llama.cpp context is built from (model, threads, slots, context, ...)
-need a new engine: it is loaded beside the running one, health-checked with a one-token generation, then swapped
-in; requests already running finish on the old engine, which is closed once idle (or after the grace period).
-If loading or the health check fails, nothing changes and the outcome says why (a fleet ack "rolled_back").
+Everything that can fail is built first, while the running profile serves on:
+
+    1. prepare(profile)   the daemon's part: a privacy gate for new privacy settings, a router for a new
+                          routing.router_model; returns a commit that only swaps references
+    2. a new engine       only when the settings the llama.cpp context is built from changed (model, threads,
+                          slots, context, ...): loaded beside the running one and health-checked with a one-token
+                          generation
+
+Then, in one step on the event loop (where requests read them), the new engine (if any) and the commit go in.
+Requests already running finish on the old engine, which is closed once idle (or after the grace period). If
+anything fails before that step, nothing changes and the outcome says why (a fleet ack "rolled_back", a reload
+refused).
 
 Called from worker threads (the fleet agent's, or a reload's) — it blocks while a model loads.
 """
@@ -34,6 +41,10 @@ logger = logging.getLogger(__name__)
 # Request-level defaults: they change what requests may ask for, not how the context is built.
 _LIVE_ENGINE_KEYS = frozenset({"max_tokens_cap", "default_max_tokens", "default_temperature"})
 _HEALTH_CHECK_TIMEOUT_S = 60.0
+_INSTALL_TIMEOUT_S = 10.0  # the event loop only has to run two reference swaps
+
+Commit = Callable[[], None]  # puts a prepared profile in effect; swaps references only, never fails
+Prepare = Callable[[DeviceProfile], Commit]  # builds what a profile needs; raises EdgedError
 
 
 def needs_new_engine(old: EngineSettings, new: EngineSettings) -> bool:
@@ -89,45 +100,58 @@ class ProfileApplier:
         registry: ModelRegistry,
         local: LocalAnswerer,
         get_profile: Callable[[], DeviceProfile],
-        set_profile: Callable[[DeviceProfile], None],
+        prepare: Prepare,
         drain_grace_s: float,
     ) -> None:
         self._loop = loop
         self._registry = registry
         self._local = local
         self._get_profile = get_profile
-        self._set_profile = set_profile
+        self._prepare = prepare
         self._drain_grace_s = drain_grace_s
         self._lock = threading.Lock()  # one apply at a time (fleet and SIGHUP may race)
 
     def __call__(self, profile: DeviceProfile) -> ApplyOutcome:
         with self._lock:
             old = self._get_profile()
+            try:
+                commit = self._prepare(profile)
+            except EdgedError as exc:
+                logger.warning("profile %s not applied, the running one stays: %s", profile.name, exc)
+                return ApplyOutcome.rolled_back(str(exc))
+            engine = None
             if needs_new_engine(old.engine, profile.engine):
                 try:
-                    self._swap_engine(profile.engine)
+                    engine = self._new_engine(profile.engine)
                 except EdgedError as exc:
                     logger.warning("profile %s not applied, the running one stays: %s", profile.name, exc)
                     return ApplyOutcome.rolled_back(f"new engine failed: {exc}")
-            self._set_profile(profile)
+            for retired in self._install(engine, commit):
+                self._retire(retired)
             logger.info("profile %s applied", profile.name)
             return ApplyOutcome.applied()
 
-    def _swap_engine(self, settings: EngineSettings) -> None:
+    def _new_engine(self, settings: EngineSettings) -> LlamaEngine:
         engine = start_engine(self._registry, settings)
         try:
             health_check(engine)
         except EdgedError:
             engine.close()
             raise
-        old_engines = self._local.engines()
-        swapped = asyncio.run_coroutine_threadsafe(self._install(engine), self._loop)
-        swapped.result(timeout=10)
-        for old in old_engines.values():
-            self._retire(old)
+        return engine
 
-    async def _install(self, engine: LlamaEngine) -> None:
-        self._local.replace_engines({engine.model_id: engine}, engine.model_id)
+    def _install(self, engine: LlamaEngine | None, commit: Commit) -> list[LlamaEngine]:
+        """The new engine (if any) and the profile go in together on the event loop; returns the replaced
+        engines."""
+        replaced = list(self._local.engines().values()) if engine is not None else []
+
+        async def swap() -> None:
+            if engine is not None:
+                self._local.replace_engines({engine.model_id: engine}, engine.model_id)
+            commit()
+
+        asyncio.run_coroutine_threadsafe(swap(), self._loop).result(timeout=_INSTALL_TIMEOUT_S)
+        return replaced
 
     def _retire(self, engine: LlamaEngine) -> None:
         """Close an engine once its running requests have finished (bounded by the grace period)."""

@@ -6,7 +6,9 @@
 
 SIGTERM and SIGINT set one stop event; teardown then drains (health NOT_SERVING, no new RPCs, in-flight requests
 get `api.grace_period_s`, the rest are cancelled), disconnects MQTT, closes the engine and removes the socket. A
-dead engine ends the process with exit code 1 so systemd restarts it. SIGHUP reloads the config and profile.
+dead engine ends the process with exit code 1 so systemd restarts it (a hung one stops feeding the watchdog).
+SIGHUP reloads the config file and the local profile: the fleet's layers stay on top, everything that can fail is
+built before anything changes, and READY=1 follows whether the reload was taken or refused.
 """
 
 from __future__ import annotations
@@ -27,19 +29,21 @@ from edged.api.servicer import InferenceServicer
 from edged.cloud import CloudAnswerer
 from edged.comms.link import MqttLink
 from edged.config import DaemonConfig, DeviceProfile, effective_profile, load_config, load_profile
+from edged.config.api import ApiSettings
 from edged.errors import ConfigError, EdgedError
 from edged.escalation.client import EscalationClient
 from edged.fleet.agent import FleetAgent, last_good_profile
 from edged.fleet.comms_link import CommsFleetLink, fleet_will
+from edged.fleet.device import ApplyOutcome, ApplyResult, ProfileBase
 from edged.local import LocalAnswerer
 from edged.models import ModelRegistry
 from edged.pipeline import IDLE_LOAD, InferencePipeline
 from edged.routing.budget import CloudBudget
 from edged.routing.load import EngineLoad, LoadSampler, LoadSnapshot, PsutilSource, SystemSource
 from edged.routing.report import budget_info, budget_remaining, load_info
-from edged.routing.router import load_router
+from edged.routing.router import PromptRouter, load_router
 from edged.service import report
-from edged.service.apply import ProfileApplier, start_engine
+from edged.service.apply import Commit, ProfileApplier, start_engine
 from edged.service.sdnotify import ServiceNotifier
 from edged.sovereignty.audit import AuditLog
 from edged.sovereignty.gate import SensitivityGate
@@ -51,6 +55,10 @@ logger = logging.getLogger(__name__)
 
 _SUPERVISE_INTERVAL_S = 1.0
 _HEARTBEAT_STALE_S = 10.0  # an engine thread silent this long is hung: stop feeding the watchdog
+# What a reload keeps as it started (a restart applies it): identity, where state and models live, the broker,
+# fleet membership and the metrics endpoint; of [api] only these two change live.
+_START_ONLY = ("device_id", "state_dir", "models_dir", "broker", "fleet", "metrics")
+_LIVE_API = ("stream_interval_ms", "grace_period_s")
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,7 +90,7 @@ class Daemon:
         self._local_profiles: list[DeviceProfile] = []
         self.profile = DeviceProfile()
         self.metrics = EdgedMetrics(config.device_id)
-        self.budget = CloudBudget(self.profile.budget)
+        self.budget = CloudBudget.open(self.profile.budget, config.state_dir)
         self.local = LocalAnswerer({}, config.engine.model, config.api.stream_interval_ms / 1000.0)
         self.pipeline = InferencePipeline(
             config.device_id,
@@ -99,6 +107,7 @@ class Daemon:
         self._link: MqttLink | None = None
         self._escalation: EscalationClient | None = None
         self._fleet: FleetAgent | None = None
+        self._reloading = asyncio.Lock()  # SIGHUPs in a row reload one after the other
 
     # ------------------------------------------------------------------ the steps
 
@@ -121,7 +130,7 @@ class Daemon:
         """The local profile file, then the fleet's last good profile (a device booting offline runs it)."""
         self._local_profiles = [load_profile(self.config.profile)] if self.config.profile else []
         replayed = last_good_profile(self.config, self._local_profiles)
-        self._set_profile(replayed or effective_profile(self.config, self._local_profiles))
+        self._prepare_profile(replayed or effective_profile(self.config, self._local_profiles))()
         if replayed is not None:
             logger.info("replaying the last good fleet profile %s", replayed.name)
         self._registry = ModelRegistry.from_dir(self.config.models_dir, self.config.state_dir / "models")
@@ -140,7 +149,7 @@ class Daemon:
         self._sampler = LoadSampler(
             self._load_source or PsutilSource(),
             self._engine_load,
-            interval_s=self.profile.telemetry.load_sample_interval_s,
+            interval_s=self.profile.limits.sample_interval_s,
         )
         self._sampler.start()
 
@@ -168,7 +177,7 @@ class Daemon:
             registry=self._registry,
             local=self.local,
             get_profile=lambda: self.profile,
-            set_profile=self._set_profile,
+            prepare=self._prepare_profile,
             drain_grace_s=self.config.api.grace_period_s,
         )
 
@@ -204,8 +213,14 @@ class Daemon:
             assert self._applier is not None
             fleet_link = CommsFleetLink(self._link, asyncio.get_running_loop(), fleet_will(config))
             self._fleet = FleetAgent.from_config(
-                config, fleet_link, self._applier, self._telemetry, self._local_profiles
+                config,
+                fleet_link,
+                self._applier,
+                self._telemetry,
+                self._local_profiles,
+                on_change=self._show_profile_version,
             )
+            self._show_profile_version()  # a profile replayed at start has its version already
             self._fleet.start()
         await self._link.start()
         logger.info("cloud link to %s (device %s)", self._link.broker, config.device_id)
@@ -313,43 +328,111 @@ class Daemon:
             self.metrics.set_budget_remaining(resource, window, remaining)
 
     async def reload(self) -> None:
-        """SIGHUP: re-read the config file and profile; apply what can change live; keep the old on error.
+        """SIGHUP: re-read the config file and the local profile; the fleet's layers stay on top of them.
 
-        Listeners, the broker and the fleet membership are read at start only (a restart applies them)."""
-        self._notifier.reloading("reloading configuration")
-        try:
-            config = load_config(self._config_path, self._overrides)
-            local = [load_profile(config.profile)] if config.profile else []
-            profile = effective_profile(config, local)
-        except ConfigError as exc:
-            logger.error("reload rejected, keeping the running configuration: %s", exc)
-            self._notifier.ready(report.status_line(self.status()))
+        Everything that can fail is built before anything changes; on any failure the running configuration
+        stays and the reason is logged. READY=1 follows RELOADING=1 either way, its STATUS saying a refusal.
+        What only a restart changes (see _START_ONLY) is kept as it started."""
+        if self._state != "serving":
+            logger.warning("SIGHUP while %s: ignored (the files are read at start)", self._state)
             return
-        if self._applier is not None:
-            outcome = await asyncio.to_thread(self._applier, profile)
-            if outcome.reason:
-                logger.error("reload rejected, keeping the running configuration: %s", outcome.reason)
-                self._notifier.ready(report.status_line(self.status()))
-                return
-        else:
-            self._set_profile(profile)
+        async with self._reloading:
+            self._notifier.reloading("reloading configuration")
+            try:
+                refused = await self._reload()
+            except EdgedError as exc:
+                refused = str(exc)
+            except Exception as exc:  # whatever went wrong, systemd must get READY=1 and the old config runs
+                logger.exception("reload failed")
+                refused = f"{type(exc).__name__}: {exc}"
+            status = report.status_line(self.status())
+            if refused is None:
+                logger.info("configuration reloaded")
+                self._notifier.ready(status)
+            else:
+                logger.error("reload rejected, keeping the running configuration: %s", refused)
+                self._notifier.ready(f"{status}; reload refused: {refused}")
+
+    async def _reload(self) -> str | None:
+        """Read, validate and apply the files; returns why they were refused, or None when they apply."""
+        try:
+            loaded = load_config(self._config_path, self._overrides)
+            local = [load_profile(loaded.profile)] if loaded.profile else []
+        except ConfigError as exc:
+            return str(exc)
+        config = self._reloadable(loaded)
+        outcome = await asyncio.to_thread(self._apply_base, ProfileBase(config, tuple(local)))
+        if outcome.result is not ApplyResult.APPLIED:
+            return outcome.reason
         self.config = config
         self._local_profiles = local
         self.local.stream_interval_s = config.api.stream_interval_ms / 1000.0
         set_level(config.log_level)
-        logger.info("configuration reloaded")
-        self._notifier.ready(report.status_line(self.status()))
+        return None
 
-    def _set_profile(self, profile: DeviceProfile) -> None:
-        """Make a validated profile the running one (the live part; engine swaps happen in the applier)."""
-        if self.pipeline.gate is not None and profile.privacy != self.profile.privacy:
-            self.pipeline.gate = self.pipeline.gate.reconfigured(profile.privacy)
+    def _reloadable(self, loaded: DaemonConfig) -> DaemonConfig:
+        """The reloaded config with the start-only settings of the running one; logs those the file changed."""
+        running = self.config
+        kept = [name for name in _START_ONLY if getattr(loaded, name) != getattr(running, name)]
+        kept += [
+            f"api.{key}"
+            for key in ApiSettings.model_fields
+            if key not in _LIVE_API and getattr(loaded.api, key) != getattr(running.api, key)
+        ]
+        if kept:
+            logger.warning("changed in the config file, taking effect at the next start: %s", ", ".join(kept))
+        api = running.api.model_copy(update={key: getattr(loaded.api, key) for key in _LIVE_API})
+        return loaded.model_copy(
+            update={**{name: getattr(running, name) for name in _START_ONLY}, "api": api}
+        )
+
+    def _apply_base(self, base: ProfileBase) -> ApplyOutcome:
+        """On a worker thread: the new base with the fleet's layers on top (the agent merges and keeps the base
+        for later pushes), or alone on a device outside a fleet."""
+        if self._fleet is not None:
+            return self._fleet.rebase(base)
+        assert self._applier is not None  # serving: the model is loaded
+        try:
+            profile = base.merge({})
+        except ConfigError as exc:
+            return ApplyOutcome.rolled_back(str(exc))
+        return self._applier(profile)
+
+    def _prepare_profile(self, profile: DeviceProfile) -> Commit:
+        """Build what `profile` needs that can fail: a gate for changed privacy settings, a router for a changed
+        routing.router_model (both exist only with a broker). Raises EdgedError, leaving everything as it was;
+        returns the commit that swaps them in. Off the event loop: Presidio or a router loads for a while."""
+        running = self.profile
+        gate = self.pipeline.gate
+        router = self.pipeline.router
+        if gate is not None and profile.privacy != running.privacy:
+            gate = gate.reconfigured(profile.privacy)
+        if gate is not None and profile.routing.router_model != running.routing.router_model:
+            router = load_router(self.config.models_dir, profile.routing.router_model)
+        return lambda: self._commit_profile(profile, gate, router)
+
+    def _commit_profile(
+        self, profile: DeviceProfile, gate: SensitivityGate | None, router: PromptRouter | None
+    ) -> None:
+        """Make a prepared profile the running one: reference swaps and settings only (it cannot fail)."""
+        pipeline = self.pipeline
+        if gate is not None:
+            pipeline.gate = gate
+            if pipeline.cloud is not None:
+                pipeline.cloud.gate = gate
+            pipeline.router = router
+        if pipeline.audit is not None:
+            pipeline.audit.max_bytes = profile.privacy.audit.max_bytes
+            pipeline.audit.keep_files = profile.privacy.audit.keep_files
+        if self._sampler is not None:
+            self._sampler.interval_s = profile.limits.sample_interval_s
         self.budget.update(profile.budget)
         self.profile = profile
-        if self._fleet is not None:
-            self.metrics.set_profile_version(
-                report.profile_info(profile, self._fleet, self.config.fleet.group).version
-            )
+
+    def _show_profile_version(self) -> None:
+        """The fleet profile's version on /metrics: after the agent's layers changed, and once it is built."""
+        info = report.profile_info(self.profile, self._fleet, self.config.fleet.group)
+        self.metrics.set_profile_version(info.version)
 
     # ------------------------------------------------------------------ what others ask
 

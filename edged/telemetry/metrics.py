@@ -205,7 +205,9 @@ class EdgedMetrics:
             "edged_link_rtt_seconds", "Last measured broker round trip (NaN: unknown).", registry=r
         )
         self.profile_version = Gauge(
-            "edged_profile_version", "Version of the applied fleet profile (0: none).", registry=r
+            "edged_profile_version",
+            "Version of the applied fleet profile (the higher of its group and device layers; 0: none).",
+            registry=r,
         )
         self.budget_remaining = Gauge(
             "edged_cloud_budget_remaining",
