@@ -24,6 +24,7 @@ graphs are written with fixed names, so the same inputs give the same bytes (and
 from __future__ import annotations
 
 import argparse
+import functools
 import hashlib
 import json
 from collections.abc import Callable, Sequence
@@ -136,13 +137,18 @@ def fit_network(
 Trainer = Callable[[FloatArray, FloatArray, int], Network]
 
 
+def _fit(x: FloatArray, y: FloatArray, seed: int, *, l2: float, hidden: int, dense: Sequence[int]) -> Network:
+    """fit_network as a Trainer (x, y, seed) with its hyper-parameters bound."""
+    return fit_network(x, y, l2, seed, hidden=hidden, dense=dense)
+
+
 def candidates() -> dict[str, Trainer]:
     """The pre-router's candidates (prompt features)."""
     out: dict[str, Trainer] = {}
     for l2 in (1e-3, 1e-2, 3e-2, 1e-1):
-        out[f"logistic(l2={l2:g})"] = lambda x, y, s, l2=l2: fit_network(x, y, l2, s, hidden=0)
+        out[f"logistic(l2={l2:g})"] = functools.partial(_fit, l2=l2, hidden=0, dense=PROMPT_DENSE)
     for l2 in (1e-3, 1e-2):
-        out[f"mlp32(l2={l2:g})"] = lambda x, y, s, l2=l2: fit_network(x, y, l2, s, hidden=32)
+        out[f"mlp32(l2={l2:g})"] = functools.partial(_fit, l2=l2, hidden=32, dense=PROMPT_DENSE)
     return out
 
 
@@ -150,9 +156,7 @@ def answer_candidates() -> dict[str, Trainer]:
     """The answer model's candidates (answer features: prompt, reply and confidence)."""
     out: dict[str, Trainer] = {}
     for l2 in (3e-4, 1e-3, 1e-2):
-        out[f"logistic(l2={l2:g})"] = lambda x, y, s, l2=l2: fit_network(
-            x, y, l2, s, hidden=0, dense=DENSE_COLUMNS
-        )
+        out[f"logistic(l2={l2:g})"] = functools.partial(_fit, l2=l2, hidden=0, dense=DENSE_COLUMNS)
     out["mlp32(l2=0.001)"] = lambda x, y, s: fit_network(x, y, 1e-3, s, hidden=32, dense=DENSE_COLUMNS)
     return out
 

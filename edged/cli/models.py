@@ -31,14 +31,18 @@ def run_list(args: argparse.Namespace) -> int:
     except EdgedError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    print(f"{'ID':32} {'FORMAT':6} {'QUANT':8} {'CONTEXT':>8}  SOURCE")
+    print(f"{'ID':32} {'FORMAT':6} {'QUANT':8} {'CONTEXT':>8}  {'LICENSE':20} SOURCE")
     for model_id in registry.ids():
         m = registry.manifest(model_id)
         source = m.source
         origin = {"package": getattr(source, "package", ""), "assembled": getattr(source, "package", "")}.get(
             source.kind, str(getattr(source, "path", ""))
         )
-        print(f"{m.id:32} {m.format:6} {m.quantization:8} {m.context_length:>8}  {source.kind}:{origin}")
+        licence = m.license or "-"
+        print(
+            f"{m.id:32} {m.format:6} {m.quantization:8} {m.context_length:>8}  {licence:20} "
+            f"{source.kind}:{origin}"
+        )
     return 0
 
 

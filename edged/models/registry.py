@@ -16,14 +16,30 @@ from edged.models.manifest import ModelManifest, load_manifests
 logger = logging.getLogger(__name__)
 
 _CHUNK = 1024 * 1024
+_INSTALLED_PARTS = ("share", "edged", "models")  # where a wheel's data files put models/ (see pyproject.toml)
 
 
 def default_models_dir() -> Path:
-    """models/ beside the package in a source checkout, else the copy installed under sys.prefix."""
-    source_tree = Path(__file__).resolve().parents[2] / "models"
-    if source_tree.is_dir():
-        return source_tree
-    return Path(sys.prefix) / "share" / "edged" / "models"
+    """models/ of the source checkout (a dev tree or an editable install), else the copy a wheel installed.
+
+    A wheel installs models/ as data files under its install prefix: sys.prefix in a venv, ~/.local with
+    --user. The installed RECORD says which, so the lookup does not guess the prefix."""
+    checkout = Path(__file__).resolve().parents[2]
+    if (checkout / "pyproject.toml").is_file() and (checkout / "models").is_dir():
+        return checkout / "models"
+    return _installed_models_dir() or Path(sys.prefix).joinpath(*_INSTALLED_PARTS)
+
+
+def _installed_models_dir() -> Path | None:
+    """The share/edged/models directory listed in the installed distribution's RECORD, if any."""
+    try:
+        files = metadata.distribution("edged").files or []
+    except metadata.PackageNotFoundError:
+        return None
+    for file in files:
+        if file.parts[-4:-1] == _INSTALLED_PARTS:
+            return Path(str(file.locate())).resolve().parent
+    return None
 
 
 def sha256_file(path: Path) -> str:
@@ -53,7 +69,10 @@ class ModelRegistry:
     def from_dir(cls, directory: Path | None = None, cache_dir: Path | None = None) -> ModelRegistry:
         directory = directory or default_models_dir()
         if not directory.is_dir():
-            raise ModelError(f"models directory {directory} does not exist")
+            raise ModelError(
+                f"models directory {directory} does not exist (install edged from its wheel or source tree, "
+                "or set models_dir)"
+            )
         return cls(load_manifests(directory), cache_dir)
 
     def ids(self) -> list[str]:
