@@ -415,8 +415,20 @@ class InferencePipeline:
         answer model the finished answer is scored from prompt, reply and confidence together; without one,
         from the router score and the confidence signals."""
         if finish.finish_reason == "low_confidence" and monitor is not None and monitor.verdict is not None:
+            # The monitor stopped the stream (it checked that the cloud was reachable): the local answer is cut
+            # short, so it escalates whatever the link does now (a failed cloud answer falls back to local).
+            # The reason is decide()'s, as for every other route.
             v = monitor.verdict
-            return True, (*reasons, f"confidence@{v.tokens}={v.score:.2f}<threshold={v.threshold:.2f}")
+            cascade = decide(
+                dataclasses.replace(
+                    inputs, confidence=v.score, confidence_threshold=v.threshold, cascade_tokens=v.tokens
+                )
+            )
+            said = tuple(r for r in cascade.reasons if r.startswith("confidence@"))
+            return True, (
+                *reasons,
+                *(said or (f"confidence@{v.tokens}={v.score:.2f}<threshold={v.threshold:.2f}",)),
+            )
         if not undecided or not self._can_escalate(inputs):
             return False, reasons
         if self.router is not None:
