@@ -2,7 +2,9 @@
 
 Runs the labelled items through the local path like `edged eval` (reference cloud), fits the AUTO score's
 weights and searches the router and confidence thresholds to reach the target, then writes them into the
-[routing] section of a profile file (other keys in it are kept).
+[routing] section of a profile file (other keys in it are kept). The streaming cascade is part of the modelled
+policy, with the cascade settings of the profile being written (layered over --config and --profile as the
+daemon would), and the share it escalates is reported.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from typing import Any
 
 from edged.cli.eval import add_common_arguments, evaluate, prepare
 from edged.errors import EdgedError
-from edged.evaluation.calibration import calibrate, write_profile
+from edged.evaluation.calibration import calibrate, profile_routing, write_profile
 
 
 def _fraction(text: str) -> float:
@@ -41,9 +43,13 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
 def run(args: argparse.Namespace) -> int:
     try:
         setup, items = prepare(args)
+        routing = profile_routing(setup.profile, args.write)  # before the long run: a bad file fails fast
         results = evaluate(args, setup, items, live=False)
         result = calibrate(
-            results, target_cloud_share=args.target_cloud_share, target_quality=args.target_quality
+            results,
+            target_cloud_share=args.target_cloud_share,
+            target_quality=args.target_quality,
+            routing=routing,
         )
         write_profile(args.write, result)
     except (EdgedError, ValueError) as exc:
@@ -56,4 +62,17 @@ def run(args: argparse.Namespace) -> int:
         f"quality {result.quality:.3f} (local only {result.local_quality:.3f}, "
         f"always cloud {result.cloud_quality:.3f}); wrote {args.write}"
     )
+    if result.cascade_share is not None:
+        print(
+            f"cascade ({result.cascade_note}): escalates {result.cascade_share:.3f} of requests after "
+            f"{routing.cascade_tokens} tokens (counted in the cloud share)"
+        )
+        if routing.cascade_tokens > args.max_tokens:
+            print(
+                f"warning: cascade_tokens {routing.cascade_tokens} > --max-tokens {args.max_tokens}: no answer "
+                "here reaches the cascade's verdict, so its share may be understated",
+                file=sys.stderr,
+            )
+    else:
+        print(f"cascade not modelled: {result.cascade_note}")
     return 0 if result.target_met else 2

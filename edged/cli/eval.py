@@ -130,6 +130,9 @@ def run(args: argparse.Namespace) -> int:
 
 
 def write_records(path: Path, results: list[ItemResult]) -> None:
+    """One JSON object per item; `signals` is the local answer's per-token [logprob, margin, entropy] list
+    (4 decimals, as in scripts/label_evalset.py), so the streaming cascade's first-k verdict can be replayed
+    for any k. Records written before it was added have no `signals`."""
     with path.open("w", encoding="utf-8") as out:
         for r in results:
             row = {
@@ -141,6 +144,9 @@ def write_records(path: Path, results: list[ItemResult]) -> None:
                 "router_score": r.router_score,
                 "auto_score": r.auto_score,
                 "confidence": dataclasses.asdict(r.confidence),
+                "signals": [
+                    [round(s.logprob, 4), round(s.margin, 4), round(s.entropy, 4)] for s in r.signals
+                ],
             }
             out.write(json.dumps(row, ensure_ascii=False) + "\n")
 

@@ -1,11 +1,16 @@
 """`edged calibrate`: choose the AUTO policy's weights and thresholds to hit a target on a labelled set.
 
-The policy is the daemon's: an item goes to the cloud when its router score is below `router_threshold`
-(before generation) or its AUTO score is below `confidence_threshold` (after). Calibration fits the AUTO
-score's weights on the set (logistic regression over the router score and confidence signals), then searches
-both thresholds on a grid of score quantiles. With a router that has an answer model the daemon scores a
-finished answer with that model and its own weights, so the confidence threshold is searched on those
-scores, and the fitted weights serve the cascade (which judges partial answers by the router score):
+The policy is the daemon's AUTO policy: an item goes to the cloud when its router score is below
+`router_threshold` (before generation), or the streaming cascade stops it (with `routing.cascade` on: an
+answer of at least `cascade_tokens` = k tokens whose AUTO score over its first k tokens, with the fitted
+weights, is below `cascade_threshold`), or its AUTO score is below `confidence_threshold` (after).
+Calibration fits the AUTO score's weights on the set (logistic regression over the router score and
+confidence signals), then searches the router and confidence thresholds on a grid of score quantiles; the
+cascade's k and threshold stay as the profile sets them, but its verdicts move with the fitted weights, so
+they are replayed from each answer's per-token signals and counted in the cloud share. With a router that
+has an answer model the daemon scores a finished answer with that model and its own weights, so the
+confidence threshold is searched on those scores, and the fitted weights serve the cascade (which judges
+partial answers by the router score):
 
     --target-cloud-share X   the best quality whose cloud share is at most X
     --target-quality Q       the smallest cloud share whose quality is at least Q x always-cloud quality
@@ -25,8 +30,11 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from edged.config.loader import parse_profile, read_toml
-from edged.config.routing import ScoreWeights
+from edged.config import DeviceProfile
+from edged.config.loader import load_profile, parse_profile, read_toml
+from edged.config.profile import deep_merge
+from edged.config.routing import RoutingSettings, ScoreWeights
+from edged.domain import ConfidenceSummary
 from edged.evaluation.fit import fit_auto_weights
 from edged.evaluation.runner import ItemResult
 from edged.routing.score import auto_score
@@ -46,6 +54,10 @@ class Calibration:
     cloud_quality: float
     local_quality: float
     target_met: bool
+    # Share of all items the streaming cascade escalates at the chosen thresholds (already counted in
+    # cloud_share); None when the cascade was not modelled, `cascade_note` says why (or how it was).
+    cascade_share: float | None = None
+    cascade_note: str = "not modelled"
 
 
 def _candidates(scores: npt.NDArray[np.float64]) -> list[float]:
@@ -55,6 +67,25 @@ def _candidates(scores: npt.NDArray[np.float64]) -> list[float]:
     return sorted(v for v in values if 0.0 <= v <= 1.0)
 
 
+Mask = npt.NDArray[np.bool_]
+
+
+def stages(
+    router: npt.NDArray[np.float64],
+    auto: npt.NDArray[np.float64],
+    cascade: Mask | None,
+    router_threshold: float,
+    confidence_threshold: float,
+) -> tuple[Mask, Mask, Mask]:
+    """Which items go to the cloud at each stage, in the daemon's order (disjoint): before generation (router
+    score), at the cascade's verdict after k tokens (`cascade`: the items it would stop), after generation
+    (AUTO score)."""
+    before = router < router_threshold
+    early = ~before & cascade if cascade is not None else np.zeros_like(before)
+    after = ~before & ~early & (auto < confidence_threshold)
+    return before, early, after
+
+
 def outcome(
     router: npt.NDArray[np.float64],
     auto: npt.NDArray[np.float64],
@@ -62,11 +93,51 @@ def outcome(
     cloud: npt.NDArray[np.float64],
     router_threshold: float,
     confidence_threshold: float,
+    cascade: Mask | None = None,
 ) -> tuple[float, float]:
-    """(cloud share, quality) of the two-stage policy at these thresholds."""
-    to_cloud = (router < router_threshold) | (auto < confidence_threshold)
+    """(cloud share, quality) of the AUTO policy at these thresholds (with the cascade's verdicts, if given)."""
+    before, early, after = stages(router, auto, cascade, router_threshold, confidence_threshold)
+    to_cloud = before | early | after
     quality = np.where(to_cloud, cloud, local).mean()
     return float(to_cloud.mean()), float(quality)
+
+
+def profile_routing(profile: DeviceProfile, path: Path) -> RoutingSettings:
+    """The [routing] settings the daemon would run with: `profile` (the effective profile of the config and
+    --profile layers) with the profile file being calibrated layered on top when it exists already."""
+    if not path.exists():
+        return profile.routing
+    layer = load_profile(path)
+    merged = deep_merge(profile.model_dump(), layer.model_dump(exclude_unset=True))
+    return parse_profile(merged, str(path)).routing
+
+
+def cascade_verdicts(
+    results: Sequence[ItemResult],
+    router_scores: Sequence[float | None],
+    weights: ScoreWeights,
+    routing: RoutingSettings,
+) -> tuple[Mask | None, str]:
+    """The items the streaming cascade would stop (AUTO score over the first k tokens below its threshold,
+    with these weights), and a note on how it was modelled; (None, why) when it cannot be or is off."""
+    if not routing.cascade:
+        return None, "off in the profile (routing.cascade = false)"
+    missing = sum(not r.has_signals for r in results)
+    if missing:
+        note = (
+            f"{missing} of {len(results)} results have no per-token signals, so the cascade "
+            f"(k={routing.cascade_tokens}, threshold={routing.cascade_threshold:g}) cannot be replayed; "
+            "the daemon's cloud share can be higher than reported"
+        )
+        logger.warning("calibrate: cascade not modelled: %s", note)
+        return None, note
+    k, threshold = routing.cascade_tokens, routing.cascade_threshold
+    stopped = [
+        len(r.signals) >= k
+        and auto_score(score, ConfidenceSummary.of(list(r.signals[:k])), weights) < threshold
+        for r, score in zip(results, router_scores, strict=True)
+    ]
+    return np.array(stopped, dtype=bool), f"k={k}, threshold={threshold:g}"
 
 
 def calibrate(
@@ -74,7 +145,10 @@ def calibrate(
     *,
     target_cloud_share: float | None = None,
     target_quality: float | None = None,
+    routing: RoutingSettings | None = None,
 ) -> Calibration:
+    """Fit the weights and search the thresholds; `routing` gives the cascade settings (default: the
+    defaults, cascade on)."""
     if (target_cloud_share is None) == (target_quality is None):
         raise ValueError("give exactly one of target_cloud_share and target_quality")
     has_router = all(r.router_score is not None for r in results)
@@ -91,10 +165,11 @@ def calibrate(
         # (its own trained weights), so the thresholds are searched on that; the fitted weights still serve
         # the cascade.
         auto = np.array([r.auto_score for r in results])
+    cascade, cascade_note = cascade_verdicts(results, router_scores, weights, routing or RoutingSettings())
     local = np.array([float(r.local_correct) for r in results])
     cloud = np.array([float(r.cloud_correct) for r in results])
     grid = [
-        (rt, ct, *outcome(router, auto, local, cloud, rt, ct))
+        (rt, ct, *outcome(router, auto, local, cloud, rt, ct, cascade))
         for rt in (_candidates(router) if has_router else [0.0])
         for ct in _candidates(auto)
     ]
@@ -108,6 +183,9 @@ def calibrate(
         feasible = [g for g in grid if g[3] >= goal - 1e-9]
         met = bool(feasible)
         best = min(feasible, key=lambda g: (g[2], -g[3])) if feasible else max(grid, key=lambda g: g[3])
+    cascade_share = None
+    if cascade is not None:
+        cascade_share = float(stages(router, auto, cascade, best[0], best[1])[1].mean())
     return Calibration(
         router_threshold=best[0],
         confidence_threshold=best[1],
@@ -117,6 +195,8 @@ def calibrate(
         cloud_quality=float(cloud.mean()),
         local_quality=float(local.mean()),
         target_met=met,
+        cascade_share=cascade_share,
+        cascade_note=cascade_note,
     )
 
 

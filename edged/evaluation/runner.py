@@ -2,9 +2,10 @@
 
 For each item: the local answer (text and per-token signals, from a LocalAnswerer), its grade, the router
 score of the prompt, the answer model's score of the finished answer (when the router has one), the
-confidence summary, the AUTO score (answer-model or router score + confidence, the weights the daemon
-uses) and the cloud's grade (`ReferenceCloud`: always correct, the oracle upper bound routing papers use;
-or a live CloudAnswerer). `report()` turns the results into the numbers `edged eval` prints.
+confidence summary and the per-token signals it came from (what `edged calibrate` needs to replay the
+streaming cascade on the first k tokens), the AUTO score (answer-model or router score + confidence, the
+weights the daemon uses) and the cloud's grade (`ReferenceCloud`: always correct, the oracle upper bound
+routing papers use; or a live CloudAnswerer). `report()` turns the results into the numbers `edged eval` prints.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 
 from edged.config.routing import ScoreWeights
-from edged.domain import ConfidenceSummary
+from edged.domain import ConfidenceSummary, TokenSignals
 from edged.evaluation import metrics
 from edged.evaluation.items import EvalItem
 from edged.evaluation.local import LocalAnswerer, answer_all
@@ -70,6 +71,14 @@ class ItemResult:
     confidence: ConfidenceSummary
     auto_score: float
     answer_score: float | None = None
+    # The local answer's per-token signals, in order (empty for results built without them: then the cascade
+    # cannot be replayed; `has_signals` tells them from an answer that had no tokens).
+    signals: tuple[TokenSignals, ...] = ()
+
+    @property
+    def has_signals(self) -> bool:
+        """Whether `signals` are the answer's own (one per token of the confidence summary)."""
+        return len(self.signals) == self.confidence.tokens
 
 
 def run_items(
@@ -110,6 +119,7 @@ def run_items(
                 confidence=confidence,
                 auto_score=auto,
                 answer_score=answer_score,
+                signals=tuple(answer.signals),
             )
         )
     logger.debug("eval: %d items answered", len(results))
