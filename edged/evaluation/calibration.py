@@ -20,8 +20,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +35,7 @@ from edged.config.routing import RoutingSettings, ScoreWeights
 from edged.domain import ConfidenceSummary
 from edged.evaluation.fit import fit_auto_weights
 from edged.evaluation.runner import ItemResult
+from edged.files import write_atomic
 from edged.routing.score import auto_score
 
 logger = logging.getLogger(__name__)
@@ -235,7 +234,4 @@ def write_profile(path: Path, calibration: Calibration) -> None:
     document["routing"] = routing
     parse_profile(document, str(path))
     text = "# routing thresholds and weights written by `edged calibrate`\n" + to_toml(document) + "\n"
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(handle, "w", encoding="utf-8") as out:
-        out.write(text)
-    Path(temporary).replace(path)
+    write_atomic(path, text.encode("utf-8"))

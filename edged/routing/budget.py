@@ -22,7 +22,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import threading
 import time
 from collections import deque
@@ -33,6 +32,7 @@ from typing import Any
 
 from edged.config.budget import BudgetSettings
 from edged.errors import BudgetExhausted, InvalidRequest
+from edged.files import write_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -145,16 +145,8 @@ class BudgetFile:
                 kind: [[round(now - age, 3), amount] for age, amount in pairs] for kind, pairs in ages.items()
             },
         }
-        temporary = self.path.with_name(self.path.name + ".tmp")
         try:
-            fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            try:
-                os.write(fd, json.dumps(document, separators=(",", ":")).encode("ascii"))
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-            os.replace(temporary, self.path)
-            _fsync_directory(self.path.parent)
+            write_atomic(self.path, json.dumps(document, separators=(",", ":")).encode("ascii"))
         except OSError as exc:
             self.write_failures += 1
             # one line per failure streak, not one per cloud request
@@ -199,18 +191,6 @@ def _pair(kind: str, pair: object) -> tuple[float, int]:
         ):
             return float(stamp), amount
     raise ValueError(f"has a {kind} bucket that is not [time, amount]: {str(pair)[:40]}")
-
-
-def _fsync_directory(directory: Path) -> None:
-    """Make a rename in `directory` durable (a no-op where directories cannot be opened)."""
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 class CloudBudget:
