@@ -417,18 +417,15 @@ class InferencePipeline:
         if finish.finish_reason == "low_confidence" and monitor is not None and monitor.verdict is not None:
             # The monitor stopped the stream (it checked that the cloud was reachable): the local answer is cut
             # short, so it escalates whatever the link does now (a failed cloud answer falls back to local).
-            # The reason is decide()'s, as for every other route.
+            # The reason is decide()'s, as for every other route (a monitor runs only for AUTO and
+            # PREFER_LOCAL with the cloud allowed, where decide() always judges the confidence).
             v = monitor.verdict
             cascade = decide(
                 dataclasses.replace(
                     inputs, confidence=v.score, confidence_threshold=v.threshold, cascade_tokens=v.tokens
                 )
             )
-            said = tuple(r for r in cascade.reasons if r.startswith("confidence@"))
-            return True, (
-                *reasons,
-                *(said or (f"confidence@{v.tokens}={v.score:.2f}<threshold={v.threshold:.2f}",)),
-            )
+            return True, (*reasons, *(r for r in cascade.reasons if r.startswith("confidence@")))
         if not undecided or not self._can_escalate(inputs):
             return False, reasons
         if self.router is not None:
