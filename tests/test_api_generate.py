@@ -306,9 +306,11 @@ def test_status_reports_models_slots_and_link(edged: RunningDaemon) -> None:
     assert status.requests_local > 0
 
 
-def test_concurrent_rpcs_beyond_the_limit_are_refused(tmp_path_factory: pytest.TempPathFactory) -> None:
-    config = {"api": {"max_concurrent_rpcs": 2}}
-    with running_daemon(tmp_path_factory.mktemp("limited"), config) as daemon:
+def test_concurrent_rpcs_beyond_the_limit_are_refused(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """One Inference RPC beyond api.max_concurrent_rpcs is refused naming the limit; health still answers."""
+    with running_daemon(tmp_path_factory.mktemp("limit"), {"api": {"max_concurrent_rpcs": 2}}) as daemon:
         calls = [
             daemon.stub.GenerateStream(
                 pb.GenerateRequest(prompt="Write a long essay.", max_tokens=256), timeout=120
@@ -317,13 +319,24 @@ def test_concurrent_rpcs_beyond_the_limit_are_refused(tmp_path_factory: pytest.T
         ]
         for call in calls:
             next(call)  # both are running now
-        with pytest.raises(grpc.RpcError) as info:
-            daemon.stub.Generate(pb.GenerateRequest(prompt="hi", max_tokens=2), timeout=10)
-        assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        for attempt in (
+            lambda: daemon.stub.Generate(pb.GenerateRequest(prompt="hi", max_tokens=2), timeout=10),
+            lambda: list(
+                daemon.stub.GenerateStream(pb.GenerateRequest(prompt="hi", max_tokens=2), timeout=10)
+            ),
+            lambda: daemon.stub.GetStatus(pb.GetStatusRequest(), timeout=10),
+        ):
+            with pytest.raises(grpc.RpcError) as info:
+                attempt()
+            assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+            assert "api.max_concurrent_rpcs is 2" in (info.value.details() or "")
+        assert daemon.health() == health_pb2.HealthCheckResponse.SERVING  # health is not counted
         for call in calls:
             call.cancel()
         daemon.wait_idle()
         assert daemon.stub.Generate(pb.GenerateRequest(prompt="hi", max_tokens=2), timeout=120).text
+        assert daemon.daemon._api is not None
+        assert daemon.daemon._api.limit.active == 0  # every finished or cancelled RPC gave its place back
 
 
 def test_shutdown_lets_a_running_stream_finish(tmp_path_factory: pytest.TempPathFactory) -> None:
