@@ -32,22 +32,15 @@ import numpy.typing as npt
 
 from edged.domain import ConfidenceSummary
 from edged.routing.features import DENSE_FEATURES, N_FEATURES, prompt_features
+from edged.routing.score import SIGNALS, signal_values
 
 ANSWER_FEATURE_VERSION = 1
 LIMIT_TOKENS = 48  # the token limit the answer model was trained with (edged eval's default max_tokens)
 REPLY_BUCKETS = 512
 CROSS_BUCKETS = 2048
 MAX_REPLY_CHARS = 4096
-_DENSE_NAMES = (
-    "mean_logprob",
-    "min_logprob",
-    "p10_logprob",
-    "first_token_margin",
-    "mean_margin",
-    "mean_entropy",
-    "log_tokens",
-    "log_reply_chars",
-)
+# The AUTO score's signals (in its order), then the reply's length.
+_DENSE_NAMES = (*SIGNALS, "log_reply_chars")
 ANSWER_DENSE = len(_DENSE_NAMES)
 N_ANSWER_FEATURES = N_FEATURES + ANSWER_DENSE + REPLY_BUCKETS + CROSS_BUCKETS
 # Columns a trainer should standardise: the prompt's dense block and the answer's dense block.
@@ -132,17 +125,8 @@ def answer_features(
     out = np.zeros(N_ANSWER_FEATURES, dtype=np.float32)
     out[:N_FEATURES] = prompt_features(prompt) if prompt_vector is None else prompt_vector
     start = N_FEATURES
-    c = confidence
-    out[start : start + ANSWER_DENSE] = [
-        c.mean_logprob,
-        c.min_logprob,
-        c.p10_logprob,
-        c.first_token_margin,
-        c.mean_margin,
-        c.mean_entropy,
-        math.log1p(tokens),
-        math.log1p(len(reply)),
-    ]
+    values = signal_values(confidence)
+    out[start : start + ANSWER_DENSE] = [*(values[name] for name in SIGNALS), math.log1p(len(reply))]
     start += ANSWER_DENSE
     out[start : start + REPLY_BUCKETS] = _reply_counts(reply, props)
     start += REPLY_BUCKETS
