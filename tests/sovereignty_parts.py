@@ -244,6 +244,19 @@ class WireTap:
             return list(self.messages)
 
 
+def wire_haystacks(wire: Iterable[WireMessage]) -> list[tuple[str, str | bytes]]:
+    """Every recorded message's payload, MQTT properties and decoded text, each named by its place on the wire."""
+    haystacks: list[tuple[str, str | bytes]] = []
+    for index, message in enumerate(wire):
+        where = f"#{index} {message.topic}"
+        haystacks += [
+            (f"{where} payload", message.payload),
+            (f"{where} properties", message.properties),
+            (f"{where} decoded", message.text()),
+        ]
+    return haystacks
+
+
 @contextmanager
 def wire_tap(url: str) -> Iterator[WireTap]:
     tap = WireTap(url)

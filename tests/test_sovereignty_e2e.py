@@ -48,6 +48,7 @@ from tests.sovereignty_parts import (
     leaks,
     load_sample,
     read_events,
+    wire_haystacks,
     wire_tap,
     worker_thread,
 )
@@ -239,15 +240,7 @@ def test_no_raw_value_in_any_payload_on_any_topic(run: PolicyRun) -> None:
     assert run.wire, "the tap recorded nothing"
     assert {m.kind for m in run.wire} <= {"escalate", "reply", "presence"}, {m.topic for m in run.wire}
     assert any(m.kind == "presence" and m.payload for m in run.wire), "the worker's presence was not recorded"
-    haystacks: list[tuple[str, str | bytes]] = []
-    for index, message in enumerate(run.wire):
-        where = f"#{index} {message.topic}"
-        haystacks += [
-            (f"{where} payload", message.payload),
-            (f"{where} properties", message.properties),
-            (f"{where} decoded", message.text()),
-        ]
-    assert leaks(raw_values(), haystacks) == []
+    assert leaks(raw_values(), wire_haystacks(run.wire)) == []
 
 
 def test_redact_sends_placeholders_once_per_request_and_the_reply_carries_them(redact: PolicyRun) -> None:
