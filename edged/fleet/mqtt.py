@@ -86,6 +86,7 @@ class MqttLink:
         self._qos: dict[str, int] = {}
         self._listeners: list[Callable[[], None]] = []
         self._connected = threading.Event()
+        self._gone = threading.Event()  # set by every disconnect, cleared by every connect
         self._last_error = "not connected yet"
         self._client.on_socket_open = self._on_socket_open
         self._client.on_connect = self._on_connect
@@ -158,9 +159,16 @@ class MqttLink:
         if not info.is_published():
             raise CloudUnavailable(f"publish to {topic} not acknowledged within {timeout_s:g} s")
 
-    def stop(self) -> None:
-        """Disconnect cleanly (queued messages go out first; no Last Will) and stop the network thread."""
+    def stop(self, timeout_s: float = 5.0) -> None:
+        """Disconnect cleanly (queued messages go out first; no Last Will) and stop the network thread.
+
+        paho's loop_stop() may end its thread before the queued packets are written, and a connection closed
+        without DISCONNECT makes the broker publish the Last Will (a clean stop reported as "connection
+        lost"): so it waits, bounded, until paho has sent DISCONNECT and closed the connection."""
+        connected = self._connected.is_set()
         self._client.disconnect()
+        if connected:
+            self._gone.wait(timeout_s)
         self._client.loop_stop()
         self._connected.clear()
 
@@ -187,6 +195,7 @@ class MqttLink:
             listeners = list(self._listeners)
         if subscriptions:
             client.subscribe(subscriptions)
+        self._gone.clear()
         self._connected.set()
         logger.info("connected to broker %s:%d as %s", self.address.host, self.address.port, self.client_id)
         for listener in listeners:
@@ -204,6 +213,7 @@ class MqttLink:
         properties: Properties | None,
     ) -> None:
         self._connected.clear()
+        self._gone.set()
         self._last_error = f"disconnected: {reason}"
         if reason.is_failure:
             logger.warning("lost the broker connection (%s); reconnecting", reason)
