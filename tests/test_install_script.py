@@ -25,7 +25,21 @@ PYTHON = (
 if [ "$1" = -m ] && [ "$2" = venv ]; then
     [ -e "$ENSUREPIP_FLAG" ] || { echo "ensurepip is not available" >&2; exit 1; }
     mkdir -p "$3/bin"
-    printf '#!/bin/sh\\necho "venv-python $*" >> "$CALLS"\\n' > "$3/bin/python"
+    cat > "$3/bin/python" <<'VENV'
+#!/bin/sh
+echo "venv-python $*" >> "$CALLS"
+case "$1 $2" in
+    "edged/engine/cpu.py --cmake-args") echo "-DGGML_NATIVE=OFF -DGGML_AMX_INT8=OFF" ;;
+    "edged/engine/cpu.py --key") echo "0123456789abcdef" ;;
+    "-m pip")
+        if [ "$3" = wheel ]; then
+            while [ $# -gt 0 ]; do
+                [ "$1" = -w ] && mkdir -p "$2" && touch "$2/llama_cpp_python-0.3.36-cp311-linux_x86_64.whl"
+                shift
+            done
+        fi ;;
+esac
+VENV
     printf '#!/bin/sh\\necho "venv-edged $*" >> "$CALLS"\\n' > "$3/bin/edged"
     chmod +x "$3/bin/python" "$3/bin/edged"
 fi
@@ -37,6 +51,7 @@ def fake_machine(tmp_path: Path, *, ensurepip: bool) -> tuple[Path, dict[str, st
     tree = tmp_path / "tree"
     (tree / "scripts").mkdir(parents=True)
     shutil.copy2(REPO / "scripts" / "install", tree / "scripts" / "install")
+    shutil.copy2(REPO / "pyproject.toml", tree / "pyproject.toml")
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     tools = {"apt-get": APT_GET, "sudo": SUDO, "python3.11": PYTHON}
@@ -52,6 +67,7 @@ def fake_machine(tmp_path: Path, *, ensurepip: bool) -> tuple[Path, dict[str, st
         "PATH": f"{bin_dir}:/usr/bin:/bin",
         "CALLS": str(tmp_path / "calls"),
         "ENSUREPIP_FLAG": str(flag),
+        "EDGED_WHEELHOUSE": str(tmp_path / "wheelhouse"),
     }
     return tree, env
 
@@ -96,3 +112,27 @@ def test_a_missing_python_names_its_package_and_the_venv_package(tmp_path: Path)
     assert proc.returncode != 0
     assert "installing Debian packages: python3.99 python3.99-venv" in proc.stdout
     assert any(call.endswith("--no-install-recommends python3.99 python3.99-venv") for call in calls)
+
+
+def test_llama_cpp_python_is_built_once_per_flag_set_into_its_own_wheelhouse(tmp_path: Path) -> None:
+    """The wheel is built with the CPU's flags into a folder named by them (never pip's cache), installed into the
+    venv, and a second install with the same flags neither builds nor reinstalls it."""
+    tree, env = fake_machine(tmp_path, ensurepip=True)
+    proc, calls = run_install(tree, env)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    builds = [call for call in calls if call.startswith("venv-python -m pip wheel")]
+    assert len(builds) == 1
+    assert "--no-cache-dir" in builds[0]
+    assert "--no-binary llama-cpp-python" in builds[0]
+    assert "llama-cpp-python==0.3.36" in builds[0]
+    assert "CMAKE_ARGS: -DGGML_NATIVE=OFF -DGGML_AMX_INT8=OFF" in proc.stdout
+    wheelhouse = tmp_path / "wheelhouse" / "llama-cpp-python-0.3.36-0123456789abcdef"
+    assert (wheelhouse / "CMAKE_ARGS").read_text().strip() == "-DGGML_NATIVE=OFF -DGGML_AMX_INT8=OFF"
+    installs = [call for call in calls if "--force-reinstall --no-deps" in call]
+    assert len(installs) == 1
+    assert str(wheelhouse) in installs[0]
+    assert calls.index(installs[0]) < next(i for i, c in enumerate(calls) if "install --quiet -e" in c)
+    Path(env["CALLS"]).unlink()
+    proc, calls = run_install(tree, env)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert not [call for call in calls if "pip wheel" in call or "--force-reinstall" in call]
