@@ -14,7 +14,8 @@
      ├── NotReady              the model is still loading                 -> UNAVAILABLE
      ├── ConfigError           a config file or profile is invalid        (CLI: exit 1)
      ├── ModelError            a model cannot be located, verified, loaded
-     │    └── ModelIntegrityError  sha256 mismatch
+     │    ├── ModelIntegrityError  sha256 mismatch
+     │    └── BackendCrashed       the decode self-test's child process crashed (daemon: exit 78, no restart)
      └── EngineError           the local runtime failed                   -> INTERNAL
 
 Library errors (llama.cpp, paho, onnxruntime, presidio) are caught where they enter edged and re-raised as one of
@@ -96,6 +97,14 @@ class ModelError(EdgedError):
 
 class ModelIntegrityError(ModelError):
     """The model file's sha256 does not match its manifest."""
+
+
+class BackendCrashed(ModelError):
+    """The native backend crashed (or would) decoding in a child process: a build that cannot run on this CPU.
+
+    Restarting cannot help, so the daemon exits with EXIT_CODE, which its systemd unit does not restart on."""
+
+    EXIT_CODE = 78  # EX_CONFIG (sysexits.h): the installation, not the request, is at fault
 
 
 class EngineError(EdgedError):

@@ -7,6 +7,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from edged.engine.cpu import read_cpu_info
+from edged.engine.selftest import run_selftest
 from edged.errors import EdgedError
 from edged.models import ModelRegistry
 
@@ -16,8 +18,17 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     parser.add_argument("--models-dir", type=Path, help="manifest directory (default: the bundled models/)")
     actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
     actions.add_parser("list", help="list the manifests").set_defaults(func=run_list)
-    verify = actions.add_parser("verify", help="check model files against their sha256")
+    verify = actions.add_parser(
+        "verify",
+        help="check model files against their sha256, and decode a few tokens of each in a child process",
+    )
     verify.add_argument("ids", nargs="*", help="model ids (default: all)")
+    verify.add_argument(
+        "--no-selftest", action="store_true", help="only check the sha256, without the decode self-test"
+    )
+    verify.add_argument(
+        "--threads", type=int, default=2, choices=range(1, 257), metavar="N", help="self-test threads (2)"
+    )
     verify.set_defaults(func=run_verify)
 
 
@@ -61,4 +72,20 @@ def run_verify(args: argparse.Namespace) -> int:
             failed += 1
         else:
             print(f"ok   {model_id}: {resolved.path}")
+            if resolved.manifest.format == "gguf" and not args.no_selftest:
+                failed += not _selftest(model_id, resolved.path, args.threads)
     return 1 if failed else 0
+
+
+def _selftest(model_id: str, path: Path, threads: int) -> bool:
+    """Decode a few tokens in a child process: a llama.cpp build this CPU cannot run fails here, not in edged."""
+    try:
+        result = run_selftest(path, model_id=model_id, threads=threads)
+    except EdgedError as exc:
+        print(f"FAIL {model_id} decode self-test: {exc}")
+        return False
+    print(
+        f"ok   {model_id} decode self-test: {result.tokens} tokens in {result.seconds:.2f}s in a child process; "
+        f"CPU {read_cpu_info().summary()}; llama.cpp {result.system_info}"
+    )
+    return True

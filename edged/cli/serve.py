@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import faulthandler
 import sys
 from pathlib import Path
 from typing import Any
@@ -74,5 +75,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"invalid configuration: {exc}", file=sys.stderr)
         return 1
     configure_logging(config.log_level)
+    # A crash in native code (llama.cpp) prints every thread's Python stack to stderr, i.e. the journal, instead
+    # of a silent exit 139: the model's self-test runs in a child first, this covers what happens after.
+    faulthandler.enable()
     daemon = Daemon(config, config_path=args.config, overrides=overrides)
     return asyncio.run(daemon.run())

@@ -30,6 +30,7 @@ from edged.config.engine import EngineSettings
 from edged.config.profile import DeviceProfile
 from edged.domain import Message, SamplingParams
 from edged.engine import EngineEvent, ErrorEvent, FinishEvent, GenerationJob, LlamaEngine
+from edged.engine.selftest import ensure_decodes
 from edged.errors import EdgedError, ModelError
 from edged.fleet.device import ApplyOutcome
 from edged.local import LocalAnswerer
@@ -55,15 +56,30 @@ def needs_new_engine(old: EngineSettings, new: EngineSettings) -> bool:
     )
 
 
-def start_engine(registry: ModelRegistry, settings: EngineSettings) -> LlamaEngine:
-    """Locate, verify and load the model the settings name (blocking)."""
+def start_engine(
+    registry: ModelRegistry, settings: EngineSettings, state_dir: Path | None = None
+) -> LlamaEngine:
+    """Locate, verify, self-test (in a child process) and load the model the settings name (blocking).
+
+    The self-test's pass is remembered in `state_dir` for this library, CPU and model file (see
+    edged.engine.selftest); without a state directory it runs every time."""
+    manifest_template = "gguf"
     if settings.model_path is not None:
         path: Path = settings.model_path
         if settings.model_sha256 is not None:
             verify_sha256(path, settings.model_sha256, settings.model)
+        stat = path.stat() if path.exists() else None
+        identity = (
+            settings.model_sha256 or f"{path.resolve()}:{stat and stat.st_size}:{stat and stat.st_mtime_ns}"
+        )
     else:
-        path = registry.resolve(settings.model).path
-    engine = LlamaEngine(settings.model, path, settings)
+        resolved = registry.resolve(settings.model)
+        path, identity = resolved.path, resolved.manifest.sha256
+        manifest_template = resolved.manifest.chat_template
+    ensure_decodes(
+        path, model_id=settings.model, model_sha256=identity, threads=settings.threads, state_dir=state_dir
+    )
+    engine = LlamaEngine(settings.model, path, settings, manifest_template=manifest_template)
     engine.start()
     return engine
 
@@ -102,8 +118,10 @@ class ProfileApplier:
         get_profile: Callable[[], DeviceProfile],
         prepare: Prepare,
         drain_grace_s: float,
+        state_dir: Path | None = None,
     ) -> None:
         self._loop = loop
+        self._state_dir = state_dir
         self._registry = registry
         self._local = local
         self._get_profile = get_profile
@@ -132,7 +150,7 @@ class ProfileApplier:
             return ApplyOutcome.applied()
 
     def _new_engine(self, settings: EngineSettings) -> LlamaEngine:
-        engine = start_engine(self._registry, settings)
+        engine = start_engine(self._registry, settings, self._state_dir)
         try:
             health_check(engine)
         except EdgedError:

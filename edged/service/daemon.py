@@ -30,7 +30,7 @@ from edged.cloud import CloudAnswerer
 from edged.comms.link import MqttLink
 from edged.config import DaemonConfig, DeviceProfile, effective_profile, load_config, load_profile
 from edged.config.api import ApiSettings
-from edged.errors import ConfigError, EdgedError
+from edged.errors import BackendCrashed, ConfigError, EdgedError
 from edged.escalation.client import EscalationClient
 from edged.fleet.agent import FleetAgent, last_good_profile
 from edged.fleet.comms_link import CommsFleetLink, fleet_will
@@ -170,7 +170,8 @@ class Daemon:
         settings = self.profile.engine
         self._notifier.status(f"loading model {settings.model}")
         assert self._registry is not None
-        engine = await asyncio.to_thread(start_engine, self._registry, settings)
+        self._notifier.status(f"decode self-test of {settings.model}")
+        engine = await asyncio.to_thread(start_engine, self._registry, settings, self.config.state_dir)
         self.local.replace_engines({engine.model_id: engine}, engine.model_id)
         self._applier = ProfileApplier(
             loop=asyncio.get_running_loop(),
@@ -179,6 +180,7 @@ class Daemon:
             get_profile=lambda: self.profile,
             prepare=self._prepare_profile,
             drain_grace_s=self.config.api.grace_period_s,
+            state_dir=self.config.state_dir,
         )
 
     async def _close_model(self) -> None:
@@ -270,6 +272,11 @@ class Daemon:
                 started.append(step)
             else:
                 await self._supervise()
+        except BackendCrashed as exc:
+            # A restart would crash the same way: say so and exit with the code the unit does not restart on.
+            logger.critical("startup failed, not restarting: %s", exc)
+            self._notifier.status(f"failed: {exc}")
+            self._exit_code = BackendCrashed.EXIT_CODE
         except EdgedError as exc:
             logger.error("startup failed: %s", exc)
             self._exit_code = 1
@@ -316,6 +323,7 @@ class Daemon:
             system = self._sampler.latest().system
             self.metrics.set_device_load(
                 cpu_percent=system.cpu_percent,
+                edged_cpu_percent=system.edged_cpu_percent,
                 load1=system.load_average_1m,
                 memory_available_bytes=int(system.memory_available_mb * 1024 * 1024),
                 temperature_celsius=system.temperature_c,
