@@ -426,6 +426,11 @@ class InferencePipeline:
                 )
             )
             return True, (*reasons, *(r for r in cascade.reasons if r.startswith("confidence@")))
+        if finish.finish_reason == "repetition":
+            # The loop guard cut a degenerate answer: as unsure as an answer gets, so it escalates where it
+            # still can (held back, cloud allowed); otherwise the cut answer is given with the reason.
+            reasons = (*reasons, "repetition")
+            return undecided and self._can_escalate(inputs), reasons
         if not undecided or not self._can_escalate(inputs):
             return False, reasons
         if self.router is not None:
@@ -451,7 +456,9 @@ class InferencePipeline:
     ) -> AsyncIterator[Delta | Answer]:
         """The local answer was judged too unsure: answer from the cloud; if the cloud fails, answer locally."""
         if self.metrics is not None:
-            self.metrics.record_escalation("low_confidence")
+            self.metrics.record_escalation(
+                "repetition" if local_finish.finish_reason == "repetition" else "low_confidence"
+            )
         if not stream.sent:
             stream.first_token_at = None  # the caller's first token will be the cloud's
         try:

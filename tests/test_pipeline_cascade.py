@@ -100,3 +100,38 @@ def test_a_collapse_with_the_worker_gone_regenerates_the_local_answer_whole(
         assert (
             "".join(c.delta for c in chunks) == unary.text
         )  # the whole local answer, not its first k tokens
+
+
+def test_a_looping_answer_is_judged_unsure_and_escalated(
+    mosquitto: MosquittoBroker, worker: subprocess.Popen[bytes], tmp_path: Path
+) -> None:
+    """With repetition control off, the README's question loops; the loop guard cuts it and AUTO escalates it,
+    while an answer that does not loop stays local (no confidence threshold to cross: only the loop counts)."""
+    config = {
+        "broker": {"url": mosquitto.url, "reconnect_min_s": 0.1, "reconnect_max_s": 0.5},
+        "engine": {"repeat_penalty": 1.0, "loop_guard_tokens": 64},
+        "routing": {"router_threshold": 0.0, "confidence_threshold": 0.0, "cascade": False},
+    }
+    with running_daemon(tmp_path / "d", config) as edged:
+        wait_until(lambda: edged.status().link.state == "connected", "the daemon's link is up")
+        cloud = edged.daemon.pipeline.cloud
+        assert cloud is not None
+        wait_until(lambda: cloud.client.workers_online() > 0, "a worker is online")
+        looped = edged.stub.Generate(
+            pb.GenerateRequest(prompt="What is the capital of France?", max_tokens=256, mode=pb.AUTO),
+            timeout=120,
+        )
+        assert looped.provenance.source == pb.CLOUD, list(looped.provenance.reasons)
+        assert "repetition" in looped.provenance.reasons
+        plain = edged.stub.Generate(
+            pb.GenerateRequest(prompt="What is 12 times 7?", max_tokens=64, mode=pb.AUTO), timeout=120
+        )
+        assert plain.provenance.source == pb.LOCAL, list(plain.provenance.reasons)
+        assert "repetition" not in plain.provenance.reasons
+        local = edged.stub.Generate(
+            pb.GenerateRequest(prompt="What is the capital of France?", max_tokens=256, mode=pb.LOCAL_ONLY),
+            timeout=120,
+        )
+        assert local.finish_reason == "repetition"
+        assert "repetition" in local.provenance.reasons
+        assert local.usage.completion_tokens < 128

@@ -75,6 +75,34 @@ class EngineSettings(StrictModel):
     confidence: bool = Field(
         default=True, description="Compute per-token confidence signals (logprob, top-2 margin, entropy)."
     )
+    repeat_penalty: Annotated[float, Field(ge=1.0, le=2.0)] = Field(
+        default=1.1,
+        description="Penalty on tokens already among the last repeat_last_n generated ones, as llama.cpp's "
+        "and Ollama's repeat_penalty (a positive logit is divided by it, a negative one multiplied); 1.0 = off.",
+    )
+    repeat_last_n: Annotated[int, Field(ge=0, le=4096)] = Field(
+        default=64, description="How many of the last generated tokens repeat_penalty looks at (0 = off)."
+    )
+    loop_guard_tokens: Annotated[int, Field(ge=0, le=4096)] = Field(
+        default=64,
+        description="Stop an answer whose last loop_guard_tokens tokens (and at least three whole cycles) "
+        "repeat one span over and over: finish_reason 'repetition', judged unsure (AUTO escalates it where "
+        "a cloud link exists); 0 = off.",
+    )
+    chat_template: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=64,
+        pattern=r"^[A-Za-z0-9_.\-]+$",
+        description="Chat template for models whose GGUF has none (or to replace it): 'gguf' (the file's "
+        "own) or the name of a llama.cpp built-in template (chatml, gemma, llama3, phi3, mistral-v7, ...). "
+        "Default: the model manifest's chat_template.",
+    )
+    chat_template_file: Path | None = Field(
+        default=None,
+        description="A Jinja chat template file (Hugging Face's format) to render prompts with; takes "
+        "precedence over chat_template.",
+    )
 
     @model_validator(mode="after")
     def _tokens_within_cap(self) -> EngineSettings:

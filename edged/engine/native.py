@@ -46,6 +46,30 @@ def init_backend() -> None:
         _backend_ready = True
 
 
+def builtin_templates() -> list[str]:
+    """The names of llama.cpp's built-in chat templates (chatml, gemma, llama3, phi3, ...), sorted."""
+    count = int(llama.llama_chat_builtin_templates(None, 0))
+    names = (ctypes.c_char_p * count)()
+    llama.llama_chat_builtin_templates(names, count)
+    return sorted(name.decode() for name in names if name)
+
+
+def apply_builtin_template(name: str, messages: list[tuple[str, str]]) -> str:
+    """Render a conversation with one of llama.cpp's built-in templates, the assistant's turn opened."""
+    # The encoded strings must outlive the call: keep them in a list the structs point into.
+    encoded = [(role.encode(), content.encode()) for role, content in messages]
+    chat = (llama.llama_chat_message * len(encoded))(*[llama.llama_chat_message(r, c) for r, c in encoded])
+    size = 2 * sum(len(r) + len(c) for r, c in encoded) + 256
+    while True:
+        buf = ctypes.create_string_buffer(size)
+        n = int(llama.llama_chat_apply_template(name.encode(), chat, len(encoded), True, buf, size))
+        if n < 0:
+            raise ModelError(f"llama.cpp could not apply its built-in chat template {name!r}")
+        if n <= size:
+            return buf.raw[:n].decode("utf-8", errors="replace")
+        size = n + 1
+
+
 class NativeModel:
     """A loaded GGUF model and its vocabulary."""
 
@@ -56,6 +80,7 @@ class NativeModel:
         self._model = llama.llama_model_load_from_file(str(path).encode(), params)
         if not self._model:
             raise ModelError(f"llama.cpp could not load {path} (not a GGUF model, or unsupported)")
+        self.path = path
         self._vocab = llama.llama_model_get_vocab(self._model)
         self.n_vocab: int = llama.llama_vocab_n_tokens(self._vocab)
         self.n_ctx_train: int = llama.llama_model_n_ctx_train(self._model)

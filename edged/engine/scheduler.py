@@ -22,12 +22,16 @@ from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+import numpy.typing as npt
+
 from edged.config.engine import EngineSettings
 from edged.domain import ConfidenceSummary, TokenSignals
 from edged.engine.confidence import SignalComputer
 from edged.engine.jobs import EngineStats, ErrorEvent, FinishEvent, GenerationJob, TokenEvent
 from edged.engine.native import NativeContext, NativeModel, NativeSampler
-from edged.engine.template import ChatTemplate
+from edged.engine.repetition import LoopGuard, RecentTokens
+from edged.engine.template import PromptTemplate, choose_template
 from edged.engine.text import StopMatcher, Utf8Stream
 from edged.errors import (
     Cancelled,
@@ -61,6 +65,8 @@ class _Sequence:
     signals: list[TokenSignals] = field(default_factory=list)
     utf8: Utf8Stream = field(default_factory=Utf8Stream)
     stops: StopMatcher = field(default_factory=lambda: StopMatcher(()))
+    recent: RecentTokens = field(default_factory=lambda: RecentTokens(0, 1.0))
+    loop: LoopGuard = field(default_factory=lambda: LoopGuard(0))
 
     @property
     def prefilling(self) -> bool:
@@ -70,9 +76,12 @@ class _Sequence:
 class LlamaEngine:
     """The local runtime for one GGUF model: load (and warm up), submit, cancel, stats, close."""
 
-    def __init__(self, model_id: str, path: Path, settings: EngineSettings) -> None:
+    def __init__(
+        self, model_id: str, path: Path, settings: EngineSettings, *, manifest_template: str = "gguf"
+    ) -> None:
         self.model_id = model_id
         self._path = path
+        self._manifest_template = manifest_template
         self._settings = settings
         self._lock = threading.Lock()
         self._wake = threading.Condition(self._lock)
@@ -89,7 +98,7 @@ class LlamaEngine:
         # Engine-thread state (never touched by other threads):
         self._model: NativeModel | None = None
         self._ctx: NativeContext | None = None
-        self._template: ChatTemplate | None = None
+        self._template: PromptTemplate | None = None
         self._signals = SignalComputer()
         self._waiting: deque[GenerationJob] = deque()
         self._slots: list[_Sequence | None] = [None] * settings.slots
@@ -201,10 +210,7 @@ class LlamaEngine:
                 f"engine.context_per_slot {settings.context_per_slot} exceeds the model's trained context "
                 f"{model.n_ctx_train}"
             )
-        template = model.metadata("tokenizer.chat_template")
-        if not template:
-            raise ModelError(f"{self._path} has no chat template (tokenizer.chat_template)")
-        self._template = ChatTemplate(template, model.token_text(model.bos), model.token_text(model.eos))
+        self._template = choose_template(model, settings, self._manifest_template)
         self._ctx = NativeContext(
             model,
             n_seq=settings.slots,
@@ -362,6 +368,8 @@ class LlamaEngine:
                 raise InvalidRequest("json_schema", str(exc)) from None
         seq = _Sequence(slot=slot, job=job, prompt=prompt, sampler=sampler, admitted_at=time.monotonic())
         seq.stops = StopMatcher(params.stop)
+        seq.recent = RecentTokens(self._settings.repeat_last_n, self._settings.repeat_penalty)
+        seq.loop = LoopGuard(self._settings.loop_guard_tokens)
         return seq
 
     # -- one decode step
@@ -408,12 +416,36 @@ class LlamaEngine:
         logits = ctx.output_logits()
         greedy = self._signals.argmax(logits)
         chosen = [
-            seq.sampler.sample(ctx, batch_index) if seq.sampler is not None else int(greedy[row])
+            self._choose(seq, batch_index, logits[row], int(greedy[row]))
             for row, (seq, batch_index) in enumerate(outputs)
         ]
         signals = self._signals.signals(logits, chosen, greedy) if self._settings.confidence else None
         for row, (seq, _) in enumerate(outputs):
             self._advance(seq, chosen[row], signals[row] if signals is not None else None)
+
+    def _choose(self, seq: _Sequence, batch_index: int, row: npt.NDArray[np.float32], greedy: int) -> int:
+        """The next token: the sampler chain's, or the argmax; with the repeat penalty on recent tokens.
+
+        The penalty is applied to llama.cpp's logits row in place and undone right after, so the confidence
+        signals see the model's own distribution. Greedy without a recent token on top needs no penalty at all:
+        the penalty only lowers recent tokens, so the argmax stays where it is."""
+        recent = seq.recent
+        if seq.sampler is None and (not recent.active or greedy not in recent):
+            return greedy
+        if not recent.active:
+            assert seq.sampler is not None
+            return seq.sampler.sample(self._ctx_checked(), batch_index)
+        recent.penalize(row)
+        try:
+            if seq.sampler is None:
+                return int(row.argmax())
+            return seq.sampler.sample(self._ctx_checked(), batch_index)
+        finally:
+            recent.restore(row)
+
+    def _ctx_checked(self) -> NativeContext:
+        assert self._ctx is not None
+        return self._ctx
 
     def _advance(self, seq: _Sequence, token: int, signals: TokenSignals | None) -> None:
         """Take one generated token: end of turn, stop string, length, monitor — or emit its text."""
@@ -423,6 +455,8 @@ class LlamaEngine:
             return
         seq.generated += 1
         seq.last_token = token
+        seq.recent.push(token)
+        looping = seq.loop.push(token)
         if signals is not None:
             seq.signals.append(signals)
         text, stopped = seq.stops.push(seq.utf8.feed(self._model.piece(token)))
@@ -435,6 +469,8 @@ class LlamaEngine:
         self._emit(seq.job, TokenEvent(text=text, index=seq.generated - 1, signals=signals, token=token))
         if stopped:
             self._complete(seq, "stop", flush=False)
+        elif looping:
+            self._complete(seq, "repetition")
         elif low:
             self._complete(seq, "low_confidence", flush=False)
         elif seq.generated >= seq.job.params.max_tokens:

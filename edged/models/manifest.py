@@ -39,7 +39,18 @@ class ModelManifest(StrictModel):
     context_length: Annotated[int, Field(ge=0, le=10_000_000)] = Field(
         default=0, description="Context length the model was trained for (0 for non-LLMs)."
     )
-    chat_template: str = Field(default="gguf", description="'gguf' = the template embedded in the file.")
+    chat_template: str = Field(
+        default="gguf",
+        min_length=1,
+        max_length=64,
+        pattern=r"^[A-Za-z0-9_.\-]+$",
+        description="'gguf' = the template embedded in the file; else a llama.cpp built-in template name "
+        "(chatml, gemma, llama3, phi3, ...), for a GGUF that has none.",
+    )
+    chat_template_file: Path | None = Field(
+        default=None,
+        description="A Jinja chat template file (relative to the manifest's directory), instead of chat_template.",
+    )
     license: str = Field(default="", description="Licence of the weights.")
     sha256: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")] = Field(description="sha256 of the model file.")
     source: PackageSource | AssembledSource | PathSource = Field(discriminator="kind")
