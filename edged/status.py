@@ -41,6 +41,7 @@ class LoadInfo:
     charging: bool | None = None
     age_s: float = 0.0
     over_limits: tuple[str, ...] = ()
+    edged_cpu_percent: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)

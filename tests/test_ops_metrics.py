@@ -27,6 +27,7 @@ NAMED_SERIES = {
     "edged_redactions_total",
     "edged_blocked_escalations_total",
     "edged_device_cpu_percent",
+    "edged_process_cpu_percent",
     "edged_device_load1",
     "edged_device_memory_available_bytes",
     "edged_device_temperature_celsius",

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
+import time
 
+import psutil
 import pytest
 
 from edged.config.limits import LoadLimits
@@ -30,6 +34,39 @@ def test_psutil_source_reads_this_machine() -> None:
     assert 0.0 < reading.memory_percent < 100.0
     assert reading.temperature_c is None or -40.0 < reading.temperature_c < 150.0
     assert (reading.battery_percent is None) == (reading.charging is None)
+
+
+def _spin_until(process: psutil.Process, cpu_seconds: float) -> None:
+    """Burn CPU in this thread until `process` has used `cpu_seconds` more (CPU time, not wall time)."""
+    start = sum(process.cpu_times()[:2])
+    while sum(process.cpu_times()[:2]) - start < cpu_seconds:
+        sum(i * i for i in range(10_000))
+
+
+def test_edged_busy_on_an_idle_machine_is_not_over_the_cpu_limit() -> None:
+    """edged's own decoding is its queue's business: cpu_percent counts everyone else, edged is reported apart."""
+    source = PsutilSource()
+    _spin_until(psutil.Process(), 0.6)
+    reading = source.read()
+    assert reading.edged_cpu_percent > 30.0
+    assert reading.cpu_percent < reading.edged_cpu_percent
+    snapshot = LoadSnapshot(reading, EngineLoad(), 0.0)
+    assert "cpu_percent" not in over_limits(snapshot, LoadLimits(cpu_percent_max=30.0))
+
+
+def test_another_process_busy_counts_as_device_load() -> None:
+    source = PsutilSource()
+    child = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        busy = psutil.Process(child.pid)
+        while sum(busy.cpu_times()[:2]) < 0.6:
+            time.sleep(0.05)
+        reading = source.read()
+    finally:
+        child.kill()
+        child.wait()
+    assert reading.cpu_percent > 20.0
+    assert reading.cpu_percent > reading.edged_cpu_percent
 
 
 @pytest.mark.parametrize(

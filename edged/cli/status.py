@@ -51,7 +51,10 @@ def render(s: pb.StatusResponse) -> str:
     ]
     if s.HasField("load"):
         load = s.load
-        extra = [f"cpu {load.cpu_percent:.0f}%", f"load {load.load_average_1m:.2f}"]
+        extra = [
+            f"cpu {load.cpu_percent:.0f}% others, {load.edged_cpu_percent:.0f}% edged",
+            f"load {load.load_average_1m:.2f}",
+        ]
         extra.append(f"mem avail {load.memory_available_mb:.0f} MB")
         if load.HasField("temperature_c"):
             extra.append(f"{load.temperature_c:.0f} C")

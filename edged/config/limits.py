@@ -11,7 +11,9 @@ from edged.config.base import StrictModel
 
 class LoadLimits(StrictModel):
     cpu_percent_max: Annotated[float, Field(ge=1.0, le=100.0)] = Field(
-        default=90.0, description="CPU utilisation (percent, all cores) above which the device is overloaded."
+        default=90.0,
+        description="CPU used by everything except edged itself (percent, all cores) above which the device "
+        "is overloaded; edged's own load is judged by queue_depth_max.",
     )
     temperature_c_max: Annotated[float, Field(ge=30.0, le=120.0)] = Field(
         default=80.0, description="SoC temperature (Celsius) above which the device is overloaded."

@@ -30,7 +30,7 @@ MIB = 1024 * 1024
 class SystemReading:
     """What the operating system says about the device right now."""
 
-    cpu_percent: float = 0.0
+    cpu_percent: float = 0.0  # CPU used by everything but edged itself (percent of all cores)
     load_average_1m: float = 0.0
     cpu_count: int = 1
     memory_available_mb: float = 0.0
@@ -38,6 +38,7 @@ class SystemReading:
     temperature_c: float | None = None  # hottest sensor; None where the board has none
     battery_percent: float | None = None  # None where there is no battery
     charging: bool | None = None
+    edged_cpu_percent: float = 0.0  # CPU used by edged's own process (its saturation is the queue depth)
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,16 +92,46 @@ def over_limits(snapshot: LoadSnapshot, limits: LoadLimits) -> tuple[str, ...]:
 
 
 class PsutilSource:
-    """Readings from psutil. CPU percent is measured between consecutive reads (the first read primes it)."""
+    """Readings from psutil. CPU percent is measured between consecutive reads (the first read primes it).
 
-    def __init__(self) -> None:
-        psutil.cpu_percent(interval=None)
+    `cpu_percent` is the CPU used by everything except edged's own process: edged decoding on every core would
+    otherwise read as "the device is busy" and offload its own traffic. edged's own load is measured by its queue
+    depth (the `queue_depth_max` limit); its CPU share is reported apart as `edged_cpu_percent`. The load average
+    counts edged's threads too (the kernel does not split it by process): its limit is per core and set high.
+    """
+
+    def __init__(self, process: psutil.Process | None = None) -> None:
+        self._process = process or psutil.Process()
+        self._last = self._cpu_seconds()
+
+    def _cpu_seconds(self) -> tuple[float, float, float]:
+        """(total, busy, this process) CPU seconds so far, summed over all cores."""
+        times = psutil.cpu_times()
+        total = sum(times)
+        # On Linux guest time is already counted in user and nice time (psutil's own cpu_percent subtracts it).
+        total -= getattr(times, "guest", 0.0) + getattr(times, "guest_nice", 0.0)
+        busy = total - times.idle - getattr(times, "iowait", 0.0)
+        own = self._process.cpu_times()
+        return total, busy, own.user + own.system
+
+    def _cpu_percents(self) -> tuple[float, float]:
+        """(others, edged) percent of all cores since the previous read."""
+        total, busy, own = self._cpu_seconds()
+        last_total, last_busy, last_own = self._last
+        self._last = (total, busy, own)
+        elapsed = total - last_total
+        if elapsed <= 0:
+            return 0.0, 0.0
+        mine = min(max(own - last_own, 0.0), elapsed)
+        others = min(max(busy - last_busy - mine, 0.0), elapsed)
+        return 100.0 * others / elapsed, 100.0 * mine / elapsed
 
     def read(self) -> SystemReading:
         memory = psutil.virtual_memory()
         battery = _battery()
+        others, mine = self._cpu_percents()
         return SystemReading(
-            cpu_percent=float(psutil.cpu_percent(interval=None)),
+            cpu_percent=others,
             load_average_1m=float(os.getloadavg()[0]),
             cpu_count=os.cpu_count() or 1,
             memory_available_mb=memory.available / MIB,
@@ -108,6 +139,7 @@ class PsutilSource:
             temperature_c=_hottest_sensor(),
             battery_percent=None if battery is None else float(battery.percent),
             charging=None if battery is None else bool(battery.power_plugged),
+            edged_cpu_percent=mine,
         )
 
 

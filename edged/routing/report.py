@@ -21,6 +21,7 @@ def load_info(snapshot: LoadSnapshot, limits: LoadLimits, now: float) -> LoadInf
         charging=system.charging,
         age_s=snapshot.age_s(now),
         over_limits=over_limits(snapshot, limits),
+        edged_cpu_percent=system.edged_cpu_percent,
     )
 
 

@@ -114,6 +114,7 @@ def telemetry(status: DaemonStatus) -> dict[str, Any]:
         if load is None
         else {
             "cpu_percent": load.cpu_percent,
+            "edged_cpu_percent": load.edged_cpu_percent,
             "load_average_1m": load.load_average_1m,
             "memory_available_mb": load.memory_available_mb,
             "temperature_c": load.temperature_c,

@@ -177,7 +177,14 @@ class EdgedMetrics:
         )
 
     def _define_load_series(self, r: CollectorRegistry) -> None:
-        self.cpu_percent = Gauge("edged_device_cpu_percent", "Device CPU utilisation, percent.", registry=r)
+        self.cpu_percent = Gauge(
+            "edged_device_cpu_percent",
+            "CPU used by everything except edged, percent of all cores (what the cpu_percent limit judges).",
+            registry=r,
+        )
+        self.edged_cpu_percent = Gauge(
+            "edged_process_cpu_percent", "CPU used by edged's own process, percent of all cores.", registry=r
+        )
         self.load1 = Gauge("edged_device_load1", "Device 1-minute load average.", registry=r)
         self.memory_available = Gauge(
             "edged_device_memory_available_bytes", "Device memory available to new work.", registry=r
@@ -267,9 +274,11 @@ class EdgedMetrics:
         temperature_celsius: float | None = None,
         battery_percent: float | None = None,
         battery_charging: bool | None = None,
+        edged_cpu_percent: float = 0.0,
     ) -> None:
         """One device load sample; None means the device has no such sensor (exported as NaN)."""
         self.cpu_percent.set(cpu_percent)
+        self.edged_cpu_percent.set(edged_cpu_percent)
         self.load1.set(load1)
         self.memory_available.set(memory_available_bytes)
         self.temperature.set(math.nan if temperature_celsius is None else temperature_celsius)

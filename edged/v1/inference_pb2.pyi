@@ -547,7 +547,9 @@ class LoadStatus(_message.Message):
     CHARGING_FIELD_NUMBER: _builtins.int
     AGE_S_FIELD_NUMBER: _builtins.int
     OVER_LIMITS_FIELD_NUMBER: _builtins.int
+    EDGED_CPU_PERCENT_FIELD_NUMBER: _builtins.int
     cpu_percent: _builtins.float
+    """CPU used by everything except edged itself, percent of all cores (what the cpu_percent limit judges)."""
     load_average_1m: _builtins.float
     memory_available_mb: _builtins.float
     memory_percent: _builtins.float
@@ -556,6 +558,8 @@ class LoadStatus(_message.Message):
     charging: _builtins.bool
     age_s: _builtins.float
     """Seconds since the sample was taken."""
+    edged_cpu_percent: _builtins.float
+    """CPU used by edged's own process, percent of all cores (its saturation is judged by the queue depth)."""
     @_builtins.property
     def over_limits(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Limits of the active profile that the device is beyond right now (empty when within all)."""
@@ -572,10 +576,11 @@ class LoadStatus(_message.Message):
         charging: _builtins.bool | None = ...,
         age_s: _builtins.float = ...,
         over_limits: _abc.Iterable[_builtins.str] | None = ...,
+        edged_cpu_percent: _builtins.float = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_battery_percent", b"_battery_percent", "_charging", b"_charging", "_temperature_c", b"_temperature_c", "battery_percent", b"battery_percent", "charging", b"charging", "temperature_c", b"temperature_c"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_battery_percent", b"_battery_percent", "_charging", b"_charging", "_temperature_c", b"_temperature_c", "age_s", b"age_s", "battery_percent", b"battery_percent", "charging", b"charging", "cpu_percent", b"cpu_percent", "load_average_1m", b"load_average_1m", "memory_available_mb", b"memory_available_mb", "memory_percent", b"memory_percent", "over_limits", b"over_limits", "temperature_c", b"temperature_c"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_battery_percent", b"_battery_percent", "_charging", b"_charging", "_temperature_c", b"_temperature_c", "age_s", b"age_s", "battery_percent", b"battery_percent", "charging", b"charging", "cpu_percent", b"cpu_percent", "edged_cpu_percent", b"edged_cpu_percent", "load_average_1m", b"load_average_1m", "memory_available_mb", b"memory_available_mb", "memory_percent", b"memory_percent", "over_limits", b"over_limits", "temperature_c", b"temperature_c"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__battery_percent: _TypeAlias = _typing.Literal["battery_percent"]  # noqa: Y015
     _WhichOneofArgType__battery_percent: _TypeAlias = _typing.Literal["_battery_percent", b"_battery_percent"]  # noqa: Y015
