@@ -116,6 +116,41 @@ def test_check_config_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixture[s
     assert main(["check-config", str(tmp_path / "missing.toml")]) == 1
 
 
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.mark.parametrize("profile", sorted((REPO / "device_profiles").glob("*.toml")), ids=lambda p: p.stem)
+def test_check_config_validates_a_shipped_profile_alone(
+    profile: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A fleet manager checks a device profile with no daemon config; as FILE it is named a profile."""
+    assert main(["check-config", "--profile", str(profile)]) == 0
+    assert f"ok: {profile} (as profiles" in capsys.readouterr().out
+    assert main(["check-config", str(profile)]) == 1
+    assert f"is a valid device profile; check it with: edged check-config --profile {profile}" in (
+        capsys.readouterr().err
+    )
+
+
+def test_check_config_profile_alone_names_key_value_and_reason(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bad = tmp_path / "bad-profile.toml"
+    bad.write_text("name = 'x'\n[engine]\nslots = 400\n")
+    assert main(["check-config", "--profile", str(bad)]) == 1
+    assert "engine.slots = 400" in capsys.readouterr().err
+    assert main(["check-config"]) == 2
+
+
+def test_check_config_lists_each_file_once(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    profile = tmp_path / "p.toml"
+    profile.write_text("name = 'p'\n")
+    config = tmp_path / "c.toml"
+    config.write_text(f"profile = '{profile}'\n")
+    assert main(["check-config", str(config), "--profile", str(profile)]) == 0
+    assert capsys.readouterr().out.strip() == f"ok: {config}, {profile}"
+
+
 def test_check_config_finds_a_missing_spacy_package(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

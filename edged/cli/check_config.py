@@ -1,4 +1,9 @@
-"""`edged check-config FILE [--profile FILE]`: validate a daemon config (and profiles) and exit 0 or 1."""
+"""`edged check-config [FILE] [--profile FILE]...`: validate a daemon config and profiles, exit 0 or 1.
+
+With no FILE, the profiles are checked alone, on top of the built-in defaults: a fleet manager validates a device
+profile without inventing a daemon config. A FILE that fails as a daemon config but reads as a profile is named
+so, with the command that checks it.
+"""
 
 from __future__ import annotations
 
@@ -14,8 +19,12 @@ from edged.fleet.keys import load_public_key
 
 
 def register(subparsers: argparse._SubParsersAction[Any]) -> None:
-    parser = subparsers.add_parser("check-config", help="validate a config file and the profiles it names")
-    parser.add_argument("file", type=Path, help="daemon config (TOML)")
+    parser = subparsers.add_parser(
+        "check-config", help="validate a config file and the profiles it names, or profiles alone"
+    )
+    parser.add_argument(
+        "file", type=Path, nargs="?", help="daemon config (TOML); omit it to check --profile files alone"
+    )
     parser.add_argument(
         "--profile", type=Path, action="append", default=[], help="also validate this profile"
     )
@@ -23,9 +32,12 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.file is None and not args.profile:
+        print("invalid: give a daemon config FILE, --profile FILE, or both", file=sys.stderr)
+        return 2
     try:
         config = load_config(args.file)
-        paths = [*([config.profile] if config.profile else []), *args.profile]
+        paths = list(dict.fromkeys([*([config.profile] if config.profile else []), *args.profile]))
         profiles = [load_profile(path) for path in paths]
         profile = effective_profile(config, profiles)
         _check_spacy_model(profile.privacy.detector.spacy_model, needed=config.broker.url is not None)
@@ -39,10 +51,24 @@ def run(args: argparse.Namespace) -> int:
             )
     except ConfigError as exc:
         print(f"invalid: {exc}", file=sys.stderr)
+        if args.file is not None and _reads_as_profile(args.file):
+            print(
+                f"note: {args.file} is a valid device profile; check it with: edged check-config --profile "
+                f"{args.file}",
+                file=sys.stderr,
+            )
         return 1
-    checked = ", ".join(str(p) for p in [args.file, *paths])
-    print(f"ok: {checked}")
+    checked = ", ".join(str(p) for p in dict.fromkeys([*([args.file] if args.file else []), *paths]))
+    print(f"ok: {checked}" + ("" if args.file else " (as profiles, on the built-in defaults)"))
     return 0
+
+
+def _reads_as_profile(path: Path) -> bool:
+    try:
+        load_profile(path)
+    except ConfigError:
+        return False
+    return True
 
 
 def _check_spacy_model(name: str, *, needed: bool) -> None:
