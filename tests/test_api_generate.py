@@ -211,6 +211,30 @@ BAD_REQUESTS: list[tuple[dict[str, object], grpc.StatusCode, str]] = [
         "json_schema",
     ),
     ({"prompt": "hi", "json_schema": "[1, 2]"}, grpc.StatusCode.INVALID_ARGUMENT, "json_schema"),
+    # issue 17 (12, 13, 18): each of these crashed, stalled or confused the daemon before it was bounded
+    (
+        {"prompt": "hi", "json_schema": '{"type": "string", "maxLength": 30000}'},
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "json_schema: /maxLength 30000 is outside 0..1000",
+    ),
+    (
+        {
+            "prompt": "hi",
+            "json_schema": '{"type": "array", "items": {"type": "integer"}, "minItems": 10000000}',
+        },
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "json_schema: /minItems 10000000 is outside 0..1000",
+    ),
+    (
+        {"prompt": "hi", "json_schema": '{"type": "string", "minLength": 9, "maxLength": 3}'},
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "json_schema: /minLength 9 is greater than /maxLength 3",
+    ),
+    (
+        {"prompt": "hi", "json_schema": "[" * 30000 + "]" * 30000},
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "json_schema: schema nests 30000 levels deep, the limit is 32",
+    ),
     ({"prompt": "hi", "stop": [""]}, grpc.StatusCode.INVALID_ARGUMENT, "stop[0]"),
     ({"prompt": "hi", "request_id": "bad id with spaces"}, grpc.StatusCode.INVALID_ARGUMENT, "request_id"),
     ({"prompt": "hi", "router_threshold": 1.5}, grpc.StatusCode.INVALID_ARGUMENT, "router_threshold"),
@@ -227,6 +251,20 @@ def test_bad_input_gets_a_clear_status_and_the_next_request_is_served(
         ask(edged, **fields)
     assert info.value.code() == code
     assert mentions in str(info.value.details())
+    assert ask(edged, prompt="Say hi.", max_tokens=4).text
+
+
+def test_a_schema_llama_cpp_would_refuse_is_refused_before_it_prints_the_grammar(
+    edged: RunningDaemon, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """llama.cpp writes a grammar it cannot parse, whole, to stderr (the journal: ~80 KB a request); the bounds
+    refuse such a schema before llama.cpp sees it."""
+    capfd.readouterr()
+    with pytest.raises(grpc.RpcError) as info:
+        ask(edged, prompt="hi", json_schema='{"type": "string", "maxLength": 2000}')
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "json_schema: /maxLength 2000 is outside 0..1000" in str(info.value.details())
+    assert "char ::=" not in capfd.readouterr().err
     assert ask(edged, prompt="Say hi.", max_tokens=4).text
 
 

@@ -335,9 +335,18 @@ async def test_bad_fields_are_refused_naming_the_field_and_limit(
         (b"6", "request_id", "a b\nforged log line", "request_id: 'a b\\nforged log line' must be 0-128"),
         (b"7", "model", "m" * 300, "model: 300 characters, at most 256"),
         (b"8", "json_schema", "{not json", "json_schema: not valid JSON (9 characters): Expecting"),
-        (b"9", "json_schema", "[1, 2]", "json_schema: a JSON list, not an object"),
+        (b"9", "json_schema", "[1, 2]", "json_schema: must be a JSON object, got list"),
         (b"10", "deadline_unix_ms", -5, "deadline_unix_ms: -5 is negative"),
         (b"11", "top_p", 1.5, "top_p: 1.5 is outside (0, 1]"),
+        # the daemon's schema bounds, applied by the worker too (issue 17: 12, 13, 18)
+        (b"13", "json_schema", "[" * 30000 + "]" * 30000, "json_schema: schema nests 30000 levels deep"),
+        (b"14", "json_schema", '{"type":"string","maxLength":30000}', "/maxLength 30000 is outside 0..1000"),
+        (
+            b"15",
+            "json_schema",
+            '{"type":"string","minLength":4,"maxLength":1}',
+            "/minLength 4 is greater than",
+        ),
     ]:
         bad = EscalationRequest.FromString(_raw())
         setattr(bad, field, value)

@@ -117,6 +117,11 @@ def test_malformed_envelope_is_rejected(kit: FleetKit) -> None:
     _reject_case(kit, b'{"signed": {"version": 2}, "signature": ', None, "malformed")
 
 
+def test_deeply_nested_envelope_is_acked_malformed(kit: FleetKit) -> None:
+    """30,000 nested brackets (60 KB, within the size limit) once raised RecursionError and got no ack."""
+    _reject_case(kit, b'{"signed": ' + b"[" * 30000 + b"]" * 30000 + b', "signature": ""}', None, "malformed")
+
+
 def test_oversized_envelope_is_rejected_before_parsing(kit: FleetKit) -> None:
     big = {**profile_doc("big"), "description": "x" * 400, "padding": "y" * 70_000}
     payload = kit.signer.sign("profile", 2, GROUP, big, lifetime_s=3600)
