@@ -333,9 +333,15 @@ class LlamaEngine:
             except EdgedError as exc:
                 self._finish_job(job, ErrorEvent(exc))
                 continue
+            except Exception as exc:  # e.g. a model's Jinja template raising ZeroDivisionError: this job only
+                logger.exception("request %s: preparing it failed", job.request_id)
+                self._finish_job(job, ErrorEvent(EngineError(f"preparing the request failed: {_named(exc)}")))
+                continue
             self._slots[seq.slot] = seq
             with self._lock:
                 self._busy += 1
+        with self._lock:
+            self._waiting_count = len(self._waiting)  # stats() then shows no job that was refused or admitted
 
     def _prepare(self, job: GenerationJob, slot: int) -> _Sequence:
         """Render, tokenize and check a job against the slot's context; build its sampler."""
@@ -427,11 +433,16 @@ class LlamaEngine:
             seq.signals.append(signals)
         text, stopped = seq.stops.push(seq.utf8.feed(self._model.piece(token)))
         # The monitor sees the token before the caller does, so its verdict is in place when the text arrives.
-        low = (
-            seq.job.monitor is not None
-            and signals is not None
-            and seq.job.monitor(signals, seq.generated - 1)
-        )
+        try:
+            low = (
+                seq.job.monitor is not None
+                and signals is not None
+                and seq.job.monitor(signals, seq.generated - 1)
+            )
+        except Exception as exc:  # a broken hook fails its own request, never the engine thread
+            logger.exception("request %s: the confidence monitor failed", seq.job.request_id)
+            self._retire(seq, ErrorEvent(EngineError(f"the confidence monitor failed: {_named(exc)}")))
+            return
         self._emit(seq.job, TokenEvent(text=text, index=seq.generated - 1, signals=signals, token=token))
         if stopped:
             self._complete(seq, "stop", flush=False)
@@ -461,3 +472,7 @@ class LlamaEngine:
         except Exception:
             # A caller's sink must never take the engine down; the caller is gone or broken.
             logger.exception("request %s: delivering an engine event failed", job.request_id)
+
+
+def _named(exc: Exception) -> str:
+    return f"{type(exc).__name__}: {exc}"
