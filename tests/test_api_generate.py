@@ -316,6 +316,21 @@ def test_expired_deadline_is_deadline_exceeded_and_frees_the_slot(edged: Running
     assert status.slots_busy == 0
 
 
+def test_requests_past_their_deadline_never_fill_the_queue(edged: RunningDaemon) -> None:
+    """issue 17 (17): twenty sequential 1 ms requests on an idle daemon once gave 12-17 RESOURCE_EXHAUSTED."""
+    codes = set()
+    for _ in range(20):
+        with pytest.raises(grpc.RpcError) as info:
+            edged.stub.Generate(
+                pb.GenerateRequest(prompt="Write a long essay.", max_tokens=256), timeout=0.001
+            )
+        codes.add(info.value.code())
+    assert codes == {grpc.StatusCode.DEADLINE_EXCEEDED}
+    status = edged.wait_idle()
+    assert status.queue_depth <= status.models[0].queue_capacity
+    assert ask(edged, prompt="Say hi.", max_tokens=4).text
+
+
 def test_cancelled_stream_frees_its_slot(edged: RunningDaemon) -> None:
     call = edged.stub.GenerateStream(
         pb.GenerateRequest(prompt="Write a long essay about mountains.", max_tokens=256), timeout=60

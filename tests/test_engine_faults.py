@@ -4,6 +4,7 @@ raises something other than a TemplateError fails that request, and the engine k
 from __future__ import annotations
 
 import queue
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,7 +13,7 @@ import pytest
 from edged.config.engine import EngineSettings
 from edged.domain import Message, SamplingParams, TokenSignals
 from edged.engine import EngineEvent, ErrorEvent, FinishEvent, GenerationJob, LlamaEngine
-from edged.errors import EngineError
+from edged.errors import Cancelled, DeadlineExceeded, EngineError
 from edged.models import ModelRegistry
 from tests.engine_parts import Collected, submit
 
@@ -22,8 +23,8 @@ MODEL = "smollm2-135m-instruct-q4_1"
 SETTINGS = {"threads": 2, "slots": 2, "context_per_slot": 256, "queue_size": 2}
 
 
-def _engine(path: Path) -> LlamaEngine:
-    engine = LlamaEngine(MODEL, path, EngineSettings.model_validate(SETTINGS))
+def _engine(path: Path, **settings: object) -> LlamaEngine:
+    engine = LlamaEngine(MODEL, path, EngineSettings.model_validate({**SETTINGS, **settings}))
     engine.start()
     return engine
 
@@ -86,5 +87,41 @@ def test_a_template_that_raises_fails_the_request_and_the_engine_lives(tmp_path:
         stats = engine.stats()
         assert stats.alive
         assert (stats.slots_busy, stats.queue_depth) == (0, 0)
+    finally:
+        engine.close()
+
+
+def test_a_request_already_past_its_deadline_is_refused_and_takes_no_place() -> None:
+    """issue 17 (17): twenty 1 ms requests filled the queue; one that arrives expired is refused at submit."""
+    engine = _engine(ModelRegistry.from_dir().resolve(MODEL).path, slots=1, queue_size=1)
+    try:
+        running = submit(engine, "Write a long essay about rivers.", 200)
+        running.next_event()  # it holds the only slot
+        for _ in range(5):
+            with pytest.raises(DeadlineExceeded, match="the deadline passed before the request reached"):
+                submit(engine, "Too late.", 4, deadline=time.monotonic() - 0.001)
+        queued = submit(engine, "What is 2+2?", 4)  # the queue's one place is still free
+        engine.cancel(running.job)
+        assert isinstance(queued.wait(), FinishEvent)
+    finally:
+        engine.close()
+
+
+def test_cancelled_and_expired_jobs_do_not_count_against_capacity() -> None:
+    """They leave at the engine's next step; until then they must not refuse live requests."""
+    engine = _engine(ModelRegistry.from_dir().resolve(MODEL).path, slots=1, queue_size=1)
+    try:
+        running = submit(engine, "Write a long essay about rivers.", 200)
+        running.next_event()
+        cancelled = submit(engine, "Cancelled while waiting.", 4)
+        engine.cancel(cancelled.job)
+        expiring = submit(engine, "Expires while waiting.", 4, deadline=time.monotonic() + 0.05)
+        while time.monotonic() < (expiring.job.deadline or 0.0):
+            time.sleep(0.01)
+        live = submit(engine, "What is 2+2?", 4)  # neither of the two above holds the queue's place
+        ends = [cancelled.wait(), expiring.wait()]
+        assert [type(e.error) for e in ends if isinstance(e, ErrorEvent)] == [Cancelled, DeadlineExceeded]
+        engine.cancel(running.job)
+        assert isinstance(live.wait(), FinishEvent)
     finally:
         engine.close()

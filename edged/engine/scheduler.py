@@ -9,7 +9,8 @@ One engine thread owns the model, the context and the samplers. Each step it
      long prompt never stalls running streams for more than a chunk,
   5. calls llama_decode once, then samples every output row and computes its confidence signals.
 
-Callers see a bounded queue: beyond `slots + queue_size` outstanding jobs, submit() raises Overloaded at once.
+Callers see a bounded queue: beyond `slots + queue_size` outstanding jobs (cancelled and expired ones not counted),
+submit() raises Overloaded at once; a job already past its deadline is refused with DeadlineExceeded.
 """
 
 from __future__ import annotations
@@ -79,6 +80,7 @@ class LlamaEngine:
         self._inbox: deque[GenerationJob] = deque()
         self._cancelled: set[int] = set()
         self._outstanding = 0  # jobs submitted and not yet finished (inbox + waiting + running)
+        self._deadlines: dict[int, float | None] = {}  # job id -> deadline of every outstanding job
         self._busy = 0
         self._waiting_count = 0
         self._state = "new"  # new -> loading -> running -> stopping -> stopped | dead
@@ -125,15 +127,28 @@ class LlamaEngine:
         with self._lock:
             if self._state != "running":
                 raise ShuttingDown(f"the engine for {self.model_id} is {self._state}")
+            now = time.monotonic()
+            if job.deadline is not None and job.deadline <= now:
+                raise DeadlineExceeded("the deadline passed before the request reached the engine")
             capacity = self._settings.slots + self._settings.queue_size
-            if self._outstanding >= capacity:
+            if self._outstanding >= capacity and self._live(now) >= capacity:
                 raise Overloaded(
                     f"all {self._settings.slots} slots are busy and the queue of {self._settings.queue_size} "
                     "is full; retry later"
                 )
             self._outstanding += 1
+            self._deadlines[job.job_id] = job.deadline
             self._inbox.append(job)
             self._wake.notify()
+
+    def _live(self, now: float) -> int:
+        """Outstanding jobs neither cancelled nor expired (lock held): those the engine retires at its next step
+        must not refuse a live request meanwhile (a burst of 1 ms requests filled the queue)."""
+        return sum(
+            1
+            for job_id, deadline in self._deadlines.items()
+            if job_id not in self._cancelled and (deadline is None or deadline > now)
+        )
 
     def cancel(self, job: GenerationJob) -> None:
         """Stop a job within one step (its slot and KV cells are freed); a finished job is ignored."""
@@ -298,6 +313,7 @@ class LlamaEngine:
     def _finish_job(self, job: GenerationJob, event: FinishEvent | ErrorEvent) -> None:
         with self._lock:
             self._outstanding -= 1
+            self._deadlines.pop(job.job_id, None)
         self._emit(job, event)
 
     def _fail_all(self, error: EdgedError) -> None:
