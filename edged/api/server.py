@@ -48,7 +48,7 @@ _HEADROOM_RPCS = 16
 
 
 class RpcLimit:
-    """At most `limit` Inference RPCs at once; one more is refused with RESOURCE_EXHAUSTED naming the limit.
+    """At most `limit` Generate/GenerateStream RPCs at once (GetStatus and health are not counted); one more is refused with RESOURCE_EXHAUSTED naming the limit.
 
     All handlers run on the server's event loop, so a plain counter is exact. gRPC's own
     maximum_concurrent_rpcs (set `_HEADROOM_RPCS` higher) stays as a backstop; its refusal names no limit.
@@ -105,7 +105,7 @@ def _handlers(servicer: InferenceServicer, limit: RpcLimit) -> grpc.GenericRpcHa
                 response_serializer=serialize,
             ),
             "GetStatus": grpc.unary_unary_rpc_method_handler(
-                limit.unary(servicer.GetStatus),
+                servicer.GetStatus,  # not counted: status is wanted exactly when the limit is reached
                 request_deserializer=_safe_parser(pb.GetStatusRequest),
                 response_serializer=serialize,
             ),
