@@ -30,6 +30,7 @@ from edged.cloud import CloudAnswerer
 from edged.comms.link import MqttLink
 from edged.config import DaemonConfig, DeviceProfile, effective_profile, load_config, load_profile
 from edged.config.api import ApiSettings
+from edged.config.loader import read_toml
 from edged.errors import ConfigError, EdgedError
 from edged.escalation.client import EscalationClient
 from edged.fleet.agent import FleetAgent, last_good_profile
@@ -356,6 +357,9 @@ class Daemon:
     async def _reload(self) -> str | None:
         """Read, validate and apply the files; returns why they were refused, or None when they apply."""
         try:
+            if self._config_path is not None and not read_toml(self._config_path):
+                # a truncated file, or one caught while being written: never reset live settings to defaults
+                return f"{self._config_path} holds no settings (empty); the running configuration stays"
             loaded = load_config(self._config_path, self._overrides)
             local = [load_profile(loaded.profile)] if loaded.profile else []
         except ConfigError as exc:
