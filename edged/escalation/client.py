@@ -80,12 +80,14 @@ class EscalationStats:
     failed: int = 0
     late_chunks: int = 0  # chunks for a request that is over (or never was ours)
     foreign_chunks: int = 0  # chunks from a second worker that got a duplicate delivery
+    ignored_chunks: int = 0  # malformed, or not bound to the live request and the worker that took it
 
 
 class _Pending:
     """One escalation waiting for its chunks; fed by the reply handler, drained by stream()."""
 
     def __init__(self, max_buffered: int) -> None:
+        self.request_id = ""  # set once the request is prepared; every reply chunk must carry it
         self.sequencer = ChunkSequencer(max_buffered)
         self.max_buffered = max_buffered
         self.ready: deque[EscalationChunk] = deque()
@@ -101,10 +103,17 @@ class _Pending:
         if self.error is not None or self.sequencer.finished:
             stats.late_chunks += 1
             return
+        if chunk.request_id != self.request_id:
+            stats.ignored_chunks += 1  # a replay of another exchange under this correlation data
+            return
         if self.worker_id is None:
+            if chunk.seq != 0 or not chunk.worker_id:
+                stats.ignored_chunks += 1  # a worker takes a request with chunk 0, naming itself
+                return
             self.worker_id = chunk.worker_id  # the first worker to answer owns the request
         elif chunk.worker_id != self.worker_id:
             stats.foreign_chunks += 1  # a duplicate delivery another worker also answered: ignore it
+            stats.ignored_chunks += 1
             return
         try:
             in_order = self.sequencer.push(chunk)
@@ -222,6 +231,7 @@ class EscalationClient:
         pending = _Pending(self._settings.reply_buffer)
         try:
             message = self._prepare(request, deadline)
+            pending.request_id = message.request_id
             self._pending[correlation] = pending
             ack = self._link.publish(
                 self._escalate_topic,
@@ -313,7 +323,14 @@ class EscalationClient:
         try:
             chunk = EscalationChunk.FromString(message.payload)
         except DecodeError:
-            pending.fail(CloudUnavailable(f"a malformed reply chunk ({len(message.payload)} bytes) arrived"))
+            # anyone who can publish on the reply topic could send it: ignored, never the end of the request
+            self.stats.ignored_chunks += 1
+            logger.warning(
+                "ignored a malformed reply chunk (%d bytes) on %s", len(message.payload), message.topic
+            )
+            return
+        if not pending.accepted and chunk.worker_id not in self._workers:
+            self.stats.ignored_chunks += 1  # only a worker whose presence is retained can take a request
             return
         pending.offer(chunk, self.stats)
 
