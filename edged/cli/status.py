@@ -60,17 +60,18 @@ def render(s: pb.StatusResponse) -> str:
         over = f" (over: {', '.join(load.over_limits)})" if load.over_limits else ""
         lines.append("load: " + ", ".join(extra) + over)
     b = s.budget
-    if (
+    limited = (
         b.requests_per_hour_limit
         or b.requests_per_day_limit
         or b.tokens_per_hour_limit
         or b.tokens_per_day_limit
-    ):
-        lines.append(
-            f"cloud budget: {b.requests_this_hour}/{b.requests_per_hour_limit or '-'} req/h, "
-            f"{b.tokens_today}/{b.tokens_per_day_limit or '-'} tok/day"
-            + (" (exhausted)" if b.exhausted else "")
-        )
+    )
+    lines.append(
+        f"cloud budget: {b.requests_this_hour}/{b.requests_per_hour_limit or '-'} req/h, "
+        f"{b.tokens_today}/{b.tokens_per_day_limit or '-'} tok/day"
+        + (" (exhausted)" if b.exhausted else "")
+        + ("" if limited else " (no limit set)")
+    )
     lines.append("models:")
     for m in s.models:
         mark = "*" if m.is_default else " "
