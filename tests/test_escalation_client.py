@@ -287,3 +287,29 @@ async def test_replies_are_bound_to_the_request_and_the_worker_that_took_it(
         await tap.stop()
         await client.stop()
         await worker.stop(drain_timeout=0)
+
+
+@run_async
+async def test_a_cancelled_request_stops_the_worker_and_its_backend(
+    mosquitto: MosquittoBroker, tmp_path: Path
+) -> None:
+    """issue 17 (14): cancelled cloud streams kept the worker publishing for 13.6 s. A cancel message now reaches
+    the worker, which stops the backend and sends nothing more; so does a stopping client."""
+    worker = await start_worker(bridge_config(mosquitto.url, "w1", tmp_path, backend={"delay_s": 60.0}))
+    client = await start_client(mosquitto.url)
+    try:
+        for stop_client in (False, True):
+            caller = asyncio.ensure_future(client.complete(request(), time.monotonic() + 120.0))
+            await until(lambda: worker.in_flight == 1, "the worker took the request")
+            if stop_client:
+                await client.stop()
+            else:
+                caller.cancel()
+            with pytest.raises((asyncio.CancelledError, CloudUnavailable)):
+                await caller
+            await until(lambda: worker.in_flight == 0, "the worker stopped answering the cancelled request")
+        assert worker.stats.cancelled == 2
+        assert worker.stats.answered == 0
+    finally:
+        await client.stop()
+        await worker.stop(drain_timeout=0)

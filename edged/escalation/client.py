@@ -166,6 +166,7 @@ class EscalationClient:
         self._topics = EscalationTopics(settings.topic_prefix)
         self._device = device_id
         self._escalate_topic = self._topics.escalate(device_id)
+        self._cancel_topic = self._topics.cancel(device_id)
         self._reply_topic = self._topics.reply(device_id, instance or secrets.token_hex(4))
         self._owns_link = link is None
         self._link = link if link is not None else MqttLink(settings, client_id=device_id)
@@ -200,6 +201,9 @@ class EscalationClient:
         if not self._started:
             return
         self._started = False
+        for correlation, pending in self._pending.items():
+            if not pending.sequencer.finished:
+                self._cancel(correlation)
         self._fail_all(CloudUnavailable("the escalation client is stopping"))
         self._link.unsubscribe(self._reply_topic)
         self._link.unsubscribe(self._topics.presence_filter())
@@ -254,7 +258,18 @@ class EscalationClient:
             self.stats.failed += 1
             raise
         finally:
-            self._pending.pop(correlation, None)
+            if self._pending.pop(correlation, None) is not None and not pending.sequencer.finished:
+                self._cancel(correlation)
+
+    def _cancel(self, correlation: bytes) -> None:
+        """Tell the workers to stop an unfinished request (the caller left, failed or the client stops): the one
+        that took it stops its backend and sends nothing more. Fire and forget: a down link loses it, and the
+        worker stops at the request's deadline anyway."""
+        try:
+            sent = self._link.publish(self._cancel_topic, b"", qos=1, correlation_data=correlation)
+        except CloudUnavailable:
+            return
+        sent.add_done_callback(_consume)
 
     async def complete(self, request: EscalationRequest, deadline: float) -> EscalationAnswer:
         """The whole answer at once (request.stream decides how the worker sends it)."""
@@ -385,6 +400,12 @@ def _ack_checker(pending: _Pending, topic: str) -> Callable[[asyncio.Future[int]
             pending.fail(CloudUnavailable(f"the broker refused the escalation: {puback_reason(code)}"))
 
     return check
+
+
+def _consume(future: asyncio.Future[int]) -> None:
+    """A fire-and-forget publish: its outcome is read so asyncio never reports it as unretrieved."""
+    if not future.cancelled():
+        future.exception()
 
 
 def _worker_error(error: EscalationError, worker_id: str) -> EdgedError:
