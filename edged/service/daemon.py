@@ -267,8 +267,8 @@ class Daemon:
                 if self._stop.is_set():
                     break
                 logger.debug("starting: %s", step.name)
+                started.append(step)  # before start: a step that fails half way is torn down too
                 await step.start()
-                started.append(step)
             else:
                 await self._supervise()
         except EdgedError as exc:
