@@ -41,3 +41,16 @@ def test_a_step_that_fails_half_way_is_torn_down(mosquitto: MosquittoBroker, tmp
     assert alive == [], f"still running after the failed start: {alive}"
     assert not (tmp_path / "edged.sock").exists()
 
+
+def test_a_reload_task_is_held_until_it_ends(tmp_path: Path) -> None:
+    """issue 17 (3): SIGHUP's reload task had no reference, so the garbage collector could end it midway."""
+    config = parse_config({"state_dir": str(tmp_path / "state"), "api": {"socket": str(tmp_path / "s.sock")}})
+    daemon = Daemon(config, load_source=FakeSystemSource())
+
+    async def signal_then_settle() -> tuple[int, int]:
+        daemon.reload_soon()
+        held = len(daemon._reloads)
+        await asyncio.gather(*daemon._reloads)
+        return held, len(daemon._reloads)
+
+    assert asyncio.run(signal_then_settle()) == (1, 0)

@@ -109,6 +109,7 @@ class Daemon:
         self._escalation: EscalationClient | None = None
         self._fleet: FleetAgent | None = None
         self._reloading = asyncio.Lock()  # SIGHUPs in a row reload one after the other
+        self._reloads: set[asyncio.Task[None]] = set()  # held: the loop keeps only weak references to tasks
 
     # ------------------------------------------------------------------ the steps
 
@@ -260,7 +261,7 @@ class Daemon:
         if handle_signals:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, self.request_stop)
-            loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(self.reload()))
+            loop.add_signal_handler(signal.SIGHUP, self.reload_soon)
         started: list[Step] = []
         try:
             for step in self.steps():
@@ -284,6 +285,12 @@ class Daemon:
                     loop.remove_signal_handler(sig)
         logger.info("stopped")
         return self._exit_code
+
+    def reload_soon(self) -> None:
+        """SIGHUP's handler: start a reload, held until it ends (an unreferenced task can be collected midway)."""
+        task = asyncio.ensure_future(self.reload())
+        self._reloads.add(task)
+        task.add_done_callback(self._reloads.discard)
 
     def request_stop(self) -> None:
         logger.info("stop requested")
