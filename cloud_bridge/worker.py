@@ -37,6 +37,7 @@ logger = logging.getLogger(__name__)
 
 RESTART_KEYS = ("broker", "group", "worker_id", "state_dir", "backend")  # bound to the link and the backend
 SEEN_CAPACITY = 100_000  # correlation ids remembered for duplicate detection
+MAX_CORRELATION_BYTES = 64
 
 
 @dataclass
@@ -235,6 +236,8 @@ class BridgeWorker:
             return f"response topic {reply_to[:200]!r} is not one of {device}'s reply topics ({expected})"
         if not correlation:
             return f"response topic {reply_to!r} but no correlation data"
+        if len(correlation) > MAX_CORRELATION_BYTES:  # echoed on every chunk; edged sends 16
+            return f"correlation data of {len(correlation)} bytes, at most {MAX_CORRELATION_BYTES}"
         return None
 
     def _admit(self, message: InboundMessage, reply: _Reply) -> bool:

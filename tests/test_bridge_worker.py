@@ -147,20 +147,23 @@ async def test_garbage_and_foreign_reply_topics_never_get_an_answer_elsewhere(
         foreign = "edged/v1/dev-b/reply/x"
         sender.publish(ESCALATE, _raw(request_id="foreign"), correlation_data=b"f", response_topic=foreign)
         sender.publish(ESCALATE, _raw(request_id="nowhere"), correlation_data=b"n")  # no response topic
+        # issue 17 (23): 4 KiB of correlation data was accepted, and would be echoed on every chunk
+        sender.publish(ESCALATE, _raw(request_id="bulky"), correlation_data=b"c" * 4096, response_topic=REPLY)
         sender.publish(ESCALATE, b"\xff\x00 not protobuf", correlation_data=b"g", response_topic=REPLY)
         _key, garbage = await next_chunk(replies)
         assert garbage.error.code == "invalid_argument"
         assert "not an EscalationRequest" in garbage.error.message
-        # the foreign and the missing reply topic (dropped) and the garbage (refused)
-        assert worker.stats.invalid == 3
+        # the foreign and the missing reply topic and the bulky correlation data (dropped), the garbage (refused)
+        assert worker.stats.invalid == 4
         sender.publish(ESCALATE, _raw(request_id="ok"), correlation_data=b"ok", response_topic=REPLY)
         seen = await chunks_until_done(replies, b"ok")
-        assert [key for key, _chunk in seen if key in (b"f", b"n")] == []
+        assert [key for key, _chunk in seen if key in (b"f", b"n", b"c" * 4096)] == []
         drops = [r.getMessage() for r in caplog.records if r.getMessage().startswith("dropped a request")]
         assert drops == [
             f"dropped a request on {ESCALATE}: response topic {foreign!r} is not one of dev-a's reply "
             "topics (edged/v1/dev-a/reply/INSTANCE)",
             f"dropped a request on {ESCALATE}: no response topic",
+            f"dropped a request on {ESCALATE}: correlation data of 4096 bytes, at most 64",
         ]
     finally:
         await sender.stop()
