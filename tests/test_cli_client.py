@@ -56,6 +56,17 @@ def test_ask_streams_the_text_and_puts_provenance_on_stderr(edged: RunningDaemon
     assert done.stderr.startswith("[LOCAL smollm2-135m-instruct-q4_1; mode=AUTO;")
 
 
+def test_a_degraded_answer_says_so_in_plain_output(edged: RunningDaemon) -> None:
+    """issue 17 (23): only --json said "degraded"; PREFER_CLOUD with no link is answered here, degraded."""
+    done = edged_cli(
+        "ask", "--socket", str(edged.socket), "--max-tokens", "4", "--mode", "prefer-cloud", "Hi"
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.startswith("[LOCAL smollm2-135m-instruct-q4_1; degraded; mode=PREFER_CLOUD;"), (
+        done.stderr
+    )
+
+
 def test_status_json_parses(edged: RunningDaemon) -> None:
     done = edged_cli("status", "--socket", str(edged.socket), "--json")
     assert done.returncode == 0, done.stderr
