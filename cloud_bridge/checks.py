@@ -3,13 +3,13 @@ the field, its value (bounded) and the limit; the messages' text is never quoted
 
 from __future__ import annotations
 
-import json
 import re
 
 from google.protobuf.message import DecodeError
 
 from edged.domain import ROLES
 from edged.errors import InvalidRequest
+from edged.schema_limits import check_json_schema
 from edged.v1.escalation_pb2 import EscalationRequest
 
 MAX_MESSAGES = 256
@@ -70,10 +70,6 @@ def _check_stops(request: EscalationRequest) -> None:
 
 
 def _check_json_schema(text: str) -> None:
-    """Checked here so that every backend gets a JSON object (the error names the position, never the text)."""
-    try:
-        schema = json.loads(text)
-    except ValueError as exc:
-        raise InvalidRequest("json_schema", f"not valid JSON ({len(text)} characters): {exc}") from None
-    if not isinstance(schema, dict):
-        raise InvalidRequest("json_schema", f"a JSON {type(schema).__name__}, not an object")
+    """The daemon's bounds (nesting, counts, size; see edged.schema_limits), so every backend gets a JSON object a
+    grammar converter can take (the error names the position, never the text)."""
+    check_json_schema(text)

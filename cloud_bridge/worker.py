@@ -37,6 +37,7 @@ logger = logging.getLogger(__name__)
 
 RESTART_KEYS = ("broker", "group", "worker_id", "state_dir", "backend")  # bound to the link and the backend
 SEEN_CAPACITY = 100_000  # correlation ids remembered for duplicate detection
+MAX_CORRELATION_BYTES = 64
 
 
 @dataclass
@@ -48,6 +49,7 @@ class WorkerStats:
     rejected: int = 0  # refused: backlog full
     invalid: int = 0  # refused or dropped: malformed
     failed: int = 0  # the backend failed or the deadline passed mid-answer
+    cancelled: int = 0  # stopped: the device cancelled it (its caller left, or its client stopped)
     taken_ids: deque[str] = field(
         default_factory=lambda: deque(maxlen=1000)
     )  # request ids taken, newest last
@@ -81,6 +83,7 @@ class _Reply:
     deadline: float  # time.monotonic()
     job: BackendJob
     seq: int = 0
+    cancelled: bool = False  # the device cancelled it: stop, and send nothing more
 
 
 class BridgeWorker:
@@ -104,6 +107,9 @@ class BridgeWorker:
         self._wall_clock = wall_clock  # a seam for tests of clock skew
         self._slots = asyncio.Semaphore(config.concurrency)
         self._tasks: set[asyncio.Task[None]] = set()
+        self._running: dict[
+            tuple[str, bytes], tuple[asyncio.Task[None], _Reply]
+        ] = {}  # (device, correlation)
         self._seen = SeenRequests()
         self._taking = False
         self.stats = WorkerStats()
@@ -139,6 +145,8 @@ class BridgeWorker:
         self._taking = True
         self._link.add_state_listener(self._on_link_state)
         self._link.subscribe(self._shared, self._on_request, qos=1)
+        # not shared: only the worker that took a request knows it, so every worker hears every cancel
+        self._link.subscribe(self._topics.cancel_filter(), self._on_cancel, qos=1)
         await self._link.start()
         logger.info(
             "worker %s takes requests from %s (backend %s, model %s, concurrency %d)",
@@ -180,6 +188,9 @@ class BridgeWorker:
             task = asyncio.ensure_future(self._serve(reply))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
+            key = (self._topics.device_of_escalate(message.topic) or "?", reply.correlation)
+            self._running[key] = (task, reply)
+            task.add_done_callback(lambda _task: self._running.pop(key, None))
         except Exception as exc:
             # a bug costs this one request, refused so the device never waits; never the worker (paho would
             # only log it and the device would wait for nothing)
@@ -191,6 +202,18 @@ class BridgeWorker:
                 _trace(exc),
             )
             self._refuse_safely(reply, EdgedError(f"internal error: {type(exc).__name__}"))
+
+    def _on_cancel(self, message: InboundMessage) -> None:
+        """A device cancels one of its requests (named by its correlation data; the ACL lets a device publish
+        only on its own cancel topic): the task is cancelled, which closes the backend's stream."""
+        device = self._topics.device_of_cancel(message.topic)
+        running = self._running.get((device or "", message.correlation_data or b""))
+        if running is None:
+            return  # not ours, already finished, or not taken yet
+        task, reply = running
+        reply.cancelled = True
+        task.cancel()
+        logger.info("request %s cancelled by %s", reply.request.request_id, device)
 
     def _addressed(self, message: InboundMessage) -> _Reply | None:
         """A reply to fill in, or None (dropped) when the request names no reply topic of its own device."""
@@ -213,6 +236,8 @@ class BridgeWorker:
             return f"response topic {reply_to[:200]!r} is not one of {device}'s reply topics ({expected})"
         if not correlation:
             return f"response topic {reply_to!r} but no correlation data"
+        if len(correlation) > MAX_CORRELATION_BYTES:  # echoed on every chunk; edged sends 16
+            return f"correlation data of {len(correlation)} bytes, at most {MAX_CORRELATION_BYTES}"
         return None
 
     def _admit(self, message: InboundMessage, reply: _Reply) -> bool:
@@ -306,6 +331,9 @@ class BridgeWorker:
             logger.warning("request %s failed: %s", reply.request.request_id, exc)
             self._refuse(reply, exc)
         except asyncio.CancelledError:
+            if reply.cancelled:  # the device asked: it waits for nothing more
+                self.stats.cancelled += 1
+                return
             self._refuse(reply, CloudUnavailable(f"worker {self.worker_id} is shutting down"))
             raise
         except Exception as exc:

@@ -132,8 +132,11 @@ def failure_reason(exc: BaseException) -> str:
 
 
 def escalation_reason(reasons: tuple[str, ...]) -> str:
-    """The metrics label of why a request went to the cloud: the rule that sent it, else its mode."""
-    for reason in reversed(reasons):
-        if reason.startswith(("over_limit", "router_score", "confidence")):
+    """The metrics label of why a request went to the cloud: the first rule that voted for the cloud (a device
+    load over its limit, or a score below its threshold; not a score the decision only recorded), else its mode."""
+    for reason in reasons:
+        if reason.startswith("over_limit") or (
+            reason.startswith(("router_score", "confidence")) and "<threshold=" in reason
+        ):
             return reason.split("=")[0].split(":")[0]
     return reasons[0] if reasons else "unknown"

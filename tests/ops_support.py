@@ -233,8 +233,10 @@ def served_daemon(
     args: tuple[str, ...] = (),
     abstract_notify: bool = False,
     watchdog_usec: int | None = None,
+    wrapper: tuple[str, ...] = (),
 ) -> Iterator[ServedDaemon]:
-    """Write `config` to tmp/edged.toml and run `edged serve --config` on it; killed afterwards if still alive."""
+    """Write `config` to tmp/edged.toml and run `edged serve --config` on it (under `wrapper`, e.g. strace);
+    killed afterwards if still alive."""
     config_path = tmp / "edged.toml"
     config_path.write_text(toml_document(config))
     notify = NotifyListener(tmp, abstract=abstract_notify)
@@ -245,7 +247,7 @@ def served_daemon(
     if watchdog_usec is not None:
         env["WATCHDOG_USEC"] = str(watchdog_usec)
     log = tmp / "edged.log"
-    argv = [sys.executable, "-m", "edged.cli.main", "serve", "--config", str(config_path), *args]
+    argv = [*wrapper, sys.executable, "-m", "edged.cli.main", "serve", "--config", str(config_path), *args]
     with log.open("wb") as log_file:
         proc = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL, stdout=log_file, stderr=log_file)
     daemon = ServedDaemon(proc, notify, config_path, Path(config["api"]["socket"]), log)

@@ -211,6 +211,30 @@ BAD_REQUESTS: list[tuple[dict[str, object], grpc.StatusCode, str]] = [
         "json_schema",
     ),
     ({"prompt": "hi", "json_schema": "[1, 2]"}, grpc.StatusCode.INVALID_ARGUMENT, "json_schema"),
+    # issue 17 (12, 13, 18): each of these crashed, stalled or confused the daemon before it was bounded
+    (
+        {"prompt": "hi", "json_schema": '{"type": "string", "maxLength": 30000}'},
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "json_schema: /maxLength 30000 is outside 0..1000",
+    ),
+    (
+        {
+            "prompt": "hi",
+            "json_schema": '{"type": "array", "items": {"type": "integer"}, "minItems": 10000000}',
+        },
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "json_schema: /minItems 10000000 is outside 0..1000",
+    ),
+    (
+        {"prompt": "hi", "json_schema": '{"type": "string", "minLength": 9, "maxLength": 3}'},
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "json_schema: /minLength 9 is greater than /maxLength 3",
+    ),
+    (
+        {"prompt": "hi", "json_schema": "[" * 30000 + "]" * 30000},
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "json_schema: schema nests 30000 levels deep, the limit is 32",
+    ),
     ({"prompt": "hi", "stop": [""]}, grpc.StatusCode.INVALID_ARGUMENT, "stop[0]"),
     ({"prompt": "hi", "request_id": "bad id with spaces"}, grpc.StatusCode.INVALID_ARGUMENT, "request_id"),
     ({"prompt": "hi", "router_threshold": 1.5}, grpc.StatusCode.INVALID_ARGUMENT, "router_threshold"),
@@ -227,6 +251,20 @@ def test_bad_input_gets_a_clear_status_and_the_next_request_is_served(
         ask(edged, **fields)
     assert info.value.code() == code
     assert mentions in str(info.value.details())
+    assert ask(edged, prompt="Say hi.", max_tokens=4).text
+
+
+def test_a_schema_llama_cpp_would_refuse_is_refused_before_it_prints_the_grammar(
+    edged: RunningDaemon, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """llama.cpp writes a grammar it cannot parse, whole, to stderr (the journal: ~80 KB a request); the bounds
+    refuse such a schema before llama.cpp sees it."""
+    capfd.readouterr()
+    with pytest.raises(grpc.RpcError) as info:
+        ask(edged, prompt="hi", json_schema='{"type": "string", "maxLength": 2000}')
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "json_schema: /maxLength 2000 is outside 0..1000" in str(info.value.details())
+    assert "char ::=" not in capfd.readouterr().err
     assert ask(edged, prompt="Say hi.", max_tokens=4).text
 
 
@@ -278,6 +316,21 @@ def test_expired_deadline_is_deadline_exceeded_and_frees_the_slot(edged: Running
     assert status.slots_busy == 0
 
 
+def test_requests_past_their_deadline_never_fill_the_queue(edged: RunningDaemon) -> None:
+    """issue 17 (17): twenty sequential 1 ms requests on an idle daemon once gave 12-17 RESOURCE_EXHAUSTED."""
+    codes = set()
+    for _ in range(20):
+        with pytest.raises(grpc.RpcError) as info:
+            edged.stub.Generate(
+                pb.GenerateRequest(prompt="Write a long essay.", max_tokens=256), timeout=0.001
+            )
+        codes.add(info.value.code())
+    assert codes == {grpc.StatusCode.DEADLINE_EXCEEDED}
+    status = edged.wait_idle()
+    assert status.queue_depth <= status.models[0].queue_capacity
+    assert ask(edged, prompt="Say hi.", max_tokens=4).text
+
+
 def test_cancelled_stream_frees_its_slot(edged: RunningDaemon) -> None:
     call = edged.stub.GenerateStream(
         pb.GenerateRequest(prompt="Write a long essay about mountains.", max_tokens=256), timeout=60
@@ -309,7 +362,7 @@ def test_status_reports_models_slots_and_link(edged: RunningDaemon) -> None:
 def test_concurrent_rpcs_beyond_the_limit_are_refused(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> None:
-    """One Inference RPC beyond api.max_concurrent_rpcs is refused naming the limit; health still answers."""
+    """One Generate RPC beyond api.max_concurrent_rpcs is refused naming the limit; health and status answer."""
     with running_daemon(tmp_path_factory.mktemp("limit"), {"api": {"max_concurrent_rpcs": 2}}) as daemon:
         calls = [
             daemon.stub.GenerateStream(
@@ -324,13 +377,13 @@ def test_concurrent_rpcs_beyond_the_limit_are_refused(
             lambda: list(
                 daemon.stub.GenerateStream(pb.GenerateRequest(prompt="hi", max_tokens=2), timeout=10)
             ),
-            lambda: daemon.stub.GetStatus(pb.GetStatusRequest(), timeout=10),
         ):
             with pytest.raises(grpc.RpcError) as info:
                 attempt()
             assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
             assert "api.max_concurrent_rpcs is 2" in (info.value.details() or "")
         assert daemon.health() == health_pb2.HealthCheckResponse.SERVING  # health is not counted
+        assert daemon.status().slots_busy == 2  # nor is status: it is wanted exactly under load (issue 17: 6)
         for call in calls:
             call.cancel()
         daemon.wait_idle()

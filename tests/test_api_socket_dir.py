@@ -43,3 +43,15 @@ def test_our_own_directory_and_a_sticky_shared_one_are_accepted(tmp_path: Path) 
     sticky.mkdir()
     sticky.chmod(0o1777)
     _prepare_socket_path(sticky / "edged.sock")
+
+
+@pytest.mark.parametrize("mode", [0o777, 0o757, 0o770])
+def test_our_own_directory_writable_by_others_and_not_sticky_is_refused(tmp_path: Path, mode: int) -> None:
+    """issue 17 (7): there anyone could replace the socket with their own; only a sticky one (like /tmp) is safe."""
+    shared = tmp_path / "run"
+    shared.mkdir()
+    shared.chmod(mode)
+    with pytest.raises(ConfigError) as info:
+        _prepare_socket_path(shared / "edged.sock")
+    assert f"api.socket = '{shared}'" in str(info.value)
+    assert "writable by others and not sticky" in str(info.value)

@@ -147,20 +147,23 @@ async def test_garbage_and_foreign_reply_topics_never_get_an_answer_elsewhere(
         foreign = "edged/v1/dev-b/reply/x"
         sender.publish(ESCALATE, _raw(request_id="foreign"), correlation_data=b"f", response_topic=foreign)
         sender.publish(ESCALATE, _raw(request_id="nowhere"), correlation_data=b"n")  # no response topic
+        # issue 17 (23): 4 KiB of correlation data was accepted, and would be echoed on every chunk
+        sender.publish(ESCALATE, _raw(request_id="bulky"), correlation_data=b"c" * 4096, response_topic=REPLY)
         sender.publish(ESCALATE, b"\xff\x00 not protobuf", correlation_data=b"g", response_topic=REPLY)
         _key, garbage = await next_chunk(replies)
         assert garbage.error.code == "invalid_argument"
         assert "not an EscalationRequest" in garbage.error.message
-        # the foreign and the missing reply topic (dropped) and the garbage (refused)
-        assert worker.stats.invalid == 3
+        # the foreign and the missing reply topic and the bulky correlation data (dropped), the garbage (refused)
+        assert worker.stats.invalid == 4
         sender.publish(ESCALATE, _raw(request_id="ok"), correlation_data=b"ok", response_topic=REPLY)
         seen = await chunks_until_done(replies, b"ok")
-        assert [key for key, _chunk in seen if key in (b"f", b"n")] == []
+        assert [key for key, _chunk in seen if key in (b"f", b"n", b"c" * 4096)] == []
         drops = [r.getMessage() for r in caplog.records if r.getMessage().startswith("dropped a request")]
         assert drops == [
             f"dropped a request on {ESCALATE}: response topic {foreign!r} is not one of dev-a's reply "
             "topics (edged/v1/dev-a/reply/INSTANCE)",
             f"dropped a request on {ESCALATE}: no response topic",
+            f"dropped a request on {ESCALATE}: correlation data of 4096 bytes, at most 64",
         ]
     finally:
         await sender.stop()
@@ -335,9 +338,18 @@ async def test_bad_fields_are_refused_naming_the_field_and_limit(
         (b"6", "request_id", "a b\nforged log line", "request_id: 'a b\\nforged log line' must be 0-128"),
         (b"7", "model", "m" * 300, "model: 300 characters, at most 256"),
         (b"8", "json_schema", "{not json", "json_schema: not valid JSON (9 characters): Expecting"),
-        (b"9", "json_schema", "[1, 2]", "json_schema: a JSON list, not an object"),
+        (b"9", "json_schema", "[1, 2]", "json_schema: must be a JSON object, got list"),
         (b"10", "deadline_unix_ms", -5, "deadline_unix_ms: -5 is negative"),
         (b"11", "top_p", 1.5, "top_p: 1.5 is outside (0, 1]"),
+        # the daemon's schema bounds, applied by the worker too (issue 17: 12, 13, 18)
+        (b"13", "json_schema", "[" * 30000 + "]" * 30000, "json_schema: schema nests 30000 levels deep"),
+        (b"14", "json_schema", '{"type":"string","maxLength":30000}', "/maxLength 30000 is outside 0..1000"),
+        (
+            b"15",
+            "json_schema",
+            '{"type":"string","minLength":4,"maxLength":1}',
+            "/minLength 4 is greater than",
+        ),
     ]:
         bad = EscalationRequest.FromString(_raw())
         setattr(bad, field, value)

@@ -56,6 +56,17 @@ def test_ask_streams_the_text_and_puts_provenance_on_stderr(edged: RunningDaemon
     assert done.stderr.startswith("[LOCAL smollm2-135m-instruct-q4_1; mode=AUTO;")
 
 
+def test_a_degraded_answer_says_so_in_plain_output(edged: RunningDaemon) -> None:
+    """issue 17 (23): only --json said "degraded"; PREFER_CLOUD with no link is answered here, degraded."""
+    done = edged_cli(
+        "ask", "--socket", str(edged.socket), "--max-tokens", "4", "--mode", "prefer-cloud", "Hi"
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.startswith("[LOCAL smollm2-135m-instruct-q4_1; degraded; mode=PREFER_CLOUD;"), (
+        done.stderr
+    )
+
+
 def test_status_json_parses(edged: RunningDaemon) -> None:
     done = edged_cli("status", "--socket", str(edged.socket), "--json")
     assert done.returncode == 0, done.stderr
@@ -63,6 +74,22 @@ def test_status_json_parses(edged: RunningDaemon) -> None:
     assert (status["device_id"], status["state"]) == ("test-device", "serving")
     [model] = [m for m in status["models"] if m["is_default"]]
     assert (model["id"], model["loaded"], model["slots_total"]) == ("smollm2-135m-instruct-q4_1", True, 4)
+    # issue 17 (23): protobuf's JSON writes 64-bit integers as strings; every count is a JSON number here
+    budget = status["budget"]
+    assert all(type(budget[key]) is int for key in budget if key.startswith(("tokens_", "requests_"))), budget
+    assert type(status["requests_local"]) is int
+
+
+def test_status_into_a_closed_pipe_says_nothing(edged: RunningDaemon) -> None:
+    """issue 17 (23): `edged status | head -0` printed a BrokenPipeError traceback."""
+    command = [sys.executable, "-m", "edged.cli.main", "status", "--socket", str(edged.socket)]
+    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE) as proc:
+        assert proc.stdout is not None
+        assert proc.stderr is not None
+        proc.stdout.close()  # the reader is gone before the status is printed
+        err = proc.stderr.read().decode()
+        assert proc.wait(120) == 1
+    assert err == ""
 
 
 def test_a_refused_request_is_one_line_and_exit_1(edged: RunningDaemon) -> None:

@@ -151,6 +151,19 @@ def test_check_config_lists_each_file_once(tmp_path: Path, capsys: pytest.Captur
     assert capsys.readouterr().out.strip() == f"ok: {config}, {profile}"
 
 
+def test_check_config_lists_a_profile_named_twice_once(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """issue 17 (23): the config's own profile given again with --profile was listed (and merged) twice."""
+    profile = tmp_path / "pi5.toml"
+    profile.write_text("name = 'pi5'\n[engine]\nslots = 2\n")
+    config = tmp_path / "edged.toml"
+    config.write_text(f"profile = '{profile}'\n")
+    capsys.readouterr()
+    assert main(["check-config", str(config), "--profile", str(profile)]) == 0
+    assert capsys.readouterr().out == f"ok: {config}, {profile}\n"
+
+
 def test_check_config_finds_a_missing_spacy_package(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

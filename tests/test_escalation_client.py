@@ -12,6 +12,7 @@ from edged.comms.link import MqttLink
 from edged.domain import Delta
 from edged.errors import CloudUnavailable, DeadlineExceeded, InvalidRequest
 from edged.escalation.client import CloudRefused, EscalationClient, EscalationResult
+from edged.v1.escalation_pb2 import EscalationChunk, EscalationRequest
 from tests.brokers import MosquittoBroker, free_port
 from tests.escalation_parts import (
     WAIT_S,
@@ -229,3 +230,86 @@ async def test_a_shared_link_carries_escalation_beside_other_subscriptions(
         await client.stop()
         await link.stop()
         await worker.stop()
+
+
+@run_async
+async def test_replies_are_bound_to_the_request_and_the_worker_that_took_it(
+    mosquitto: MosquittoBroker, tmp_path: Path
+) -> None:
+    """issue 17 (20): with the live correlation data, a replayed chunk of an old exchange replaced the answer, a
+    chunk from another worker id could finish it, and a malformed chunk killed the request. All are ignored."""
+    worker = await start_worker(bridge_config(mosquitto.url, "w1", tmp_path, backend={"delay_s": 1.0}))
+    client = await start_client(mosquitto.url)
+    prefix = broker_settings(mosquitto.url).topic_prefix
+    tap, replies = await start_observer(mosquitto.url, f"{prefix}/dev-a/reply/+", name="tap")
+    request_tap, requests = await start_observer(
+        mosquitto.url, f"{prefix}/dev-a/escalate", name="tap-requests"
+    )
+    try:
+        live = request()
+        live.request_id = "live-request"
+        answer = asyncio.ensure_future(client.complete(live, time.monotonic() + WAIT_S))
+        taken = await asyncio.wait_for(replies.get(), WAIT_S)  # chunk 0: the worker took it
+        assert taken is not None
+        correlation = taken.correlation_data
+        forged: list[bytes | EscalationChunk] = [
+            b"\xff\xff\xff",  # not an EscalationChunk
+            EscalationChunk(request_id="an-old-request", seq=1, delta="REPLAYED", done=True, worker_id="w1"),
+            EscalationChunk(request_id="live-request", seq=1, delta="SPOOFED", done=True, worker_id="w-evil"),
+            EscalationChunk(request_id="", seq=1, delta="NO ID", done=True, worker_id="w1"),
+        ]
+        for chunk in forged:
+            payload = chunk if isinstance(chunk, bytes) else chunk.SerializeToString()
+            assert await tap.publish(taken.topic, payload, correlation_data=correlation) == 0
+        result = await answer
+        assert (result.text, result.result.worker_id) == ("hello from the cloud", "w1")
+        assert client.stats.ignored_chunks == len(forged)
+
+        # Before any worker takes it: a "chunk 0" from a worker that is not online cannot take the request.
+        while len(requests):  # the first request's copy
+            await requests.get()
+        second = asyncio.ensure_future(client.complete(request(), time.monotonic() + WAIT_S))
+        sent = await asyncio.wait_for(requests.get(), WAIT_S)
+        assert sent is not None
+        reply_to = taken.topic
+        thief = EscalationChunk(
+            request_id=EscalationRequest.FromString(sent.payload).request_id,
+            seq=0,
+            delta="STOLEN",
+            done=True,
+            worker_id="w-thief",
+        )
+        await tap.publish(reply_to, thief.SerializeToString(), correlation_data=sent.correlation_data)
+        result = await second
+        assert (result.text, result.result.worker_id) == ("hello from the cloud", "w1")
+    finally:
+        await request_tap.stop()
+        await tap.stop()
+        await client.stop()
+        await worker.stop(drain_timeout=0)
+
+
+@run_async
+async def test_a_cancelled_request_stops_the_worker_and_its_backend(
+    mosquitto: MosquittoBroker, tmp_path: Path
+) -> None:
+    """issue 17 (14): cancelled cloud streams kept the worker publishing for 13.6 s. A cancel message now reaches
+    the worker, which stops the backend and sends nothing more; so does a stopping client."""
+    worker = await start_worker(bridge_config(mosquitto.url, "w1", tmp_path, backend={"delay_s": 60.0}))
+    client = await start_client(mosquitto.url)
+    try:
+        for stop_client in (False, True):
+            caller = asyncio.ensure_future(client.complete(request(), time.monotonic() + 120.0))
+            await until(lambda: worker.in_flight == 1, "the worker took the request")
+            if stop_client:
+                await client.stop()
+            else:
+                caller.cancel()
+            with pytest.raises((asyncio.CancelledError, CloudUnavailable)):
+                await caller
+            await until(lambda: worker.in_flight == 0, "the worker stopped answering the cancelled request")
+        assert worker.stats.cancelled == 2
+        assert worker.stats.answered == 0
+    finally:
+        await client.stop()
+        await worker.stop(drain_timeout=0)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from edged.cli.calibrate import MIN_CALIBRATION_ITEMS
 from edged.cli.main import main
 from edged.config import load_profile
 
@@ -78,6 +79,9 @@ def test_calibrate_writes_a_valid_profile(workdir: Path, capsys: pytest.CaptureF
     captured = capsys.readouterr()
     assert code == 0, captured.err
     assert "target met" in captured.out
+    # issue 17 (23): `--limit 40` wrote router_threshold = 0.0 and said nothing about so small a set
+    assert "calibrated on only" in captured.err
+    assert f"fewer than {MIN_CALIBRATION_ITEMS} items" in captured.err
     routing = load_profile(profile).routing
     assert routing.score_weights is not None
     assert 0.0 <= routing.router_threshold <= 1.0

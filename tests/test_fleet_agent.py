@@ -117,6 +117,27 @@ def test_malformed_envelope_is_rejected(kit: FleetKit) -> None:
     _reject_case(kit, b'{"signed": {"version": 2}, "signature": ', None, "malformed")
 
 
+def test_clearing_the_retained_envelope_is_not_acked_as_malformed(kit: FleetKit) -> None:
+    """issue 17 (23): an operator clearing the retained profile (an empty retained message) got a 'malformed'
+    ack; it is no profile at all, so the device keeps what it runs and says nothing."""
+    running = kit.agent("dev-a")
+    kit.push(GROUP, PI5, version=1)
+    kit.ack("dev-a", GROUP, 1)
+    since = kit.mark()
+    kit.publish(GROUP, b"")
+    kit.push(GROUP, profile_doc("next"), version=2)
+    assert kit.ack("dev-a", GROUP, 2, since=since).outcome == "applied"
+    assert [(a.outcome, a.version) for a in kit.observer.acks[since:] if a.device == "dev-a"] == [
+        ("applied", 2)
+    ]
+    assert [p.name for p in running.applier.applied] == ["pi5", "next"]
+
+
+def test_deeply_nested_envelope_is_acked_malformed(kit: FleetKit) -> None:
+    """30,000 nested brackets (60 KB, within the size limit) once raised RecursionError and got no ack."""
+    _reject_case(kit, b'{"signed": ' + b"[" * 30000 + b"]" * 30000 + b', "signature": ""}', None, "malformed")
+
+
 def test_oversized_envelope_is_rejected_before_parsing(kit: FleetKit) -> None:
     big = {**profile_doc("big"), "description": "x" * 400, "padding": "y" * 70_000}
     payload = kit.signer.sign("profile", 2, GROUP, big, lifetime_s=3600)

@@ -178,3 +178,28 @@ def test_sighup_keeps_the_fleet_profile_and_later_pushes_merge_on_the_reloaded_c
             assert status_now.profile.name == "fleet-cap-2"
             assert token_cap(edged) == "1..280"
             assert default_answer_tokens(edged) == 8
+
+
+@pytest.mark.parametrize("attempt", [1, 2])
+def test_sigterm_leaves_a_clean_offline_status_not_the_last_will(
+    mosquitto: MosquittoBroker, tmp_path: Path, attempt: int
+) -> None:
+    """issue 17 (16): after SIGTERM the retained status read "offline / connection lost" (2 of 2 runs)."""
+    with fleet_kit(tmp_path / "fleet", mosquitto) as kit:
+        config = small_engine_config(
+            tmp_path,
+            broker={"url": mosquitto.url, "reconnect_min_s": 0.1, "reconnect_max_s": 0.5},
+            fleet={"group": "pi5", "key": str(kit.public_key)},
+        )
+        with served_daemon(tmp_path, config) as edged:
+            edged.wait_ready()
+            wait_until(lambda: edged.status().link.state == "connected", "the daemon's link is up")
+            assert kit.observer.wait(
+                lambda: kit.observer.statuses.get("ops-test", {}).get("state") == "online", 10
+            )
+            edged.send(signal.SIGTERM)
+            assert edged.wait_exit() == 0, edged.describe()
+    with fleet_kit(tmp_path / "later", mosquitto) as later:  # a newcomer reads only what is retained now
+        later.observer.sync()
+        status = later.observer.statuses["ops-test"]
+    assert (status["state"], status["cause"]) == ("offline", "stopped"), status

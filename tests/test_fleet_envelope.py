@@ -85,6 +85,9 @@ def test_malformed_fields_are_named(signer: Signer, changes: dict[str, Any], fra
         (b'{"signed": {"version": NaN}, "signature": ""}', "NaN is not valid JSON"),
         (b'{"signed": {}, "signature": "not base64!"}', "signature: not valid base64"),
         (b'{"signed": {}, "signature": "AAAA"}', "signature: 3 bytes"),
+        # issue 17 (18): 30,000 nested brackets gave a RecursionError, and the device acked nothing
+        (b'{"signed": ' + b"[" * 30000 + b"]" * 30000 + b', "signature": ""}', "nests 30001 levels deep"),
+        (b"[" * 40 + b"]" * 40, "nests 40 levels deep, the limit is 32"),
     ],
 )
 def test_undecodable_payloads_are_malformed(payload: bytes, fragment: str) -> None:

@@ -109,6 +109,25 @@ def test_push_picks_the_next_version_and_waits_for_acks(
     assert "applied 2" in out
 
 
+def test_push_refuses_a_version_not_above_the_groups_and_keeps_the_retained_one(
+    kit: FleetKit, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """issue 17 (21): `push --version 5` to a group on 7 replaced the retained profile, which a device that
+    joins later (or lost its state) would then apply."""
+    kit.agent("pi-7")
+    kit.push(GROUP, profile_doc("seven"), version=7)
+    kit.ack("pi-7", GROUP, 7)
+    profile = str(PROFILES / "raspberry-pi-5-8gb.toml")
+    args = ["push", profile, "--key", str(_key_file(kit)), "--group", "pi5", "--broker", kit.broker.url]
+    for version in ("5", "7"):
+        assert main([*args, "--version", version]) == 1
+        err = capsys.readouterr().err
+        assert f"--version {version} is not above version 7, the highest group pi5 reports or retains" in err
+    kit.observer.sync()
+    retained = [e for e in kit.observer.envelopes.values() if e.target == GROUP and e.kind == "profile"]
+    assert [e.version for e in retained] == [7]
+
+
 def test_push_wait_reports_a_rollback_and_exits_incomplete(
     kit: FleetKit, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -126,8 +126,11 @@ def test_sighup_applies_a_raised_token_cap(tmp_path: Path) -> None:
     [
         ("[engine\nmax_tokens_cap = 8\n", "Expected ']'"),
         ("[engine]\nmax_tokens_cap = 8\ndefault_max_tokens = 8\nslots = 0\n", "engine.slots = 0"),
+        # issue 17 (19): an empty file (truncated, or being written) silently reset live settings to defaults
+        ("", "holds no settings"),
+        ("# nothing but a comment\n\n", "holds no settings"),
     ],
-    ids=["syntax-error", "out-of-bounds"],
+    ids=["syntax-error", "out-of-bounds", "empty", "comment-only"],
 )
 def test_sighup_with_a_broken_file_keeps_serving_the_running_settings(
     tmp_path: Path, broken: str, named: str

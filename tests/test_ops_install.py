@@ -97,6 +97,9 @@ def test_venv_option_rewrites_the_executable_paths_and_the_result_verifies(tmp_p
     venv = Path(sys.prefix)
     proc = install(tmp_path / "root", "--venv", str(venv))
     assert proc.returncode == 0, proc.stderr
+    # issue 17 (23): the venv exists here; only under --root is it missing, and the note says so
+    assert "does not exist yet" not in proc.stdout
+    assert f"the unit runs {venv}/bin/edged on the system under --root {tmp_path / 'root'}" in proc.stdout
     unit = tmp_path / "root/etc/systemd/system/edged.service"
     text = unit.read_text()
     assert f"ExecStart={venv}/bin/edged serve --config %E/edged/edged.toml" in text

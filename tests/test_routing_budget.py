@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from edged.cli.status import render
 from edged.config.budget import BudgetSettings
 from edged.errors import BudgetExhausted, InvalidRequest
 from edged.routing.budget import (
@@ -21,6 +22,7 @@ from edged.routing.budget import (
     estimated_tokens,
 )
 from edged.routing.report import budget_info, budget_remaining
+from edged.v1 import inference_pb2 as pb
 
 
 def test_unlimited_by_default() -> None:
@@ -88,7 +90,24 @@ def test_budget_as_status_and_metrics() -> None:
     info = budget_info(budget.status())
     assert (info.requests_this_hour, info.tokens_today, info.requests_per_hour_limit) == (1, 250, 10)
     assert not info.exhausted
-    assert budget_remaining(budget.status()) == [("requests", "hour", 9.0), ("tokens", "day", 750.0)]
+    inf = float("inf")  # an unlimited window: the series is there (issue 17: 22), never "No data"
+    assert budget_remaining(budget.status()) == [
+        ("requests", "hour", 9.0),
+        ("requests", "day", inf),
+        ("tokens", "hour", inf),
+        ("tokens", "day", 750.0),
+    ]
+    unlimited = CloudBudget(BudgetSettings(), FakeClock()).status()
+    assert [remaining for _, _, remaining in budget_remaining(unlimited)] == [inf] * 4
+
+
+def test_the_status_command_shows_the_budget_with_no_limit_set() -> None:
+    status = pb.StatusResponse()
+    status.budget.requests_this_hour = 3
+    status.budget.tokens_today = 120
+    assert "cloud budget: 3/- req/h, 120/- tok/day (no limit set)" in render(status)
+    status.budget.requests_per_hour_limit = 10
+    assert "cloud budget: 3/10 req/h, 120/- tok/day\n" in render(status) + "\n"
 
 
 # ---- kept across restarts ------------------------------------------------------------------------------------

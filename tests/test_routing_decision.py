@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from edged.answers import escalation_reason
 from edged.config.limits import LoadLimits
 from edged.domain import Mode
 from edged.errors import BudgetExhausted, CloudUnavailable, NoCloudLink, SensitiveDataBlocked
@@ -185,3 +186,23 @@ def test_cloud_only_refusals_map_to_domain_errors(
 def test_only_refusals_have_an_error() -> None:
     with pytest.raises(ValueError, match="not a refusal"):
         decide(_inputs()).error()
+
+
+@pytest.mark.parametrize(
+    ("overrides", "label"),
+    [
+        # issue 17 (22): over the CPU limit with a router that votes local was counted as "router_score"
+        ({"load": HIGH, "router_score": 0.9}, "over_limit"),
+        ({"load": HIGH, "router_score": 0.1}, "over_limit"),  # the first rule that sent it
+        ({"router_score": 0.1}, "router_score"),
+        ({"mode": Mode.CLOUD_ONLY}, "mode=CLOUD_ONLY"),
+        ({"mode": Mode.PREFER_CLOUD, "router_score": 0.9}, "mode=PREFER_CLOUD"),
+        ({"confidence": 0.1, "confidence_threshold": 0.5, "router_score": 0.9}, "confidence"),
+    ],
+)
+def test_the_escalation_label_is_the_rule_that_sent_the_request(
+    overrides: dict[str, object], label: str
+) -> None:
+    decision = decide(_inputs(**overrides))
+    assert decision.route is Route.CLOUD, decision
+    assert escalation_reason(decision.reasons) == label

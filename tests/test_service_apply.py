@@ -3,7 +3,9 @@ swaps, and rollback when the new engine or the new gate cannot be built."""
 
 from __future__ import annotations
 
+import asyncio
 import shutil
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,9 +13,12 @@ import grpc
 import pytest
 
 from edged.config import parse_profile
+from edged.config.engine import EngineSettings
 from edged.config.privacy import DataPolicy
 from edged.fleet.device import ApplyResult
+from edged.local import LocalAnswerer
 from edged.models import ModelRegistry, sha256_file
+from edged.service.apply import ProfileApplier, start_engine
 from edged.v1 import inference_pb2 as pb
 from tests.brokers import free_port
 from tests.daemon_harness import RunningDaemon, running_daemon
@@ -147,3 +152,39 @@ def test_a_gate_that_cannot_be_built_changes_nothing_not_even_the_engine(
     assert edged_with_gate.stub.Generate(
         pb.GenerateRequest(prompt="Say hi.", max_tokens=4, mode=pb.LOCAL_ONLY), timeout=60
     ).text
+
+
+def test_a_swap_the_event_loop_never_ran_is_rolled_back_and_never_happens_later() -> None:
+    """issue 17 (2): on the install timeout the fleet acked rolled_back while the swap could still run later
+    (or the new engine leaked). Here the loop is stalled: the outcome is rolled_back, the new engine is closed,
+    and when the loop runs again nothing is swapped in."""
+    loop = asyncio.new_event_loop()  # never running while the apply waits: a stalled event loop
+    registry = ModelRegistry.from_dir()
+    old_settings = EngineSettings.model_validate({"threads": 1, "slots": 1, "context_per_slot": 256})
+    old = start_engine(registry, old_settings)
+    local = LocalAnswerer({old.model_id: old}, old.model_id)
+    running = parse_profile({"name": "running", "engine": old_settings.model_dump(exclude_none=True)})
+    committed: list[str] = []
+    applier = ProfileApplier(
+        loop=loop,
+        registry=registry,
+        local=local,
+        get_profile=lambda: running,
+        prepare=lambda profile: lambda: committed.append(profile.name),
+        drain_grace_s=0.0,
+        install_timeout_s=0.5,
+    )
+    try:
+        two_slots = {**old_settings.model_dump(exclude_none=True), "slots": 2}
+        outcome = applier(parse_profile({"name": "two-slots", "engine": two_slots}))
+        assert outcome.result is ApplyResult.ROLLED_BACK
+        assert "within 0.5 s" in outcome.reason
+        loop.run_until_complete(asyncio.sleep(0.05))  # the loop runs again: the late swap must not happen
+        assert committed == []
+        assert local.engines() == {old.model_id: old}
+        assert [t.name for t in threading.enumerate() if t.name.startswith("engine-")] == [
+            f"engine-{old.model_id}"
+        ]
+    finally:
+        old.close()
+        loop.close()

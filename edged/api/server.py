@@ -48,7 +48,8 @@ _HEADROOM_RPCS = 16
 
 
 class RpcLimit:
-    """At most `limit` Inference RPCs at once; one more is refused with RESOURCE_EXHAUSTED naming the limit.
+    """At most `limit` Generate/GenerateStream RPCs at once (GetStatus and health are not counted); one more is
+    refused with RESOURCE_EXHAUSTED naming the limit.
 
     All handlers run on the server's event loop, so a plain counter is exact. gRPC's own
     maximum_concurrent_rpcs (set `_HEADROOM_RPCS` higher) stays as a backstop; its refusal names no limit.
@@ -105,7 +106,7 @@ def _handlers(servicer: InferenceServicer, limit: RpcLimit) -> grpc.GenericRpcHa
                 response_serializer=serialize,
             ),
             "GetStatus": grpc.unary_unary_rpc_method_handler(
-                limit.unary(servicer.GetStatus),
+                servicer.GetStatus,  # not counted: status is wanted exactly when the limit is reached
                 request_deserializer=_safe_parser(pb.GetStatusRequest),
                 response_serializer=serialize,
             ),
@@ -139,11 +140,17 @@ class ApiServer:
         await self.set_serving(False)
         socket_path = self._settings.socket
         _prepare_socket_path(socket_path)
-        self._bind(f"unix:{socket_path}")
+        # The socket is made owner-only and opened up to api.socket_mode before the server starts: between the
+        # bind and a chmod after start, a socket made with a loose umask could take connections from anyone.
+        umask = os.umask(0o177)
+        try:
+            self._bind(f"unix:{socket_path}")
+        finally:
+            os.umask(umask)
+        os.chmod(socket_path, self._settings.socket_mode)
         if self._settings.tcp:
             self._bind(self._settings.tcp)
         await self._server.start()
-        os.chmod(socket_path, self._settings.socket_mode)
         logger.info("listening on %s", ", ".join(self.addresses))
 
     def _bind(self, address: str) -> None:
@@ -211,7 +218,9 @@ def _check_socket_dir(directory: Path) -> None:
             ],
         )
     writable_by_others = info.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
-    if writable_by_others and info.st_uid != os.geteuid() and not info.st_mode & stat.S_ISVTX:
+    if (
+        writable_by_others and not info.st_mode & stat.S_ISVTX
+    ):  # whoever owns it: others could swap the socket
         raise ConfigError(
             "api",
             [("api.socket", str(directory), "the socket's directory is writable by others and not sticky")],

@@ -110,7 +110,8 @@ def run(args: argparse.Namespace) -> int:
             if last is not None:
                 p = last.provenance
                 where = pb.Source.Name(p.source)
-                print(f"[{where} {p.model}; {'; '.join(p.reasons)}]", file=sys.stderr)
+                notes = ["degraded", *p.reasons] if p.degraded else list(p.reasons)  # a fallback happened
+                print(f"[{where} {p.model}; {'; '.join(notes)}]", file=sys.stderr)
             return 0
     except grpc.RpcError as exc:
         print(describe_error(exc, args), file=sys.stderr)

@@ -40,6 +40,9 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     parser.set_defaults(func=run)
 
 
+MIN_CALIBRATION_ITEMS = 100  # below this, one item moves a threshold by a percent or more of the share
+
+
 def run(args: argparse.Namespace) -> int:
     try:
         setup, items = prepare(args)
@@ -55,6 +58,12 @@ def run(args: argparse.Namespace) -> int:
     except (EdgedError, ValueError) as exc:
         print(f"edged calibrate: {exc}", file=sys.stderr)
         return 1
+    if len(results) < MIN_CALIBRATION_ITEMS:
+        print(
+            f"warning: calibrated on only {len(results)} items (fewer than {MIN_CALIBRATION_ITEMS} items): the "
+            "thresholds written fit this small set and may not hold for real traffic",
+            file=sys.stderr,
+        )
     status = "target met" if result.target_met else "TARGET NOT REACHABLE on this set: closest written"
     print(
         f"{status}: router_threshold={result.router_threshold:.4f} "

@@ -37,7 +37,10 @@ def run(args: argparse.Namespace) -> int:
         return 2
     try:
         config = load_config(args.file)
-        paths = list(dict.fromkeys([*([config.profile] if config.profile else []), *args.profile]))
+        named = [*([config.profile] if config.profile else []), *args.profile]
+        paths = [
+            p for i, p in enumerate(named) if p.resolve() not in {q.resolve() for q in named[:i]}
+        ]  # once each
         profiles = [load_profile(path) for path in paths]
         profile = effective_profile(config, profiles)
         _check_spacy_model(profile.privacy.detector.spacy_model, needed=config.broker.url is not None)

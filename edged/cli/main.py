@@ -43,6 +43,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         code: int = args.func(args)
+        sys.stdout.flush()  # here, where a closed pipe can be handled, not at interpreter exit
+    except BrokenPipeError:
+        # the reader left (`edged status | head`): say nothing more; stdout goes to /dev/null so the flush at
+        # exit does not raise again
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
     except KeyboardInterrupt:
         # Die of SIGINT rather than exit 130, so a shell script running this command stops too (bash only acts
         # on Ctrl-C itself when its foreground child was killed by the signal).

@@ -8,7 +8,9 @@ import sys
 from typing import Any
 
 import grpc
+from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.json_format import MessageToDict
+from google.protobuf.message import Message
 
 from edged.cli.client import add_connection_args, connect, describe_error
 from edged.v1 import inference_pb2 as pb
@@ -33,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
         fields = MessageToDict(
             status, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
         )
-        print(json.dumps(fields, indent=2))
+        print(json.dumps(_int64_as_numbers(status, fields), indent=2))
     else:
         print(render(status))
     return 0
@@ -63,17 +65,18 @@ def render(s: pb.StatusResponse) -> str:
         over = f" (over: {', '.join(load.over_limits)})" if load.over_limits else ""
         lines.append("load: " + ", ".join(extra) + over)
     b = s.budget
-    if (
+    limited = (
         b.requests_per_hour_limit
         or b.requests_per_day_limit
         or b.tokens_per_hour_limit
         or b.tokens_per_day_limit
-    ):
-        lines.append(
-            f"cloud budget: {b.requests_this_hour}/{b.requests_per_hour_limit or '-'} req/h, "
-            f"{b.tokens_today}/{b.tokens_per_day_limit or '-'} tok/day"
-            + (" (exhausted)" if b.exhausted else "")
-        )
+    )
+    lines.append(
+        f"cloud budget: {b.requests_this_hour}/{b.requests_per_hour_limit or '-'} req/h, "
+        f"{b.tokens_today}/{b.tokens_per_day_limit or '-'} tok/day"
+        + (" (exhausted)" if b.exhausted else "")
+        + ("" if limited else " (no limit set)")
+    )
     lines.append("models:")
     for m in s.models:
         mark = "*" if m.is_default else " "
@@ -84,3 +87,23 @@ def render(s: pb.StatusResponse) -> str:
         )
         lines.append(f" {mark} {m.id} ({m.quantization}, ctx {m.context_length}): {state}")
     return "\n".join(lines)
+
+
+_INT64 = (FieldDescriptor.TYPE_INT64, FieldDescriptor.TYPE_UINT64, FieldDescriptor.TYPE_SINT64)
+
+
+def _int64_as_numbers(message: Message, fields: dict[str, Any]) -> dict[str, Any]:
+    """protobuf's JSON writes 64-bit integers as strings (JavaScript's doubles cannot hold them all); the
+    status' counts fit, and a script reads them as numbers, like the 32-bit ones beside them."""
+    for field in message.DESCRIPTOR.fields:
+        value = fields.get(field.name)
+        if value is None:
+            continue
+        if field.type == FieldDescriptor.TYPE_MESSAGE and not field.is_repeated:
+            _int64_as_numbers(getattr(message, field.name), value)
+        elif field.type == FieldDescriptor.TYPE_MESSAGE:
+            for item, item_fields in zip(getattr(message, field.name), value, strict=True):
+                _int64_as_numbers(item, item_fields)
+        elif field.type in _INT64:
+            fields[field.name] = [int(v) for v in value] if isinstance(value, list) else int(value)
+    return fields

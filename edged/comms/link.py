@@ -161,6 +161,8 @@ class MqttLink:
                 await asyncio.wait_for(asyncio.shield(self._connecting), self._settings.connect_timeout_s * 2)
         client = self._client
         if client is not None and client.socket() is not None:
+            if self._io is not None:
+                self._io.closing_cleanly = True
             client.disconnect()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._lost.wait(), timeout)

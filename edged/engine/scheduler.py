@@ -9,7 +9,8 @@ One engine thread owns the model, the context and the samplers. Each step it
      long prompt never stalls running streams for more than a chunk,
   5. calls llama_decode once, then samples every output row and computes its confidence signals.
 
-Callers see a bounded queue: beyond `slots + queue_size` outstanding jobs, submit() raises Overloaded at once.
+Callers see a bounded queue: beyond `slots + queue_size` outstanding jobs (cancelled and expired ones not counted),
+submit() raises Overloaded at once; a job already past its deadline is refused with DeadlineExceeded.
 """
 
 from __future__ import annotations
@@ -88,6 +89,7 @@ class LlamaEngine:
         self._inbox: deque[GenerationJob] = deque()
         self._cancelled: set[int] = set()
         self._outstanding = 0  # jobs submitted and not yet finished (inbox + waiting + running)
+        self._deadlines: dict[int, float | None] = {}  # job id -> deadline of every outstanding job
         self._busy = 0
         self._waiting_count = 0
         self._state = "new"  # new -> loading -> running -> stopping -> stopped | dead
@@ -134,15 +136,28 @@ class LlamaEngine:
         with self._lock:
             if self._state != "running":
                 raise ShuttingDown(f"the engine for {self.model_id} is {self._state}")
+            now = time.monotonic()
+            if job.deadline is not None and job.deadline <= now:
+                raise DeadlineExceeded("the deadline passed before the request reached the engine")
             capacity = self._settings.slots + self._settings.queue_size
-            if self._outstanding >= capacity:
+            if self._outstanding >= capacity and self._live(now) >= capacity:
                 raise Overloaded(
                     f"all {self._settings.slots} slots are busy and the queue of {self._settings.queue_size} "
                     "is full; retry later"
                 )
             self._outstanding += 1
+            self._deadlines[job.job_id] = job.deadline
             self._inbox.append(job)
             self._wake.notify()
+
+    def _live(self, now: float) -> int:
+        """Outstanding jobs neither cancelled nor expired (lock held): those the engine retires at its next step
+        must not refuse a live request meanwhile (a burst of 1 ms requests filled the queue)."""
+        return sum(
+            1
+            for job_id, deadline in self._deadlines.items()
+            if job_id not in self._cancelled and (deadline is None or deadline > now)
+        )
 
     def cancel(self, job: GenerationJob) -> None:
         """Stop a job within one step (its slot and KV cells are freed); a finished job is ignored."""
@@ -304,6 +319,7 @@ class LlamaEngine:
     def _finish_job(self, job: GenerationJob, event: FinishEvent | ErrorEvent) -> None:
         with self._lock:
             self._outstanding -= 1
+            self._deadlines.pop(job.job_id, None)
         self._emit(job, event)
 
     def _fail_all(self, error: EdgedError) -> None:
@@ -339,9 +355,15 @@ class LlamaEngine:
             except EdgedError as exc:
                 self._finish_job(job, ErrorEvent(exc))
                 continue
+            except Exception as exc:  # e.g. a model's Jinja template raising ZeroDivisionError: this job only
+                logger.exception("request %s: preparing it failed", job.request_id)
+                self._finish_job(job, ErrorEvent(EngineError(f"preparing the request failed: {_named(exc)}")))
+                continue
             self._slots[seq.slot] = seq
             with self._lock:
                 self._busy += 1
+        with self._lock:
+            self._waiting_count = len(self._waiting)  # stats() then shows no job that was refused or admitted
 
     def _prepare(self, job: GenerationJob, slot: int) -> _Sequence:
         """Render, tokenize and check a job against the slot's context; build its sampler."""
@@ -461,11 +483,16 @@ class LlamaEngine:
             seq.signals.append(signals)
         text, stopped = seq.stops.push(seq.utf8.feed(self._model.piece(token)))
         # The monitor sees the token before the caller does, so its verdict is in place when the text arrives.
-        low = (
-            seq.job.monitor is not None
-            and signals is not None
-            and seq.job.monitor(signals, seq.generated - 1)
-        )
+        try:
+            low = (
+                seq.job.monitor is not None
+                and signals is not None
+                and seq.job.monitor(signals, seq.generated - 1)
+            )
+        except Exception as exc:  # a broken hook fails its own request, never the engine thread
+            logger.exception("request %s: the confidence monitor failed", seq.job.request_id)
+            self._retire(seq, ErrorEvent(EngineError(f"the confidence monitor failed: {_named(exc)}")))
+            return
         self._emit(seq.job, TokenEvent(text=text, index=seq.generated - 1, signals=signals, token=token))
         if stopped:
             self._complete(seq, "stop", flush=False)
@@ -497,3 +524,7 @@ class LlamaEngine:
         except Exception:
             # A caller's sink must never take the engine down; the caller is gone or broken.
             logger.exception("request %s: delivering an engine event failed", job.request_id)
+
+
+def _named(exc: Exception) -> str:
+    return f"{type(exc).__name__}: {exc}"

@@ -80,12 +80,14 @@ class EscalationStats:
     failed: int = 0
     late_chunks: int = 0  # chunks for a request that is over (or never was ours)
     foreign_chunks: int = 0  # chunks from a second worker that got a duplicate delivery
+    ignored_chunks: int = 0  # malformed, or not bound to the live request and the worker that took it
 
 
 class _Pending:
     """One escalation waiting for its chunks; fed by the reply handler, drained by stream()."""
 
     def __init__(self, max_buffered: int) -> None:
+        self.request_id = ""  # set once the request is prepared; every reply chunk must carry it
         self.sequencer = ChunkSequencer(max_buffered)
         self.max_buffered = max_buffered
         self.ready: deque[EscalationChunk] = deque()
@@ -101,10 +103,17 @@ class _Pending:
         if self.error is not None or self.sequencer.finished:
             stats.late_chunks += 1
             return
+        if chunk.request_id != self.request_id:
+            stats.ignored_chunks += 1  # a replay of another exchange under this correlation data
+            return
         if self.worker_id is None:
+            if chunk.seq != 0 or not chunk.worker_id:
+                stats.ignored_chunks += 1  # a worker takes a request with chunk 0, naming itself
+                return
             self.worker_id = chunk.worker_id  # the first worker to answer owns the request
         elif chunk.worker_id != self.worker_id:
             stats.foreign_chunks += 1  # a duplicate delivery another worker also answered: ignore it
+            stats.ignored_chunks += 1
             return
         try:
             in_order = self.sequencer.push(chunk)
@@ -157,6 +166,7 @@ class EscalationClient:
         self._topics = EscalationTopics(settings.topic_prefix)
         self._device = device_id
         self._escalate_topic = self._topics.escalate(device_id)
+        self._cancel_topic = self._topics.cancel(device_id)
         self._reply_topic = self._topics.reply(device_id, instance or secrets.token_hex(4))
         self._owns_link = link is None
         self._link = link if link is not None else MqttLink(settings, client_id=device_id)
@@ -191,6 +201,9 @@ class EscalationClient:
         if not self._started:
             return
         self._started = False
+        for correlation, pending in self._pending.items():
+            if not pending.sequencer.finished:
+                self._cancel(correlation)
         self._fail_all(CloudUnavailable("the escalation client is stopping"))
         self._link.unsubscribe(self._reply_topic)
         self._link.unsubscribe(self._topics.presence_filter())
@@ -222,6 +235,7 @@ class EscalationClient:
         pending = _Pending(self._settings.reply_buffer)
         try:
             message = self._prepare(request, deadline)
+            pending.request_id = message.request_id
             self._pending[correlation] = pending
             ack = self._link.publish(
                 self._escalate_topic,
@@ -244,7 +258,18 @@ class EscalationClient:
             self.stats.failed += 1
             raise
         finally:
-            self._pending.pop(correlation, None)
+            if self._pending.pop(correlation, None) is not None and not pending.sequencer.finished:
+                self._cancel(correlation)
+
+    def _cancel(self, correlation: bytes) -> None:
+        """Tell the workers to stop an unfinished request (the caller left, failed or the client stops): the one
+        that took it stops its backend and sends nothing more. Fire and forget: a down link loses it, and the
+        worker stops at the request's deadline anyway."""
+        try:
+            sent = self._link.publish(self._cancel_topic, b"", qos=1, correlation_data=correlation)
+        except CloudUnavailable:
+            return
+        sent.add_done_callback(_consume)
 
     async def complete(self, request: EscalationRequest, deadline: float) -> EscalationAnswer:
         """The whole answer at once (request.stream decides how the worker sends it)."""
@@ -313,7 +338,14 @@ class EscalationClient:
         try:
             chunk = EscalationChunk.FromString(message.payload)
         except DecodeError:
-            pending.fail(CloudUnavailable(f"a malformed reply chunk ({len(message.payload)} bytes) arrived"))
+            # anyone who can publish on the reply topic could send it: ignored, never the end of the request
+            self.stats.ignored_chunks += 1
+            logger.warning(
+                "ignored a malformed reply chunk (%d bytes) on %s", len(message.payload), message.topic
+            )
+            return
+        if not pending.accepted and chunk.worker_id not in self._workers:
+            self.stats.ignored_chunks += 1  # only a worker whose presence is retained can take a request
             return
         pending.offer(chunk, self.stats)
 
@@ -368,6 +400,12 @@ def _ack_checker(pending: _Pending, topic: str) -> Callable[[asyncio.Future[int]
             pending.fail(CloudUnavailable(f"the broker refused the escalation: {puback_reason(code)}"))
 
     return check
+
+
+def _consume(future: asyncio.Future[int]) -> None:
+    """A fire-and-forget publish: its outcome is read so asyncio never reports it as unretrieved."""
+    if not future.cancelled():
+        future.exception()
 
 
 def _worker_error(error: EscalationError, worker_id: str) -> EdgedError:

@@ -2,11 +2,14 @@
 
     {prefix}/{device}/escalate            device -> workers   request (EscalationRequest), QoS 1
     {prefix}/{device}/reply/{instance}    worker -> device    reply chunks (EscalationChunk), QoS 1
+    {prefix}/{device}/cancel              device -> workers   cancel: empty payload, the request's correlation
+                                                              data; every worker subscribes (not shared)
     {prefix}/@workers/{worker_id}         worker, retained    presence (WorkerPresence); empty = gone
     $share/{group}/{prefix}/+/escalate    what a worker group subscribes to (N workers split the load)
 
 The device id is one topic level, so broker ACLs confine a device with `%u`/`%c` patterns:
-`pattern write {prefix}/%u/escalate` and `pattern read {prefix}/%u/reply/+`. `{instance}` is random per
+`pattern write {prefix}/%u/escalate`, `pattern write {prefix}/%u/cancel` and
+`pattern read {prefix}/%u/reply/+`. `{instance}` is random per
 EscalationClient start, so a restarted daemon never reads replies meant for its previous life. `@workers`
 cannot collide with a device id (device ids are letters, digits, '_' and '-').
 """
@@ -36,6 +39,13 @@ class EscalationTopics:
     def reply(self, device: str, instance: str) -> str:
         return f"{self.prefix}/{_level('device id', device)}/reply/{_level('instance', instance)}"
 
+    def cancel(self, device: str) -> str:
+        return f"{self.prefix}/{_level('device id', device)}/cancel"
+
+    def cancel_filter(self) -> str:
+        """Every device's cancel topic."""
+        return f"{self.prefix}/+/cancel"
+
     def escalate_filter(self) -> str:
         """Every device's escalate topic."""
         return f"{self.prefix}/+/escalate"
@@ -56,6 +66,14 @@ class EscalationTopics:
             return None
         device, _, tail = rest.partition("/")
         return device if tail == "escalate" and _LEVEL.match(device) and device != PRESENCE_LEVEL else None
+
+    def device_of_cancel(self, topic: str) -> str | None:
+        """The device id in `{prefix}/{device}/cancel`, or None if the topic is not one."""
+        rest = _strip(topic, self.prefix)
+        if rest is None:
+            return None
+        device, _, tail = rest.partition("/")
+        return device if tail == "cancel" and _LEVEL.match(device) and device != PRESENCE_LEVEL else None
 
     def is_reply_of(self, device: str, topic: str) -> bool:
         """True when `topic` is one of `device`'s reply topics (a worker answers nowhere else)."""

@@ -18,6 +18,7 @@ from edged.engine import EngineEvent, ErrorEvent, FinishEvent, GenerationJob, Ll
 from edged.errors import EngineError
 from edged.evaluation.local import LocalAnswer
 from edged.models.registry import ModelRegistry
+from edged.service.apply import start_engine
 
 logger = logging.getLogger(__name__)
 
@@ -32,9 +33,8 @@ class EngineAnswerer:
     @classmethod
     def start(cls, model_id: str, settings: EngineSettings, models_dir: Path | None = None) -> EngineAnswerer:
         """Resolve the model (sha256-checked), load it into an engine and wait until it takes jobs."""
-        path = settings.model_path or ModelRegistry.from_dir(models_dir).resolve(model_id).path
-        engine = LlamaEngine(model_id, path, settings)
-        engine.start()
+        registry = ModelRegistry.from_dir(models_dir)
+        engine = start_engine(registry, settings.model_copy(update={"model": model_id}))  # the daemon's way
         return cls(engine, settings.slots)
 
     def close(self) -> None:

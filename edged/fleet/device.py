@@ -139,6 +139,9 @@ class FleetDevice:
             return
         target, kind = parsed
         self._unknown_key.pop(topic, None)  # only the latest message of a topic is retried after a rotation
+        if not payload:  # the retained message was cleared: no document, nothing to apply or to reject
+            logger.info("the retained %s on %s was cleared; keeping what runs", kind, topic)
+            return
         try:
             if kind == "keys":
                 self._receive_keys(topic, target, payload)

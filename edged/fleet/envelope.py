@@ -22,10 +22,12 @@ from enum import StrEnum
 from typing import Any
 
 from edged.errors import EdgedError
+from edged.schema_limits import json_nesting_depth
 
 FORMAT = "edged.fleet/1"
 KINDS = ("profile", "keys")
 SCOPES = ("group", "device")
+MAX_DEPTH = 32  # JSON nesting of an envelope; a profile's config is ~5 levels deep
 
 
 class RejectReason(StrEnum):
@@ -138,8 +140,17 @@ def decode(payload: bytes, max_bytes: int) -> Envelope:
     if len(payload) > max_bytes:
         raise Rejected(RejectReason.OVERSIZED, f"{len(payload)} bytes is more than the limit of {max_bytes}")
     try:
-        document = json.loads(payload.decode("utf-8"), parse_constant=_reject_constant)
-    except (UnicodeDecodeError, ValueError) as exc:
+        text = payload.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise Rejected(RejectReason.MALFORMED, f"not UTF-8 JSON: {exc}") from None
+    depth = json_nesting_depth(text)
+    if depth > MAX_DEPTH:  # json.loads would answer a deep document with RecursionError
+        raise Rejected(
+            RejectReason.MALFORMED, f"the JSON nests {depth} levels deep, the limit is {MAX_DEPTH}"
+        )
+    try:
+        document = json.loads(text, parse_constant=_reject_constant)
+    except ValueError as exc:
         raise Rejected(RejectReason.MALFORMED, f"not UTF-8 JSON: {exc}") from None
     if not isinstance(document, dict) or set(document) != {"signed", "signature"}:
         raise Rejected(RejectReason.MALFORMED, "expected an object with exactly 'signed' and 'signature'")

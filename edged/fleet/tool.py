@@ -203,6 +203,17 @@ def cmd_push(args: argparse.Namespace) -> int:
             version = envelope.version
         else:
             version = args.version or observer.highest_version("profile", target) + 1
+        highest = observer.highest_version("profile", target)
+        if version <= highest:
+            # the retained message would be replaced by one every device rejects, and a device joining later
+            # (or one that lost its state) would apply it: a rollback
+            print(
+                f"edged-fleet: --version {version} is not above version {highest}, the highest {target} reports "
+                "or retains; push a higher version",
+                file=sys.stderr,
+            )
+            return 1
+        if args.profile.suffix != ".json":
             signer = Signer(load_private_key(args.key))
             body = _profile_body(args.profile)
             payload = signer.sign("profile", version, target, body, lifetime_s=args.expires_in)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from edged.config.limits import LoadLimits
 from edged.routing.budget import BudgetStatus
 from edged.routing.load import LoadSnapshot, over_limits
@@ -41,7 +43,8 @@ def budget_info(status: BudgetStatus) -> BudgetInfo:
 
 
 def budget_remaining(status: BudgetStatus) -> list[tuple[str, str, float]]:
-    """(resource, window, remaining) of each limited window, for edged_cloud_budget_remaining."""
+    """(resource, window, remaining) of every window, for edged_cloud_budget_remaining; an unlimited window is
+    +Inf, so the series (and a dashboard's budget panel) is there before any limit is set."""
     limits = status.limits
     windows = (
         ("requests", "hour", limits.requests_per_hour, status.requests_this_hour),
@@ -50,5 +53,6 @@ def budget_remaining(status: BudgetStatus) -> list[tuple[str, str, float]]:
         ("tokens", "day", limits.tokens_per_day, status.tokens_today),
     )
     return [
-        (resource, window, float(max(0, limit - used))) for resource, window, limit, used in windows if limit
+        (resource, window, float(max(0, limit - used)) if limit else math.inf)
+        for resource, window, limit, used in windows
     ]

@@ -105,6 +105,9 @@ class _OnnxScorer:
     def __init__(self, model_bytes: bytes, source: str, width: int, label: str) -> None:
         import onnxruntime as ort  # noqa: PLC0415 - imported only when a router is configured
 
+        # Before any session exists: onnxruntime's telemetry events were seen as DNS lookups of a Microsoft
+        # host from `edged serve`; the daemon reaches nothing but its broker (tests/test_outbound_connections.py).
+        ort.disable_telemetry_events()
         self._label = label
         options = ort.SessionOptions()
         # One thread: the model is a few thousand multiply-adds; hand-offs would cost more than they save.

@@ -119,9 +119,11 @@ class ProfileApplier:
         prepare: Prepare,
         drain_grace_s: float,
         state_dir: Path | None = None,
+        install_timeout_s: float = _INSTALL_TIMEOUT_S,
     ) -> None:
         self._loop = loop
         self._state_dir = state_dir
+        self._install_timeout_s = install_timeout_s
         self._registry = registry
         self._local = local
         self._get_profile = get_profile
@@ -144,7 +146,14 @@ class ProfileApplier:
                 except EdgedError as exc:
                     logger.warning("profile %s not applied, the running one stays: %s", profile.name, exc)
                     return ApplyOutcome.rolled_back(f"new engine failed: {exc}")
-            for retired in self._install(engine, commit):
+            try:
+                replaced = self._install(engine, commit)
+            except ModelError as exc:
+                if engine is not None:
+                    engine.close()  # it never went in, and never will
+                logger.warning("profile %s not applied, the running one stays: %s", profile.name, exc)
+                return ApplyOutcome.rolled_back(str(exc))
+            for retired in replaced:
                 self._retire(retired)
             logger.info("profile %s applied", profile.name)
             return ApplyOutcome.applied()
@@ -162,13 +171,32 @@ class ProfileApplier:
         """The new engine (if any) and the profile go in together on the event loop; returns the replaced
         engines."""
         replaced = list(self._local.engines().values()) if engine is not None else []
+        # Decided under this lock, once: either the loop swaps, or this thread abandons the swap on timeout (a
+        # swap that ran late would install a profile already acked as rolled back). The loop holds it only for
+        # the two reference swaps.
+        decided = threading.Lock()
+        state = {"abandoned": False, "swapped": False}
 
         async def swap() -> None:
-            if engine is not None:
-                self._local.replace_engines({engine.model_id: engine}, engine.model_id)
-            commit()
+            with decided:
+                if state["abandoned"]:
+                    return
+                if engine is not None:
+                    self._local.replace_engines({engine.model_id: engine}, engine.model_id)
+                commit()
+                state["swapped"] = True
 
-        asyncio.run_coroutine_threadsafe(swap(), self._loop).result(timeout=_INSTALL_TIMEOUT_S)
+        future = asyncio.run_coroutine_threadsafe(swap(), self._loop)
+        try:
+            future.result(timeout=self._install_timeout_s)
+        except TimeoutError:
+            with decided:
+                state["abandoned"] = not state["swapped"]
+            if state["abandoned"]:
+                raise ModelError(
+                    f"the event loop did not take the new profile within {self._install_timeout_s:g} s"
+                ) from None
+            future.result()
         return replaced
 
     def _retire(self, engine: LlamaEngine) -> None:

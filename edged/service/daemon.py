@@ -30,6 +30,7 @@ from edged.cloud import CloudAnswerer
 from edged.comms.link import MqttLink
 from edged.config import DaemonConfig, DeviceProfile, effective_profile, load_config, load_profile
 from edged.config.api import ApiSettings
+from edged.config.loader import read_toml
 from edged.errors import BackendCrashed, ConfigError, EdgedError
 from edged.escalation.client import EscalationClient
 from edged.fleet.agent import FleetAgent, last_good_profile
@@ -108,6 +109,7 @@ class Daemon:
         self._escalation: EscalationClient | None = None
         self._fleet: FleetAgent | None = None
         self._reloading = asyncio.Lock()  # SIGHUPs in a row reload one after the other
+        self._reloads: set[asyncio.Task[None]] = set()  # held: the loop keeps only weak references to tasks
 
     # ------------------------------------------------------------------ the steps
 
@@ -261,15 +263,15 @@ class Daemon:
         if handle_signals:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, self.request_stop)
-            loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(self.reload()))
+            loop.add_signal_handler(signal.SIGHUP, self.reload_soon)
         started: list[Step] = []
         try:
             for step in self.steps():
                 if self._stop.is_set():
                     break
                 logger.debug("starting: %s", step.name)
+                started.append(step)  # before start: a step that fails half way is torn down too
                 await step.start()
-                started.append(step)
             else:
                 await self._supervise()
         except BackendCrashed as exc:
@@ -290,6 +292,12 @@ class Daemon:
                     loop.remove_signal_handler(sig)
         logger.info("stopped")
         return self._exit_code
+
+    def reload_soon(self) -> None:
+        """SIGHUP's handler: start a reload, held until it ends (an unreferenced task can be collected midway)."""
+        task = asyncio.ensure_future(self.reload())
+        self._reloads.add(task)
+        task.add_done_callback(self._reloads.discard)
 
     def request_stop(self) -> None:
         logger.info("stop requested")
@@ -364,6 +372,9 @@ class Daemon:
     async def _reload(self) -> str | None:
         """Read, validate and apply the files; returns why they were refused, or None when they apply."""
         try:
+            if self._config_path is not None and not read_toml(self._config_path):
+                # a truncated file, or one caught while being written: never reset live settings to defaults
+                return f"{self._config_path} holds no settings (empty); the running configuration stays"
             loaded = load_config(self._config_path, self._overrides)
             local = [load_profile(loaded.profile)] if loaded.profile else []
         except ConfigError as exc:
