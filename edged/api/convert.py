@@ -241,6 +241,7 @@ def encode_status(s: DaemonStatus) -> pb.StatusResponse:
         uptime_s=s.uptime_s,
         requests_local=s.requests_local,
         requests_cloud=s.requests_cloud,
+        http_listeners=list(s.http_listeners),
     )
     if s.load is not None:
         load = dataclasses.asdict(s.load)

@@ -1,4 +1,4 @@
-"""The one place where edged's domain errors become gRPC status codes."""
+"""The one place where edged's domain errors become gRPC status codes (and, derived from them, HTTP statuses)."""
 
 from __future__ import annotations
 
@@ -33,6 +33,27 @@ def status_code(error: errors.EdgedError) -> grpc.StatusCode:
         if isinstance(error, kind):
             return code
     return grpc.StatusCode.INTERNAL
+
+
+# The HTTP API's status for each gRPC code: Google's canonical gRPC <-> HTTP mapping (google.rpc.Code), except
+# CANCELLED, which has no answer to send (the caller went away): nginx's 499 is what access logs show for it.
+_HTTP_STATUS = {
+    grpc.StatusCode.INVALID_ARGUMENT: 400,
+    grpc.StatusCode.FAILED_PRECONDITION: 400,
+    grpc.StatusCode.PERMISSION_DENIED: 403,
+    grpc.StatusCode.NOT_FOUND: 404,
+    grpc.StatusCode.RESOURCE_EXHAUSTED: 429,
+    grpc.StatusCode.CANCELLED: 499,
+    grpc.StatusCode.INTERNAL: 500,
+    grpc.StatusCode.UNAVAILABLE: 503,
+    grpc.StatusCode.DEADLINE_EXCEEDED: 504,
+}
+
+
+def http_status(error: errors.EdgedError) -> tuple[int, str]:
+    """The HTTP status of a domain error and its gRPC code's name (the HTTP API's error `code`)."""
+    code = status_code(error)
+    return _HTTP_STATUS[code], code.name.lower()
 
 
 Req = TypeVar("Req")

@@ -49,6 +49,7 @@ def render(s: pb.StatusResponse) -> str:
         + (f" to {s.link.broker}, rtt {s.link.rtt_ms:.2f} ms" if s.link.broker else "")
         + (f", last error: {s.link.last_error}" if s.link.last_error else ""),
     ]
+    lines.append("http api: " + (", ".join(s.http_listeners) if s.http_listeners else "off"))
     if s.HasField("load"):
         load = s.load
         extra = [f"cpu {load.cpu_percent:.0f}%", f"load {load.load_average_1m:.2f}"]
