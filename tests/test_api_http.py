@@ -6,14 +6,17 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
 import openai
 import pytest
 
+from edged.client import AsyncClient, Client, GenerateOptions, Unreachable
 from edged.config import parse_config
-from edged.errors import ConfigError
+from edged.domain import Answer, Delta, Message, Source
+from edged.errors import ConfigError, DeadlineExceeded, InvalidRequest, ModelNotFound, NoCloudLink
 from edged.v1 import inference_pb2 as pb
 from tests.daemon_harness import RunningDaemon, running_daemon
 
@@ -191,7 +194,7 @@ def test_edged_controls_through_extra_body(client: openai.OpenAI) -> None:
     assert "mode=PREFER_CLOUD" in info["reasons"]
 
 
-def test_async_client(edged: RunningDaemon) -> None:
+def test_async_openai_client(edged: RunningDaemon) -> None:
     async def ask_twice() -> tuple[str, str]:
         async with openai.AsyncOpenAI(base_url=base_url(edged), api_key=TOKEN, max_retries=0) as c:
             messages: Any = [{"role": "user", "content": QUESTION}]
@@ -339,3 +342,79 @@ def test_non_loopback_tcp_is_refused() -> None:
     with pytest.raises(ConfigError) as info:
         parse_config({"http": {"enabled": True, "tcp": f"{host}:8080"}})
     assert "http.tcp" in str(info.value)
+
+
+# ----------------------------------------------------------------------------- edged.client, same daemon
+
+
+def test_client_unary_and_stream_give_typed_results(edged: RunningDaemon) -> None:
+    with Client(edged.socket) as c:
+        answer = c.generate(QUESTION, max_tokens=16, temperature=0)
+        items = list(c.stream(QUESTION, max_tokens=16, temperature=0))
+        status = c.status()
+    assert isinstance(answer, Answer)
+    assert answer.text.strip()
+    assert answer.provenance.source is Source.LOCAL
+    assert answer.provenance.model == MODEL
+    assert answer.provenance.reasons[-1] == "answered=local"
+    assert 0 < answer.usage.completion_tokens <= 16
+    assert 0 < answer.timing.time_to_first_token_ms <= answer.timing.total_ms
+    assert all(isinstance(item, Delta) for item in items[:-1])
+    last = items[-1]
+    assert isinstance(last, Answer)
+    assert last.text == answer.text == "".join(i.text for i in items[:-1] if isinstance(i, Delta))
+    assert status.state == "serving"
+
+
+def test_client_messages_schema_and_options(edged: RunningDaemon) -> None:
+    schema = {"type": "object", "properties": {"n": {"type": "integer"}}, "required": ["n"]}
+    with Client(edged.socket) as c:
+        answer = c.generate(
+            messages=[Message("system", "Answer in JSON."), Message("user", "Pick a number.")],
+            options=GenerateOptions(max_tokens=32, json_schema=schema, mode="prefer-local", seed=3),
+        )
+    assert isinstance(json.loads(answer.text)["n"], int)
+    assert "mode=PREFER_LOCAL" in answer.provenance.reasons
+
+
+def test_client_errors_are_domain_errors(edged: RunningDaemon, tmp_path: Path) -> None:
+    with Client(edged.socket) as c:
+        with pytest.raises(InvalidRequest) as bad:
+            c.generate("hi", max_tokens=100000)
+        assert bad.value.field == "max_tokens"
+        assert "1..256" in str(bad.value)
+        with pytest.raises(ModelNotFound):
+            c.generate("hi", model="nope")
+        with pytest.raises(NoCloudLink):
+            c.generate("hi", mode="cloud-only")
+        with pytest.raises(DeadlineExceeded):
+            c.generate("Write a long essay about rivers.", max_tokens=256, timeout=0.3)
+        with pytest.raises(InvalidRequest):
+            c.generate("hi", mode="sideways")
+        assert c.generate("Say hi.", max_tokens=4).text
+    with Client(tmp_path / "nobody.sock") as nobody, pytest.raises(Unreachable):
+        nobody.generate("hi", timeout=5)
+    edged.wait_idle()
+
+
+def test_client_leaving_a_stream_early_frees_the_slot(edged: RunningDaemon) -> None:
+    with Client(edged.socket) as c:
+        items = c.stream("Write a long essay about mountains.", max_tokens=256)
+        assert isinstance(next(items), Delta)
+        assert edged.status().slots_busy == 1
+        items.close()  # what leaving a for loop does when the iterator is collected
+        assert edged.wait_idle().slots_busy == 0
+
+
+def test_async_client(edged: RunningDaemon) -> None:
+    async def use() -> tuple[Answer, list[Delta | Answer]]:
+        async with AsyncClient(edged.socket) as c:
+            answer = await c.generate(QUESTION, max_tokens=16, temperature=0)
+            items = [item async for item in c.stream(QUESTION, max_tokens=16, temperature=0)]
+            return answer, items
+
+    answer, items = asyncio.run(use())
+    last = items[-1]
+    assert isinstance(last, Answer)
+    assert last.text == answer.text
+    assert last.provenance.model == MODEL

@@ -50,6 +50,30 @@ _HTTP_STATUS = {
 }
 
 
+# What edged.client raises for a status: the most specific class that covers every error sent with it.
+_CLIENT_ERRORS: dict[grpc.StatusCode, type[errors.EdgedError]] = {
+    grpc.StatusCode.INVALID_ARGUMENT: errors.InvalidRequest,
+    grpc.StatusCode.NOT_FOUND: errors.ModelNotFound,
+    grpc.StatusCode.RESOURCE_EXHAUSTED: errors.LimitReached,
+    grpc.StatusCode.DEADLINE_EXCEEDED: errors.DeadlineExceeded,
+    grpc.StatusCode.CANCELLED: errors.Cancelled,
+    grpc.StatusCode.FAILED_PRECONDITION: errors.NoCloudLink,
+    grpc.StatusCode.UNAVAILABLE: errors.Unavailable,
+    grpc.StatusCode.PERMISSION_DENIED: errors.SensitiveDataBlocked,
+}
+
+
+def error_from_status(code: grpc.StatusCode, details: str) -> errors.EdgedError:
+    """The domain error a client raises for a refused RPC (the inverse of status_code)."""
+    kind = _CLIENT_ERRORS.get(code, errors.EngineError)
+    if kind is errors.InvalidRequest:
+        field, _, message = details.partition(": ")
+        return errors.InvalidRequest(field, message) if message else errors.InvalidRequest("request", details)
+    if kind is errors.SensitiveDataBlocked:
+        return errors.SensitiveDataBlocked("", details)
+    return kind(details if kind is not errors.EngineError else f"{code.name}: {details}")
+
+
 def http_status(error: errors.EdgedError) -> tuple[int, str]:
     """The HTTP status of a domain error and its gRPC code's name (the HTTP API's error `code`)."""
     code = status_code(error)
