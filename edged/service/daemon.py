@@ -22,10 +22,9 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from edged.api.convert import RequestLimits
-from edged.api.http import HttpApi
 from edged.api.server import ApiServer
 from edged.api.servicer import InferenceServicer
 from edged.cloud import CloudAnswerer
@@ -52,6 +51,9 @@ from edged.sovereignty.gate import SensitivityGate
 from edged.status import DaemonStatus
 from edged.telemetry.logging import set_level
 from edged.telemetry.metrics import EdgedMetrics, MetricsEndpoint
+
+if TYPE_CHECKING:
+    from edged.api.http import HttpApi
 
 logger = logging.getLogger(__name__)
 
@@ -173,6 +175,8 @@ class Daemon:
     async def _start_http(self) -> None:
         if not self.config.http.enabled:
             return
+        from edged.api.http import HttpApi  # noqa: PLC0415 - aiohttp is imported only when [http] is enabled
+
         self._http = HttpApi(
             self.config.http, self.config.api.socket_mode, self.pipeline, self.request_limits, self.status
         )
