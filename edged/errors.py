@@ -3,15 +3,17 @@
     EdgedError
      ├── InvalidRequest        a request field is out of bounds           -> INVALID_ARGUMENT
      ├── ModelNotFound         unknown model id                           -> NOT_FOUND
-     ├── Overloaded            slots and queue full                       -> RESOURCE_EXHAUSTED
-     ├── BudgetExhausted       the cloud budget is spent                  -> RESOURCE_EXHAUSTED
+     ├── LimitReached          (a base: a limit refused the request)      -> RESOURCE_EXHAUSTED
+     │    ├── Overloaded            slots and queue full
+     │    └── BudgetExhausted       the cloud budget is spent
      ├── DeadlineExceeded      the caller's deadline passed               -> DEADLINE_EXCEEDED
      ├── Cancelled             the caller went away                       -> CANCELLED
      ├── NoCloudLink           a cloud mode with no broker configured     -> FAILED_PRECONDITION
-     ├── CloudUnavailable      the link or the workers cannot answer now  -> UNAVAILABLE
+     ├── Unavailable           (a base: cannot answer now, retry later)   -> UNAVAILABLE
+     │    ├── CloudUnavailable      the link or the workers cannot answer now
+     │    ├── ShuttingDown          the daemon is draining
+     │    └── NotReady              the model is still loading
      ├── SensitiveDataBlocked  policy keeps this data on the device       -> PERMISSION_DENIED
-     ├── ShuttingDown          the daemon is draining                     -> UNAVAILABLE
-     ├── NotReady              the model is still loading                 -> UNAVAILABLE
      ├── ConfigError           a config file or profile is invalid        (CLI: exit 1)
      ├── ModelError            a model cannot be located, verified, loaded
      │    ├── ModelIntegrityError  sha256 mismatch
@@ -19,7 +21,8 @@
      └── EngineError           the local runtime failed                   -> INTERNAL
 
 Library errors (llama.cpp, paho, onnxruntime, presidio) are caught where they enter edged and re-raised as one of
-these; the gRPC layer translates them to status codes in exactly one place (edged.api.status).
+these; the gRPC layer translates them to status codes in exactly one place (edged.api.status), where the HTTP
+statuses and the errors edged.client raises for a status are derived from the same map.
 """
 
 from __future__ import annotations
@@ -41,11 +44,19 @@ class ModelNotFound(EdgedError):
     """The request names a model this device does not have."""
 
 
-class Overloaded(EdgedError):
+class LimitReached(EdgedError):
+    """A limit refused the request (what edged.client raises for RESOURCE_EXHAUSTED)."""
+
+
+class Unavailable(EdgedError):
+    """edged or the cloud cannot answer now; retrying later may succeed (edged.client's UNAVAILABLE)."""
+
+
+class Overloaded(LimitReached):
     """All slots are busy and the wait queue is full."""
 
 
-class BudgetExhausted(EdgedError):
+class BudgetExhausted(LimitReached):
     """The device's cloud budget for the current window is spent."""
 
 
@@ -61,7 +72,7 @@ class NoCloudLink(EdgedError):
     """A cloud mode was requested but no broker is configured."""
 
 
-class CloudUnavailable(EdgedError):
+class CloudUnavailable(Unavailable):
     """The cloud cannot answer now: link down, no worker, or the deadline would pass."""
 
 
@@ -73,11 +84,11 @@ class SensitiveDataBlocked(EdgedError):
         self.data_class = data_class
 
 
-class ShuttingDown(EdgedError):
+class ShuttingDown(Unavailable):
     """The daemon is draining and accepts no new work."""
 
 
-class NotReady(EdgedError):
+class NotReady(Unavailable):
     """The daemon is still loading its model."""
 
 

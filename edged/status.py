@@ -79,3 +79,4 @@ class DaemonStatus:
     uptime_s: float = 0.0
     requests_local: int = 0
     requests_cloud: int = 0
+    http_listeners: tuple[str, ...] = ()

@@ -19,6 +19,8 @@ from edged.domain import (
     Provenance,
     SamplingParams,
     Source,
+    Timing,
+    Usage,
 )
 from edged.engine.grammar import json_schema_grammar
 from edged.errors import InvalidRequest, ModelNotFound
@@ -224,6 +226,45 @@ def encode_last_chunk(answer: Answer) -> pb.GenerateChunk:
     )
 
 
+# ----------------------------------------------------------------------------- decoding answers (edged.client)
+
+
+def decode_provenance(msg: pb.Provenance) -> Provenance:
+    c = msg.confidence
+    return Provenance(
+        source=Source.CLOUD if msg.source == pb.CLOUD else Source.LOCAL,
+        model=msg.model,
+        confidence=ConfidenceSummary(
+            tokens=c.tokens,
+            mean_logprob=c.mean_logprob,
+            min_logprob=c.min_logprob,
+            first_token_margin=c.first_token_margin,
+            mean_margin=c.mean_margin,
+            mean_entropy=c.mean_entropy,
+            p10_logprob=c.p10_logprob,
+            available=c.available,
+        ),
+        reasons=tuple(msg.reasons),
+        degraded=msg.degraded,
+        device_id=msg.device_id,
+        router_score=msg.router_score if msg.HasField("router_score") else None,
+        redacted=msg.redacted,
+        data_classes=tuple(msg.data_classes),
+    )
+
+
+def decode_answer(msg: pb.GenerateResponse | pb.GenerateChunk, text: str) -> Answer:
+    """A GenerateResponse (or a stream's last chunk, with the streamed text) as the domain Answer."""
+    return Answer(
+        request_id=msg.request_id,
+        text=text,
+        finish_reason=msg.finish_reason,
+        provenance=decode_provenance(msg.provenance),
+        usage=Usage(msg.usage.prompt_tokens, msg.usage.completion_tokens),
+        timing=Timing(msg.timing.queue_ms, msg.timing.time_to_first_token_ms, msg.timing.total_ms),
+    )
+
+
 def encode_status(s: DaemonStatus) -> pb.StatusResponse:
     busy = sum(m.slots_busy for m in s.models if m.loaded)
     total = sum(m.slots_total for m in s.models if m.loaded)
@@ -241,6 +282,7 @@ def encode_status(s: DaemonStatus) -> pb.StatusResponse:
         uptime_s=s.uptime_s,
         requests_local=s.requests_local,
         requests_cloud=s.requests_cloud,
+        http_listeners=list(s.http_listeners),
     )
     if s.load is not None:
         load = dataclasses.asdict(s.load)

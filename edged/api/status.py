@@ -1,4 +1,4 @@
-"""The one place where edged's domain errors become gRPC status codes."""
+"""The one place where edged's domain errors become gRPC status codes (and, derived from them, HTTP statuses)."""
 
 from __future__ import annotations
 
@@ -33,6 +33,51 @@ def status_code(error: errors.EdgedError) -> grpc.StatusCode:
         if isinstance(error, kind):
             return code
     return grpc.StatusCode.INTERNAL
+
+
+# The HTTP API's status for each gRPC code: Google's canonical gRPC <-> HTTP mapping (google.rpc.Code), except
+# CANCELLED, which has no answer to send (the caller went away): nginx's 499 is what access logs show for it.
+_HTTP_STATUS = {
+    grpc.StatusCode.INVALID_ARGUMENT: 400,
+    grpc.StatusCode.FAILED_PRECONDITION: 400,
+    grpc.StatusCode.PERMISSION_DENIED: 403,
+    grpc.StatusCode.NOT_FOUND: 404,
+    grpc.StatusCode.RESOURCE_EXHAUSTED: 429,
+    grpc.StatusCode.CANCELLED: 499,
+    grpc.StatusCode.INTERNAL: 500,
+    grpc.StatusCode.UNAVAILABLE: 503,
+    grpc.StatusCode.DEADLINE_EXCEEDED: 504,
+}
+
+
+# What edged.client raises for a status: the most specific class that covers every error sent with it.
+_CLIENT_ERRORS: dict[grpc.StatusCode, type[errors.EdgedError]] = {
+    grpc.StatusCode.INVALID_ARGUMENT: errors.InvalidRequest,
+    grpc.StatusCode.NOT_FOUND: errors.ModelNotFound,
+    grpc.StatusCode.RESOURCE_EXHAUSTED: errors.LimitReached,
+    grpc.StatusCode.DEADLINE_EXCEEDED: errors.DeadlineExceeded,
+    grpc.StatusCode.CANCELLED: errors.Cancelled,
+    grpc.StatusCode.FAILED_PRECONDITION: errors.NoCloudLink,
+    grpc.StatusCode.UNAVAILABLE: errors.Unavailable,
+    grpc.StatusCode.PERMISSION_DENIED: errors.SensitiveDataBlocked,
+}
+
+
+def error_from_status(code: grpc.StatusCode, details: str) -> errors.EdgedError:
+    """The domain error a client raises for a refused RPC (the inverse of status_code)."""
+    kind = _CLIENT_ERRORS.get(code, errors.EngineError)
+    if kind is errors.InvalidRequest:
+        field, _, message = details.partition(": ")
+        return errors.InvalidRequest(field, message) if message else errors.InvalidRequest("request", details)
+    if kind is errors.SensitiveDataBlocked:
+        return errors.SensitiveDataBlocked("", details)
+    return kind(details if kind is not errors.EngineError else f"{code.name}: {details}")
+
+
+def http_status(error: errors.EdgedError) -> tuple[int, str]:
+    """The HTTP status of a domain error and its gRPC code's name (the HTTP API's error `code`)."""
+    code = status_code(error)
+    return _HTTP_STATUS[code], code.name.lower()
 
 
 Req = TypeVar("Req")

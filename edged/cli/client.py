@@ -9,6 +9,7 @@ from typing import Any
 
 import grpc
 
+from edged import client
 from edged.config.paths import default_socket_path
 from edged.v1 import inference_pb2_grpc
 
@@ -38,9 +39,7 @@ def _timeout(text: str) -> float:
 
 
 def target(args: argparse.Namespace) -> str:
-    if args.tcp:
-        return str(args.tcp)
-    return f"unix:{args.socket or default_socket_path()}"
+    return client.target(args.socket, args.tcp)
 
 
 def connect(args: argparse.Namespace) -> tuple[grpc.Channel, Any]:

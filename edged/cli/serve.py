@@ -22,6 +22,17 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     parser.add_argument(
         "--tcp", metavar="HOST:PORT", help="also listen on TCP, loopback unless configured (api.tcp)"
     )
+    parser.add_argument(
+        "--http",
+        action="store_true",
+        default=None,
+        help="serve the OpenAI-compatible HTTP API (http.enabled)",
+    )
+    parser.add_argument(
+        "--http-tcp",
+        metavar="HOST:PORT",
+        help="the HTTP API also on TCP, loopback unless configured (http.tcp; implies --http)",
+    )
     parser.add_argument("--device-id", help="this device's id (device_id)")
     parser.add_argument(
         "--broker", metavar="mqtt[s]://HOST:PORT", help="MQTT broker for the cloud link (broker.url)"
@@ -46,6 +57,8 @@ def overrides_from(args: argparse.Namespace) -> dict[str, Any]:
     flat: dict[str, Any] = {
         "api.socket": args.socket,
         "api.tcp": args.tcp,
+        "http.enabled": True if args.http or args.http_tcp else None,
+        "http.tcp": args.http_tcp,
         "device_id": args.device_id,
         "broker.url": args.broker,
         "profile": args.profile,

@@ -51,6 +51,7 @@ def render(s: pb.StatusResponse) -> str:
         + (f" to {s.link.broker}, rtt {s.link.rtt_ms:.2f} ms" if s.link.broker else "")
         + (f", last error: {s.link.last_error}" if s.link.last_error else ""),
     ]
+    lines.append("http api: " + (", ".join(s.http_listeners) if s.http_listeners else "off"))
     if s.HasField("load"):
         load = s.load
         extra = [

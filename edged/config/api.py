@@ -65,7 +65,7 @@ class ApiSettings(StrictModel):
             host, port = parse_host_port(self.tcp)
         except ValueError as exc:
             raise KeyRuleError("tcp", self.tcp, str(exc)) from None
-        if not self.allow_remote_tcp and not _is_loopback(host):
+        if not self.allow_remote_tcp and not is_loopback(host):
             raise KeyRuleError(
                 "tcp",
                 self.tcp,
@@ -85,7 +85,7 @@ def parse_host_port(text: str) -> tuple[str, int]:
     return host.strip("[]"), int(port_text)
 
 
-def _is_loopback(host: str) -> bool:
+def is_loopback(host: str) -> bool:
     if host == "localhost":
         return True
     try:

@@ -15,6 +15,7 @@ from edged.config.broker import BrokerSettings
 from edged.config.budget import BudgetSettings
 from edged.config.engine import EngineSettings
 from edged.config.fleet import FleetSettings
+from edged.config.http import HttpSettings
 from edged.config.limits import LoadLimits
 from edged.config.metrics import MetricsSettings
 from edged.config.paths import default_state_dir
@@ -61,6 +62,9 @@ class DaemonConfig(StrictModel):
     )
     profile: Path | None = Field(default=None, description="A local device profile file (TOML).")
     api: ApiSettings = Field(default_factory=ApiSettings, description="Local gRPC listeners.")
+    http: HttpSettings = Field(
+        default_factory=HttpSettings, description="OpenAI-compatible HTTP API (off by default)."
+    )
     broker: BrokerSettings = Field(default_factory=BrokerSettings, description="MQTT link.")
     fleet: FleetSettings = Field(default_factory=FleetSettings, description="Fleet membership.")
     metrics: MetricsSettings = Field(default_factory=MetricsSettings, description="Prometheus endpoint.")

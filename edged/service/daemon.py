@@ -1,6 +1,7 @@
 """The daemon's lifecycle: one linear list of named startup steps, torn down in reverse.
 
     state directory -> profile -> metrics endpoint -> load sampler -> listeners (NOT_SERVING)
+      -> HTTP API (OpenAI-compatible, with [http] enabled; 503 until serving)
       -> local model -> cloud link (router, privacy gate, audit, MQTT, escalation, fleet; with a broker only)
       -> serving (SERVING, READY=1)
 
@@ -21,7 +22,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from edged.api.convert import RequestLimits
 from edged.api.server import ApiServer
@@ -52,13 +53,16 @@ from edged.status import DaemonStatus
 from edged.telemetry.logging import set_level
 from edged.telemetry.metrics import EdgedMetrics, MetricsEndpoint
 
+if TYPE_CHECKING:
+    from edged.api.http import HttpApi
+
 logger = logging.getLogger(__name__)
 
 _SUPERVISE_INTERVAL_S = 1.0
 _HEARTBEAT_STALE_S = 10.0  # an engine thread silent this long is hung: stop feeding the watchdog
 # What a reload keeps as it started (a restart applies it): identity, where state and models live, the broker,
-# fleet membership and the metrics endpoint; of [api] only these two change live.
-_START_ONLY = ("device_id", "state_dir", "models_dir", "broker", "fleet", "metrics")
+# fleet membership, the metrics endpoint and the HTTP API; of [api] only these two change live.
+_START_ONLY = ("device_id", "state_dir", "models_dir", "broker", "fleet", "metrics", "http")
 _LIVE_API = ("stream_interval_ms", "grace_period_s")
 
 
@@ -105,6 +109,7 @@ class Daemon:
         self._metrics_endpoint: MetricsEndpoint | None = None
         self._sampler: LoadSampler | None = None
         self._api: ApiServer | None = None
+        self._http: HttpApi | None = None
         self._link: MqttLink | None = None
         self._escalation: EscalationClient | None = None
         self._fleet: FleetAgent | None = None
@@ -120,6 +125,7 @@ class Daemon:
             Step("metrics endpoint", self._start_metrics, self._stop_metrics),
             Step("load sampler", self._start_sampler, self._stop_sampler),
             Step("listeners", self._bind_listeners, self._close_listeners),
+            Step("HTTP API", self._start_http, self._stop_http),
             Step("local model", self._load_model, self._close_model),
             Step("cloud link", self._connect_cloud, self._disconnect_cloud),
             Step("serving", self._start_serving, self._drain),
@@ -167,6 +173,20 @@ class Daemon:
     async def _close_listeners(self) -> None:
         if self._api is not None:
             await self._api.stop(0)
+
+    async def _start_http(self) -> None:
+        if not self.config.http.enabled:
+            return
+        from edged.api.http import HttpApi  # noqa: PLC0415 - aiohttp is imported only when [http] is enabled
+
+        self._http = HttpApi(
+            self.config.http, self.config.api.socket_mode, self.pipeline, self.request_limits, self.status
+        )
+        await self._http.start()
+
+    async def _stop_http(self) -> None:
+        if self._http is not None:
+            await self._http.stop()
 
     async def _load_model(self) -> None:
         settings = self.profile.engine
@@ -240,6 +260,8 @@ class Daemon:
     async def _start_serving(self) -> None:
         assert self._api is not None
         await self._api.set_serving(True)
+        if self._http is not None:
+            self._http.serving = True
         self._state = "serving"
         self._notifier.ready(report.status_line(self.status()))
         logger.info("serving %s on %s", self.local.default_model, ", ".join(self._api.addresses))
@@ -250,7 +272,8 @@ class Daemon:
         if self._api is not None:
             grace = self.config.api.grace_period_s
             logger.info("draining: in-flight requests have %.1fs to finish", grace)
-            await self._api.stop(grace)
+            http_drained = self._http.drain(grace) if self._http is not None else asyncio.sleep(0)
+            await asyncio.gather(self._api.stop(grace), http_drained)
 
     # ------------------------------------------------------------------ running
 
@@ -491,4 +514,5 @@ class Daemon:
             budget=budget_info(self.budget.status()),
             profile=report.profile_info(self.profile, self._fleet, self.config.fleet.group),
             answered=(self.pipeline.answered_local, self.pipeline.answered_cloud),
+            http_listeners=tuple(self._http.addresses) if self._http is not None else (),
         )

@@ -84,6 +84,7 @@ def daemon_status(
     budget: BudgetInfo,
     profile: ProfileInfo,
     answered: tuple[int, int],
+    http_listeners: tuple[str, ...] = (),
 ) -> DaemonStatus:
     return DaemonStatus(
         device_id=device_id,
@@ -97,6 +98,7 @@ def daemon_status(
         uptime_s=time.monotonic() - started_at,
         requests_local=answered[0],
         requests_cloud=answered[1],
+        http_listeners=http_listeners,
     )
 
 

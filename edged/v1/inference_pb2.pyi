@@ -692,6 +692,7 @@ class StatusResponse(_message.Message):
     UPTIME_S_FIELD_NUMBER: _builtins.int
     REQUESTS_LOCAL_FIELD_NUMBER: _builtins.int
     REQUESTS_CLOUD_FIELD_NUMBER: _builtins.int
+    HTTP_LISTENERS_FIELD_NUMBER: _builtins.int
     device_id: _builtins.str
     version: _builtins.str
     state: _builtins.str
@@ -713,6 +714,10 @@ class StatusResponse(_message.Message):
     def budget(self) -> Global___BudgetStatus: ...
     @_builtins.property
     def profile(self) -> Global___ProfileStatus: ...
+    @_builtins.property
+    def http_listeners(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Where the OpenAI-compatible HTTP API listens (unix:PATH, http://HOST:PORT); empty when it is off."""
+
     def __init__(
         self,
         *,
@@ -730,10 +735,11 @@ class StatusResponse(_message.Message):
         uptime_s: _builtins.float = ...,
         requests_local: _builtins.int = ...,
         requests_cloud: _builtins.int = ...,
+        http_listeners: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["budget", b"budget", "link", b"link", "load", b"load", "profile", b"profile"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["budget", b"budget", "device_id", b"device_id", "link", b"link", "load", b"load", "models", b"models", "profile", b"profile", "queue_depth", b"queue_depth", "requests_cloud", b"requests_cloud", "requests_local", b"requests_local", "slots_busy", b"slots_busy", "slots_free", b"slots_free", "state", b"state", "uptime_s", b"uptime_s", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["budget", b"budget", "device_id", b"device_id", "http_listeners", b"http_listeners", "link", b"link", "load", b"load", "models", b"models", "profile", b"profile", "queue_depth", b"queue_depth", "requests_cloud", b"requests_cloud", "requests_local", b"requests_local", "slots_busy", b"slots_busy", "slots_free", b"slots_free", "state", b"state", "uptime_s", b"uptime_s", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
