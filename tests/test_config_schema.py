@@ -60,6 +60,7 @@ CROSS_FIELD_CASES: list[tuple[dict[str, object], str, object, str]] = [
     ({"engine": {"model_sha256": "ab" * 32}}, "engine.model_sha256", "ab" * 32, "model_path is not"),
     ({"api": {"tcp": "10.0.0.1:5000"}}, "api.tcp", "10.0.0.1:5000", "tcp host '10.0.0.1' is not loopback"),
     ({"api": {"tcp": "0.0.0.0:5000"}}, "api.tcp", "0.0.0.0:5000", "set allow_remote_tcp = true"),
+    ({"http": {"tcp": "10.0.0.1:8080"}}, "http.tcp", "10.0.0.1:8080", "tcp host '10.0.0.1' is not loopback"),
     ({"api": {"tcp": "127.0.0.1:70000"}}, "api.tcp", "127.0.0.1:70000", "port 70000 is outside 0..65535"),
     ({"api": {"tcp": "localhost"}}, "api.tcp", "localhost", "'localhost' is not HOST:PORT"),
 ]

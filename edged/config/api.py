@@ -14,6 +14,25 @@ from edged.config.paths import default_socket_path
 MiB = 1024 * 1024
 
 
+def check_listen_tcp(tcp: str | None, *, allow_remote: bool) -> None:
+    """A listener's `tcp` HOST:PORT: parseable, a valid port, and loopback unless allow_remote_tcp is set."""
+    if tcp is None:
+        return
+    try:
+        host, port = parse_host_port(tcp)
+    except ValueError as exc:
+        raise KeyRuleError("tcp", tcp, str(exc)) from None
+    if not allow_remote and not is_loopback(host):
+        raise KeyRuleError(
+            "tcp",
+            tcp,
+            f"tcp host {host!r} is not loopback (127.0.0.0/8, ::1 or localhost); "
+            "set allow_remote_tcp = true to listen on it",
+        )
+    if not 0 <= port < 65536:
+        raise KeyRuleError("tcp", tcp, f"tcp port {port} is outside 0..65535 (0 picks a free port)")
+
+
 class ApiSettings(StrictModel):
     socket: Path = Field(
         default_factory=default_socket_path,
@@ -59,21 +78,7 @@ class ApiSettings(StrictModel):
 
     @model_validator(mode="after")
     def _tcp_is_local(self) -> ApiSettings:
-        if self.tcp is None:
-            return self
-        try:
-            host, port = parse_host_port(self.tcp)
-        except ValueError as exc:
-            raise KeyRuleError("tcp", self.tcp, str(exc)) from None
-        if not self.allow_remote_tcp and not is_loopback(host):
-            raise KeyRuleError(
-                "tcp",
-                self.tcp,
-                f"tcp host {host!r} is not loopback (127.0.0.0/8, ::1 or localhost); "
-                "set allow_remote_tcp = true to listen on it",
-            )
-        if not 0 <= port < 65536:
-            raise KeyRuleError("tcp", self.tcp, f"tcp port {port} is outside 0..65535 (0 picks a free port)")
+        check_listen_tcp(self.tcp, allow_remote=self.allow_remote_tcp)
         return self
 
 

@@ -7,8 +7,8 @@ from typing import Annotated
 
 from pydantic import Field, field_validator, model_validator
 
-from edged.config.api import MiB, is_loopback, parse_host_port
-from edged.config.base import KeyRuleError, StrictModel
+from edged.config.api import MiB, check_listen_tcp
+from edged.config.base import StrictModel
 from edged.config.paths import default_runtime_dir
 
 HTTP_SOCKET_NAME = "edged-http.sock"
@@ -54,21 +54,7 @@ class HttpSettings(StrictModel):
 
     @model_validator(mode="after")
     def _tcp_is_local(self) -> HttpSettings:
-        if self.tcp is None:
-            return self
-        try:
-            host, port = parse_host_port(self.tcp)
-        except ValueError as exc:
-            raise KeyRuleError("tcp", self.tcp, str(exc)) from None
-        if not self.allow_remote_tcp and not is_loopback(host):
-            raise KeyRuleError(
-                "tcp",
-                self.tcp,
-                f"tcp host {host!r} is not loopback (127.0.0.0/8, ::1 or localhost); "
-                "set allow_remote_tcp = true to listen on it",
-            )
-        if not 0 <= port < 65536:
-            raise KeyRuleError("tcp", self.tcp, f"tcp port {port} is outside 0..65535 (0 picks a free port)")
+        check_listen_tcp(self.tcp, allow_remote=self.allow_remote_tcp)
         return self
 
     def read_token(self) -> bytes | None:
