@@ -48,6 +48,7 @@ from edged.errors import (
     CloudUnavailable,
     DeadlineExceeded,
     EdgedError,
+    EngineError,
     SensitiveDataBlocked,
 )
 from edged.escalation.client import CloudRefused
@@ -124,6 +125,16 @@ class InferencePipeline:
             if self.metrics is not None:
                 self.metrics.record_failure(request.mode, Cancelled("the caller went away"))
             raise
+
+    async def answer_whole(self, request: InferenceRequest) -> Answer:
+        """A unary call's answer: `answer(streaming=False)` run to its end (the deltas are in the Answer)."""
+        answer: Answer | None = None
+        async for item in self.answer(request, streaming=False):
+            if isinstance(item, Answer):
+                answer = item
+        if answer is None:
+            raise EngineError("the pipeline ended without an answer")
+        return answer
 
     def record_refusal(self, mode: Mode, error: EdgedError) -> None:
         """A request refused before it reached the pipeline (it did not validate)."""

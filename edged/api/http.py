@@ -34,7 +34,7 @@ from edged.api.status import http_status
 from edged.config.api import parse_host_port
 from edged.config.http import HttpSettings
 from edged.domain import Answer, Delta, InferenceRequest, Mode
-from edged.errors import ConfigError, EdgedError, EngineError, InvalidRequest, ShuttingDown
+from edged.errors import ConfigError, EdgedError, InvalidRequest, ShuttingDown
 from edged.pipeline import InferencePipeline
 from edged.status import DaemonStatus
 
@@ -169,7 +169,7 @@ class HttpApi:
             envelope = Envelope(chat, decoded.request_id, decoded.model or self._limits_default())
             if body.stream:
                 return await self._stream(request, decoded, envelope, body.include_usage)
-            answer = await _final(self._pipeline.answer(decoded, streaming=False))
+            answer = await self._pipeline.answer_whole(decoded)
             return web.json_response(envelope.response(answer), headers=provenance_headers(answer))
         finally:
             self.in_flight -= 1
@@ -248,13 +248,3 @@ class HttpApi:
 
 async def _event(response: web.StreamResponse, document: dict[str, Any]) -> None:
     await response.write(b"data: " + json.dumps(document, separators=(",", ":")).encode() + b"\n\n")
-
-
-async def _final(items: AsyncIterator[Delta | Answer]) -> Answer:
-    answer: Answer | None = None
-    async for item in items:
-        if isinstance(item, Answer):
-            answer = item
-    if answer is None:
-        raise EngineError("the pipeline ended without an answer")
-    return answer

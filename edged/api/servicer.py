@@ -17,8 +17,8 @@ from edged.api.convert import (
     encode_status,
 )
 from edged.api.status import stream_errors, unary_errors
-from edged.domain import Answer, Delta, InferenceRequest, Mode
-from edged.errors import EdgedError, EngineError, InvalidRequest
+from edged.domain import Delta, InferenceRequest, Mode
+from edged.errors import EdgedError, InvalidRequest
 from edged.pipeline import InferencePipeline
 from edged.status import DaemonStatus
 from edged.v1 import inference_pb2 as pb
@@ -62,7 +62,7 @@ class InferenceServicer:
     async def Generate(  # noqa: N802 - gRPC method name
         self, request: pb.GenerateRequest | MalformedRequest, context: Context
     ) -> pb.GenerateResponse:
-        answer = await _final(self._pipeline.answer(self._decode(request, context), streaming=False))
+        answer = await self._pipeline.answer_whole(self._decode(request, context))
         return encode_answer(answer)
 
     @stream_errors
@@ -83,13 +83,3 @@ class InferenceServicer:
         if isinstance(request, MalformedRequest):
             raise InvalidRequest("request", request.message)
         return encode_status(self._status())
-
-
-async def _final(items: AsyncIterator[Delta | Answer]) -> Answer:
-    answer: Answer | None = None
-    async for item in items:
-        if isinstance(item, Answer):
-            answer = item
-    if answer is None:
-        raise EngineError("the pipeline ended without an answer")
-    return answer
