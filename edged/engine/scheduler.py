@@ -88,8 +88,8 @@ class LlamaEngine:
         self._wake = threading.Condition(self._lock)
         self._inbox: deque[GenerationJob] = deque()
         self._cancelled: set[int] = set()
-        self._outstanding = 0  # jobs submitted and not yet finished (inbox + waiting + running)
-        self._deadlines: dict[int, float | None] = {}  # job id -> deadline of every outstanding job
+        # job id -> deadline of every job submitted and not yet finished (inbox + waiting + running)
+        self._deadlines: dict[int, float | None] = {}
         self._busy = 0
         self._waiting_count = 0
         self._state = "new"  # new -> loading -> running -> stopping -> stopped | dead
@@ -140,12 +140,11 @@ class LlamaEngine:
             if job.deadline is not None and job.deadline <= now:
                 raise DeadlineExceeded("the deadline passed before the request reached the engine")
             capacity = self._settings.slots + self._settings.queue_size
-            if self._outstanding >= capacity and self._live(now) >= capacity:
+            if len(self._deadlines) >= capacity and self._live(now) >= capacity:
                 raise Overloaded(
                     f"all {self._settings.slots} slots are busy and the queue of {self._settings.queue_size} "
                     "is full; retry later"
                 )
-            self._outstanding += 1
             self._deadlines[job.job_id] = job.deadline
             self._inbox.append(job)
             self._wake.notify()
@@ -318,7 +317,6 @@ class LlamaEngine:
 
     def _finish_job(self, job: GenerationJob, event: FinishEvent | ErrorEvent) -> None:
         with self._lock:
-            self._outstanding -= 1
             self._deadlines.pop(job.job_id, None)
         self._emit(job, event)
 
@@ -438,14 +436,17 @@ class LlamaEngine:
         logits = ctx.output_logits()
         greedy = self._signals.argmax(logits)
         chosen = [
-            self._choose(seq, batch_index, logits[row], int(greedy[row]))
+            self._choose(ctx, seq, batch_index, logits[row], int(greedy[row]))
             for row, (seq, batch_index) in enumerate(outputs)
         ]
         signals = self._signals.signals(logits, chosen, greedy) if self._settings.confidence else None
         for row, (seq, _) in enumerate(outputs):
             self._advance(seq, chosen[row], signals[row] if signals is not None else None)
 
-    def _choose(self, seq: _Sequence, batch_index: int, row: npt.NDArray[np.float32], greedy: int) -> int:
+    @staticmethod
+    def _choose(
+        ctx: NativeContext, seq: _Sequence, batch_index: int, row: npt.NDArray[np.float32], greedy: int
+    ) -> int:
         """The next token: the sampler chain's, or the argmax; with the repeat penalty on recent tokens.
 
         The penalty is applied to llama.cpp's logits row in place and undone right after, so the confidence
@@ -456,18 +457,12 @@ class LlamaEngine:
             return greedy
         if not recent.active:
             assert seq.sampler is not None
-            return seq.sampler.sample(self._ctx_checked(), batch_index)
+            return seq.sampler.sample(ctx, batch_index)
         recent.penalize(row)
         try:
-            if seq.sampler is None:
-                return int(row.argmax())
-            return seq.sampler.sample(self._ctx_checked(), batch_index)
+            return int(row.argmax()) if seq.sampler is None else seq.sampler.sample(ctx, batch_index)
         finally:
             recent.restore(row)
-
-    def _ctx_checked(self) -> NativeContext:
-        assert self._ctx is not None
-        return self._ctx
 
     def _advance(self, seq: _Sequence, token: int, signals: TokenSignals | None) -> None:
         """Take one generated token: end of turn, stop string, length, monitor — or emit its text."""
