@@ -61,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
         return 1
-    checked = ", ".join(str(p) for p in dict.fromkeys([*([args.file] if args.file else []), *paths]))
+    checked = ", ".join(str(p) for p in [*([args.file] if args.file else []), *paths])
     print(f"ok: {checked}" + ("" if args.file else " (as profiles, on the built-in defaults)"))
     return 0
 

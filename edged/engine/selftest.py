@@ -23,8 +23,12 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import llama_cpp
+
 from edged.engine.cpu import CpuInfo, read_cpu_info
+from edged.engine.native import NativeContext, NativeModel
 from edged.errors import BackendCrashed, ModelError
+from edged.files import write_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -45,8 +49,6 @@ class SelftestResult:
 
 def library_identity() -> str:
     """The installed llama.cpp shared library, by path, size and mtime (a rebuilt wheel changes it)."""
-    import llama_cpp  # noqa: PLC0415 - the parent only needs the file, not to load the library
-
     package = Path(llama_cpp.__file__).resolve().parent
     libraries = sorted(package.glob("lib/*.so*")) + sorted(package.glob("lib/*.dylib"))
     parts = [str(package)] + [f"{p.name}:{p.stat().st_size}:{p.stat().st_mtime_ns}" for p in libraries]
@@ -141,8 +143,6 @@ def ensure_decodes(
         result.system_info,
     )
     if cache is not None:
-        from edged.files import write_atomic  # noqa: PLC0415 - keeps the child's imports small
-
         try:
             write_atomic(cache, json.dumps({"key": key, "model": model_id}).encode())
         except OSError as exc:
@@ -160,9 +160,6 @@ def _remembered(cache: Path) -> str | None:
 
 def _child(model: Path, tokens: int, threads: int) -> int:
     """The child's side: report llama.cpp's features first (so a crash still says what was built), then decode."""
-    import llama_cpp  # noqa: PLC0415
-
-    from edged.engine.native import NativeContext, NativeModel  # noqa: PLC0415
 
     print("system_info: " + llama_cpp.llama_print_system_info().decode(errors="replace").strip(), flush=True)
     started = time.monotonic()
