@@ -222,6 +222,8 @@ def test_over_the_unix_socket(edged: RunningDaemon) -> None:
             model=MODEL, messages=[{"role": "user", "content": "Say hi."}], max_tokens=4
         )
     assert completion.choices[0].message.content
+    mode = edged.daemon.config.http.socket.stat().st_mode & 0o777
+    assert mode == edged.daemon.config.api.socket_mode  # opened up to api.socket_mode, not the umask's
 
 
 BAD_REQUESTS: list[tuple[dict[str, Any], int, str | None, str]] = [

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from edged.api.server import _prepare_socket_path
+from edged.api.server import prepare_socket_path
 from edged.errors import ConfigError
 
 OTHER_UID = 54321
@@ -20,7 +20,7 @@ def test_a_directory_owned_by_someone_else_is_refused(tmp_path: Path) -> None:
     taken.mkdir(mode=0o777)
     os.chown(taken, OTHER_UID, OTHER_UID)
     with pytest.raises(ConfigError) as info:
-        _prepare_socket_path(taken / "edged.sock")
+        prepare_socket_path(taken / "edged.sock")
     assert "api.socket" in str(info.value)
     assert f"owned by uid {OTHER_UID}" in str(info.value)
 
@@ -31,18 +31,18 @@ def test_a_symlinked_directory_is_refused(tmp_path: Path) -> None:
     link = tmp_path / "edged-1000"
     link.symlink_to(real)
     with pytest.raises(ConfigError, match="not a directory"):
-        _prepare_socket_path(link / "edged.sock")
+        prepare_socket_path(link / "edged.sock")
 
 
 def test_our_own_directory_and_a_sticky_shared_one_are_accepted(tmp_path: Path) -> None:
     ours = tmp_path / "run" / "edged"
-    _prepare_socket_path(ours / "edged.sock")  # created
+    prepare_socket_path(ours / "edged.sock")  # created
     assert ours.is_dir()
-    _prepare_socket_path(ours / "edged.sock")  # and taken again
+    prepare_socket_path(ours / "edged.sock")  # and taken again
     sticky = tmp_path / "shared"
     sticky.mkdir()
     sticky.chmod(0o1777)
-    _prepare_socket_path(sticky / "edged.sock")
+    prepare_socket_path(sticky / "edged.sock")
 
 
 @pytest.mark.parametrize("mode", [0o777, 0o757, 0o770])
@@ -52,6 +52,16 @@ def test_our_own_directory_writable_by_others_and_not_sticky_is_refused(tmp_path
     shared.mkdir()
     shared.chmod(mode)
     with pytest.raises(ConfigError) as info:
-        _prepare_socket_path(shared / "edged.sock")
+        prepare_socket_path(shared / "edged.sock")
     assert f"api.socket = '{shared}'" in str(info.value)
     assert "writable by others and not sticky" in str(info.value)
+
+
+def test_the_http_socket_is_checked_the_same_way_and_named_as_its_own_key(tmp_path: Path) -> None:
+    shared = tmp_path / "run"
+    shared.mkdir()
+    shared.chmod(0o777)
+    with pytest.raises(ConfigError) as info:
+        prepare_socket_path(shared / "edged-http.sock", "http.socket")
+    assert f"http.socket = '{shared}'" in str(info.value)
+    assert "api.socket" not in str(info.value)

@@ -20,10 +20,12 @@ import signal
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
 import grpc
+import openai
 import pytest
 
 from edged.escalation.client import EscalationClient
@@ -42,6 +44,7 @@ from tests.escalation_parts import (
     worker_config_file,
 )
 from tests.ops_support import toml_document
+from tests.sovereignty_parts import leaks, wire_haystacks, wire_tap
 
 pytestmark = [pytest.mark.mqtt, pytest.mark.slow]
 
@@ -68,6 +71,8 @@ def daemon(broker: MosquittoBroker, tmp_path_factory: pytest.TempPathFactory) ->
         "device_id": DEVICE,
         "broker": {"url": broker.url, "reconnect_min_s": 0.1, "reconnect_max_s": 0.5},
         "routing": {"confidence_threshold": 1.0},
+        # the cloud modes through the OpenAI API too; one completion at a time, so a held one shows the limit
+        "http": {"enabled": True, "tcp": "127.0.0.1:0", "max_concurrent_requests": 1},
     }
     with running_daemon(tmp_path_factory.mktemp("edged"), config) as running:
         yield running
@@ -493,3 +498,97 @@ def test_ctrl_c_stops_the_demo_in_order(tmp_path: Path) -> None:
     assert stopped[-2:] == ["cloud-bridge", "mosquitto"], shown
     assert "[CLOUD" not in shown
     assert not list(tmp_path.glob("edged-demo.*"))
+
+
+# ---- the cloud modes through the OpenAI-compatible HTTP API ---------------------------------------------
+
+
+def openai_client(daemon: RunningDaemon) -> openai.OpenAI:
+    url = next(a for a in daemon.status().http_listeners if a.startswith("http://"))
+    return openai.OpenAI(base_url=url + "/v1", api_key="unused", max_retries=0, timeout=DEADLINE_S)
+
+
+def test_cloud_only_over_http_is_answered_by_the_worker_unary_and_streamed(
+    daemon: RunningDaemon, workers: Workers
+) -> None:
+    workers.sleeping("http-cloud")
+    messages: Any = [{"role": "user", "content": PROMPT}]
+    with openai_client(daemon) as client:
+        raw = client.chat.completions.with_raw_response.create(
+            model=LOCAL_MODEL, messages=messages, max_tokens=8, extra_body={"mode": "cloud-only"}
+        )
+        completion = raw.parse()
+        chunks = list(
+            client.chat.completions.create(
+                model=LOCAL_MODEL,
+                messages=messages,
+                max_tokens=8,
+                stream=True,
+                extra_body={"mode": "cloud-only"},
+            )
+        )
+    assert completion.choices[0].message.content == CLOUD_TEXT
+    info = (completion.model_extra or {})["edged"]
+    assert (info["source"], info["reasons"]) == ("CLOUD", ["mode=CLOUD_ONLY", "answered=cloud"])
+    assert raw.headers["X-Edged-Source"] == "CLOUD"
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == CLOUD_TEXT
+    last = (chunks[-1].model_extra or {})["edged"]
+    assert last["source"] == "CLOUD"
+
+
+def test_prefer_cloud_over_http_sends_personal_data_redacted_and_restores_it(
+    broker: MosquittoBroker, daemon: RunningDaemon, workers: Workers
+) -> None:
+    workers.start("http-echo", {"type": "echo", "chunk_chars": 8})
+    email = "jane.doe@example.org"
+    messages: Any = [{"role": "user", "content": f"Write to {email} about the invoice"}]
+    with wire_tap(broker.url) as tap, openai_client(daemon) as client:
+        completion = client.chat.completions.create(
+            model=LOCAL_MODEL, messages=messages, max_tokens=64, extra_body={"mode": "prefer-cloud"}
+        )
+        wire = tap.barrier()
+    info = (completion.model_extra or {})["edged"]
+    assert info["source"] == "CLOUD", info
+    assert info["redacted"] is True
+    assert email in (completion.choices[0].message.content or "")  # the echo's placeholder, restored
+    assert leaks([email], wire_haystacks(wire)) == []
+
+
+def test_cloud_only_over_http_without_a_worker_is_an_openai_503(daemon: RunningDaemon) -> None:
+    messages: Any = [{"role": "user", "content": PROMPT}]
+    with openai_client(daemon) as client, pytest.raises(openai.APIStatusError) as caught:
+        client.chat.completions.create(
+            model=LOCAL_MODEL, messages=messages, max_tokens=8, extra_body={"mode": "cloud-only"}
+        )
+    assert caught.value.status_code == 503
+    body: Any = caught.value.body
+    assert body["code"] == "unavailable", body
+    with openai_client(daemon) as client:  # and the next request is served
+        answer = client.chat.completions.create(model=LOCAL_MODEL, messages=messages, max_tokens=4)
+    assert answer.choices[0].message.content is not None
+
+
+def test_http_refuses_a_completion_over_its_limit_with_429_naming_it(
+    daemon: RunningDaemon, workers: Workers
+) -> None:
+    """http.max_concurrent_requests is 1 here: while a slow cloud answer holds it, the next is refused."""
+    workers.sleeping("http-slow", delay_s=3.0)
+    client = escalation_client(daemon)
+    sent = client.stats.sent
+    messages: Any = [{"role": "user", "content": PROMPT}]
+    cloud_only: Any = {"mode": "cloud-only"}
+    with openai_client(daemon) as http, ThreadPoolExecutor(1) as pool:
+        held = pool.submit(
+            http.chat.completions.create,
+            model=LOCAL_MODEL,
+            messages=messages,
+            max_tokens=8,
+            extra_body=cloud_only,
+        )
+        wait_until(lambda: client.stats.sent > sent, "the held request to reach the broker")
+        with pytest.raises(openai.RateLimitError) as caught:
+            http.chat.completions.create(model=LOCAL_MODEL, messages=messages, max_tokens=4)
+        assert "http.max_concurrent_requests is 1" in caught.value.message
+        assert held.result(timeout=DEADLINE_S).choices[0].message.content == CLOUD_TEXT
+    with openai_client(daemon) as http:  # the slot is free again
+        assert http.chat.completions.create(model=LOCAL_MODEL, messages=messages, max_tokens=4).choices

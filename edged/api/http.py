@@ -14,6 +14,7 @@ import hmac
 import json
 import logging
 import os
+import socket
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from typing import Any, cast
@@ -29,12 +30,12 @@ from edged.api.http_wire import (
     parse_body,
     provenance_headers,
 )
-from edged.api.server import _prepare_socket_path
+from edged.api.server import owner_only_files, prepare_socket_path
 from edged.api.status import http_status
 from edged.config.api import parse_host_port
 from edged.config.http import HttpSettings
 from edged.domain import Answer, Delta, InferenceRequest, Mode
-from edged.errors import ConfigError, EdgedError, InvalidRequest, ShuttingDown
+from edged.errors import ConfigError, EdgedError, InvalidRequest, Overloaded, ShuttingDown
 from edged.pipeline import InferencePipeline
 from edged.status import DaemonStatus
 
@@ -92,9 +93,16 @@ class HttpApi:
     async def start(self) -> None:
         await self._runner.setup()
         path = self._settings.socket
-        _prepare_socket_path(path)
-        await self._add_site(web.UnixSite(self._runner, str(path)), f"unix:{path}")
+        prepare_socket_path(path, "http.socket")
+        unix = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            with owner_only_files():  # bound owner-only, opened up to api.socket_mode before it accepts
+                unix.bind(str(path))
+        except OSError as exc:
+            unix.close()
+            raise ConfigError("http", [("http.socket", str(path), f"cannot listen: {exc}")]) from None
         os.chmod(path, self._socket_mode)
+        await self._add_site(web.SockSite(self._runner, unix), f"unix:{path}")
         if self._settings.tcp:
             host, port = parse_host_port(self._settings.tcp)
             await self._add_site(web.TCPSite(self._runner, host, port), None)
@@ -163,6 +171,12 @@ class HttpApi:
     ) -> web.StreamResponse:
         if not self.serving:
             raise ShuttingDown("edged is not serving (loading or draining); retry later")
+        limit = self._settings.max_concurrent_requests
+        if self.in_flight >= limit:  # handlers run on the event loop: the plain counter is exact
+            raise Overloaded(
+                f"{self.in_flight} requests are in progress and http.max_concurrent_requests is {limit}; "
+                "retry later"
+            )
         self.in_flight += 1
         try:
             body, decoded = self._decode(kind, await request.read())

@@ -7,7 +7,7 @@ import logging
 import os
 import socket
 import stat
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -139,14 +139,9 @@ class ApiServer:
         """Bind every listener (NOT_SERVING until set_serving(True)) and start accepting RPCs."""
         await self.set_serving(False)
         socket_path = self._settings.socket
-        _prepare_socket_path(socket_path)
-        # The socket is made owner-only and opened up to api.socket_mode before the server starts: between the
-        # bind and a chmod after start, a socket made with a loose umask could take connections from anyone.
-        umask = os.umask(0o177)
-        try:
+        prepare_socket_path(socket_path)
+        with owner_only_files():
             self._bind(f"unix:{socket_path}")
-        finally:
-            os.umask(umask)
         os.chmod(socket_path, self._settings.socket_mode)
         if self._settings.tcp:
             self._bind(self._settings.tcp)
@@ -175,26 +170,45 @@ class ApiServer:
             self._settings.socket.unlink()
 
 
-def _prepare_socket_path(path: Path) -> None:
-    """Create the socket's directory; remove a stale socket file, refuse one that a live daemon still serves."""
+@contextlib.contextmanager
+def owner_only_files() -> Iterator[None]:
+    """Files (sockets) made inside are owner-only; the caller opens them up to the configured mode afterwards.
+
+    A socket bound with a loose umask and chmod-ed after the server starts could take connections from anyone
+    in between (umask is process-wide, so this runs on the event loop thread with nothing awaited inside)."""
+    umask = os.umask(0o177)
+    try:
+        yield
+    finally:
+        os.umask(umask)
+
+
+def _section(key: str) -> str:
+    return key.partition(".")[0]
+
+
+def prepare_socket_path(path: Path, key: str = "api.socket") -> None:
+    """Create the socket's directory; remove a stale socket file, refuse one that a live daemon still serves.
+
+    `key` is the config key a refusal names (api.socket, http.socket)."""
     path.parent.mkdir(mode=0o750, parents=True, exist_ok=True)
-    _check_socket_dir(path.parent)
+    _check_socket_dir(path.parent, key)
     try:
         mode = path.lstat().st_mode
     except FileNotFoundError:
         return
     if not stat.S_ISSOCK(mode):
-        raise ConfigError("api", [("api.socket", str(path), "exists and is not a socket")])
+        raise ConfigError(_section(key), [(key, str(path), "exists and is not a socket")])
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
         try:
             probe.connect(str(path))
         except OSError:
             path.unlink()  # nobody listens: a leftover from a crash
             return
-    raise ConfigError("api", [("api.socket", str(path), "another process is already serving on it")])
+    raise ConfigError(_section(key), [(key, str(path), "another process is already serving on it")])
 
 
-def _check_socket_dir(directory: Path) -> None:
+def _check_socket_dir(directory: Path, key: str) -> None:
     """Refuse a socket directory that someone else controls (e.g. /tmp/edged-UID made first by another user).
 
     The directory must be a real directory owned by this process's user or by root, and nobody else may write
@@ -202,18 +216,16 @@ def _check_socket_dir(directory: Path) -> None:
     """
     info = directory.lstat()
     if stat.S_ISLNK(info.st_mode) or not stat.S_ISDIR(info.st_mode):
-        raise ConfigError(
-            "api", [("api.socket", str(directory), "the socket's directory is not a directory")]
-        )
+        raise ConfigError(_section(key), [(key, str(directory), "the socket's directory is not a directory")])
     if info.st_uid not in (os.geteuid(), 0):
         raise ConfigError(
-            "api",
+            _section(key),
             [
                 (
-                    "api.socket",
+                    key,
                     str(directory),
                     f"the socket's directory is owned by uid {info.st_uid}, not by this user ({os.geteuid()}) "
-                    "or root; remove it or choose another api.socket",
+                    f"or root; remove it or choose another {key}",
                 )
             ],
         )
@@ -222,6 +234,6 @@ def _check_socket_dir(directory: Path) -> None:
         writable_by_others and not info.st_mode & stat.S_ISVTX
     ):  # whoever owns it: others could swap the socket
         raise ConfigError(
-            "api",
-            [("api.socket", str(directory), "the socket's directory is writable by others and not sticky")],
+            _section(key),
+            [(key, str(directory), "the socket's directory is writable by others and not sticky")],
         )

@@ -1,4 +1,4 @@
-"""`edged ask "prompt"`: a real gRPC client that streams the answer to the terminal."""
+"""`edged ask "prompt"`: streams the answer to the terminal through edged.client (the daemon's gRPC socket)."""
 
 from __future__ import annotations
 
@@ -9,15 +9,17 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-import grpc
 from google.protobuf.json_format import MessageToDict
 
-from edged.cli.client import add_connection_args, connect, describe_error
-from edged.v1 import inference_pb2 as pb
+from edged.api.convert import encode_answer
+from edged.cli.client import add_connection_args, describe_error, open_client
+from edged.client import GenerateOptions
+from edged.domain import Delta, Mode
+from edged.errors import EdgedError
 
 INT32_MAX = 2**31 - 1  # GenerateRequest.max_tokens is an int32
 UINT32_MAX = 2**32 - 1  # GenerateRequest.seed is a uint32
-MODES = {name.lower().replace("_", "-"): value for name, value in pb.Mode.items()}
+MODES = {mode.value.lower().replace("_", "-"): mode for mode in Mode}
 
 
 def register(subparsers: argparse._SubParsersAction[Any]) -> None:
@@ -72,47 +74,41 @@ def bounded_float(low: float, high: float) -> Callable[[str], float]:
     return parse
 
 
-def build_request(args: argparse.Namespace) -> pb.GenerateRequest:
-    request = pb.GenerateRequest(
-        prompt=args.prompt,
+def build_options(args: argparse.Namespace) -> GenerateOptions:
+    return GenerateOptions(
         mode=MODES[args.mode],
         model=args.model,
-        json_schema=args.json_schema,
+        json_schema=args.json_schema or None,
         sensitive=args.sensitive,
-        data_classes=args.data_class,
+        data_classes=tuple(args.data_class),
+        max_tokens=args.max_tokens,
+        temperature=args.temperature,
+        seed=args.seed,
     )
-    if args.max_tokens is not None:
-        request.max_tokens = args.max_tokens
-    if args.temperature is not None:
-        request.temperature = args.temperature
-    if args.seed is not None:
-        request.seed = args.seed
-    return request
 
 
 def run(args: argparse.Namespace) -> int:
-    channel, stub = connect(args)
-    request = build_request(args)
+    options = build_options(args)
     try:
-        with channel:
+        with open_client(args) as edged:
             if args.json:
-                response = stub.Generate(request, timeout=args.timeout)
-                print(json.dumps(MessageToDict(response, preserving_proto_field_name=True), indent=2))
+                answer = edged.generate(args.prompt, options=options)
+                print(
+                    json.dumps(
+                        MessageToDict(encode_answer(answer), preserving_proto_field_name=True), indent=2
+                    )
+                )
                 return 0
-            last = None
-            for chunk in stub.GenerateStream(request, timeout=args.timeout):
-                if chunk.delta:
-                    sys.stdout.write(chunk.delta)
+            for item in edged.stream(args.prompt, options=options):
+                if isinstance(item, Delta):
+                    sys.stdout.write(item.text)
                     sys.stdout.flush()
-                if chunk.done:
-                    last = chunk
-            sys.stdout.write("\n")
-            if last is not None:
-                p = last.provenance
-                where = pb.Source.Name(p.source)
+                    continue
+                sys.stdout.write("\n")
+                p = item.provenance
                 notes = ["degraded", *p.reasons] if p.degraded else list(p.reasons)  # a fallback happened
-                print(f"[{where} {p.model}; {'; '.join(notes)}]", file=sys.stderr)
+                print(f"[{p.source.value} {p.model}; {'; '.join(notes)}]", file=sys.stderr)
             return 0
-    except grpc.RpcError as exc:
-        print(describe_error(exc, args), file=sys.stderr)
+    except EdgedError as exc:
+        print(describe_error(exc), file=sys.stderr)
         return 1

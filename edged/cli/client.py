@@ -5,13 +5,11 @@ from __future__ import annotations
 import argparse
 import math
 from pathlib import Path
-from typing import Any
-
-import grpc
 
 from edged import client
+from edged.api.status import status_code
 from edged.config.paths import default_socket_path
-from edged.v1 import inference_pb2_grpc
+from edged.errors import EdgedError, EngineError
 
 
 def add_connection_args(parser: argparse.ArgumentParser) -> None:
@@ -38,18 +36,12 @@ def _timeout(text: str) -> float:
     return value
 
 
-def target(args: argparse.Namespace) -> str:
-    return client.target(args.socket, args.tcp)
+def open_client(args: argparse.Namespace) -> client.Client:
+    return client.Client(args.socket, tcp=args.tcp, timeout=args.timeout)
 
 
-def connect(args: argparse.Namespace) -> tuple[grpc.Channel, Any]:
-    channel = grpc.insecure_channel(target(args))
-    return channel, inference_pb2_grpc.InferenceStub(channel)
-
-
-def describe_error(exc: grpc.RpcError, args: argparse.Namespace) -> str:
-    code = exc.code()
-    details = exc.details()
-    if code == grpc.StatusCode.UNAVAILABLE and "connect" in (details or "").lower():
-        return f"cannot reach edged at {target(args)}: is `edged serve` running? ({details})"
-    return f"{code.name}: {details}"
+def describe_error(exc: EdgedError) -> str:
+    """One line: the gRPC status name and edged's message (an unreachable daemon's message says it all)."""
+    if isinstance(exc, client.Unreachable | EngineError):  # EngineError's message already names its status
+        return str(exc)
+    return f"{status_code(exc).name}: {exc}"

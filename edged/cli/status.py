@@ -7,12 +7,12 @@ import json
 import sys
 from typing import Any
 
-import grpc
 from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.json_format import MessageToDict
 from google.protobuf.message import Message
 
-from edged.cli.client import add_connection_args, connect, describe_error
+from edged.cli.client import add_connection_args, describe_error, open_client
+from edged.errors import EdgedError
 from edged.v1 import inference_pb2 as pb
 
 
@@ -24,12 +24,11 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    channel, stub = connect(args)
     try:
-        with channel:
-            status: pb.StatusResponse = stub.GetStatus(pb.GetStatusRequest(), timeout=min(args.timeout, 10.0))
-    except grpc.RpcError as exc:
-        print(describe_error(exc, args), file=sys.stderr)
+        with open_client(args) as edged:
+            status = edged.status(timeout=min(args.timeout, 10.0))
+    except EdgedError as exc:
+        print(describe_error(exc), file=sys.stderr)
         return 1
     if args.json:
         fields = MessageToDict(

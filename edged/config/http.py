@@ -41,6 +41,11 @@ class HttpSettings(StrictModel):
         description="A file holding a bearer token every /v1 request must send as `Authorization: Bearer "
         "TOKEN` (compared in constant time); unset: no token is asked for.",
     )
+    max_concurrent_requests: Annotated[int, Field(ge=1, le=10_000)] = Field(
+        default=64,
+        description="Completions handled at once over HTTP (streamed or not); one more is refused with 429 "
+        "naming this limit instead of waiting (/health and /v1/models are not counted).",
+    )
     max_body_bytes: Annotated[int, Field(ge=4096, le=64 * MiB)] = Field(
         default=4 * MiB, description="Largest request body accepted, in bytes (larger: 413)."
     )
