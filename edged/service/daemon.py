@@ -34,6 +34,7 @@ from edged.config.api import ApiSettings
 from edged.config.loader import read_toml
 from edged.errors import BackendCrashed, ConfigError, EdgedError
 from edged.escalation.client import EscalationClient
+from edged.files import FileWriter
 from edged.fleet.agent import FleetAgent, last_good_profile
 from edged.fleet.comms_link import CommsFleetLink, fleet_will
 from edged.fleet.device import ApplyOutcome, ApplyResult, ProfileBase
@@ -95,7 +96,10 @@ class Daemon:
         self._local_profiles: list[DeviceProfile] = []
         self.profile = DeviceProfile()
         self.metrics = EdgedMetrics(config.device_id)
-        self.budget = CloudBudget.open(self.profile.budget, config.state_dir)
+        # The audit's appends and the budget's fsynced saves go through one writer thread, never the event loop
+        # (issue 17: 5); it is closed (drained) last at shutdown, so no record is lost.
+        self.state_writer = FileWriter("edged-state-writer")
+        self.budget = CloudBudget.open(self.profile.budget, config.state_dir, self.state_writer)
         self.local = LocalAnswerer({}, config.engine.model, config.api.stream_interval_ms / 1000.0)
         self.pipeline = InferencePipeline(
             config.device_id,
@@ -120,7 +124,7 @@ class Daemon:
 
     def steps(self) -> list[Step]:
         return [
-            Step("state directory", self._open_state_dir),
+            Step("state directory", self._open_state_dir, self._close_state_writer),
             Step("profile", self._resolve_profile),
             Step("metrics endpoint", self._start_metrics, self._stop_metrics),
             Step("load sampler", self._start_sampler, self._stop_sampler),
@@ -133,6 +137,9 @@ class Daemon:
 
     async def _open_state_dir(self) -> None:
         self.config.state_dir.mkdir(mode=0o750, parents=True, exist_ok=True)
+
+    async def _close_state_writer(self) -> None:
+        await asyncio.to_thread(self.state_writer.close)
 
     async def _resolve_profile(self) -> None:
         """The local profile file, then the fleet's last good profile (a device booting offline runs it)."""
@@ -226,7 +233,7 @@ class Daemon:
         )
         gate = await asyncio.to_thread(SensitivityGate.load, self.profile.privacy, metrics=self.metrics)
         self.pipeline.gate = gate
-        self.pipeline.audit = AuditLog.open(config.state_dir, self.profile.privacy.audit)
+        self.pipeline.audit = AuditLog.open(config.state_dir, self.profile.privacy.audit, self.state_writer)
         self._link = MqttLink(
             config.broker, config.device_id, will=fleet_will(config) if config.fleet.enabled else None
         )
