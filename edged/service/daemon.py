@@ -254,6 +254,12 @@ class Daemon:
             self._show_profile_version()  # a profile replayed at start has its version already
             self._fleet.start()
         await self._link.start()
+        # Bounded by one connect attempt: a broker that is down does not hold the start (the link goes on
+        # trying), but one that refuses a subscription (its ACL) fails it with SubscriptionRefused.
+        if not await self._link.wait_first_connect():
+            logger.warning(
+                "cloud link to %s not up yet: %s", self._link.broker, self._link.state().last_error
+            )
         logger.info("cloud link to %s (device %s)", self._link.broker, config.device_id)
 
     async def _disconnect_cloud(self) -> None:
