@@ -86,6 +86,7 @@ class MqttLink:
         self._connect_subscribed: asyncio.Future[None] | None = None  # the SUBACK of the re-subscription
         self._first_connect: asyncio.Future[bool] | None = None
         self._last_probe = 0.0
+        self._snapshot = self.state()
         self.messages_in = 0
         self.messages_out = 0
 
@@ -119,6 +120,13 @@ class MqttLink:
             failed_attempts=self._failed_attempts,
             next_retry_s=retry,
         )
+
+    def snapshot(self) -> LinkState:
+        """The state as of the last phase change, for threads other than the loop's (the engine thread's
+        cascade hook): state() reads fields the loop changes as it runs, while this is one immutable LinkState
+        the loop replaces whole, so another thread reads an old state or the new one, never a mix (issue 17:
+        10)."""
+        return self._snapshot
 
     def add_state_listener(self, listener: StateListener) -> None:
         """Call `listener(state)` on the loop after every phase change."""
@@ -507,9 +515,10 @@ class MqttLink:
             return
         self._phase = phase
         self._since = time.time()
+        state = self.state()
+        self._snapshot = state  # one reference replaced: safe to read from any thread
         if self._loop is None:
             return
-        state = self.state()
         for listener in self._listeners:
             # outside paho's callback (paho holds a lock while it calls us)
             self._loop.call_soon(_notify, listener, state)

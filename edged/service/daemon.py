@@ -47,6 +47,7 @@ from edged.routing.report import budget_info, budget_remaining, load_info
 from edged.routing.router import PromptRouter, load_router
 from edged.service import report
 from edged.service.apply import Commit, ProfileApplier, start_engine
+from edged.service.loop_call import call_on_loop
 from edged.service.sdnotify import ServiceNotifier
 from edged.sovereignty.audit import AuditLog
 from edged.sovereignty.gate import SensitivityGate
@@ -60,6 +61,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 _SUPERVISE_INTERVAL_S = 1.0
+_TELEMETRY_WAIT_S = 5.0  # the fleet thread waits this long for the loop to take the status
 _HEARTBEAT_STALE_S = 10.0  # an engine thread silent this long is hung: stop feeding the watchdog
 # What a reload keeps as it started (a restart applies it): identity, where state and models live, the broker,
 # fleet membership, the metrics endpoint and the HTTP API; of [api] only these two change live.
@@ -117,6 +119,7 @@ class Daemon:
         self._link: MqttLink | None = None
         self._escalation: EscalationClient | None = None
         self._fleet: FleetAgent | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None  # set by run()
         self._reloading = asyncio.Lock()  # SIGHUPs in a row reload one after the other
         self._reloads: set[asyncio.Task[None]] = set()  # held: the loop keeps only weak references to tasks
 
@@ -295,7 +298,7 @@ class Daemon:
 
         handle_signals=False leaves signals alone (an embedding program, or tests running it off the main thread).
         """
-        loop = asyncio.get_running_loop()
+        loop = self._loop = asyncio.get_running_loop()
         if handle_signals:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, self.request_stop)
@@ -503,7 +506,15 @@ class Daemon:
         return self._sampler.latest() if self._sampler is not None else IDLE_LOAD
 
     def _telemetry(self) -> dict[str, Any]:
-        return report.telemetry(self.status())
+        """The fleet agent's telemetry source. It runs on the fleet thread, and the status reads state the
+        loop owns (the MQTT link, the escalation client's requests, the engines' map), so the status is
+        taken on the loop and handed back (issue 17: 10)."""
+        if self._loop is None:
+            return report.telemetry(self.status())
+        try:
+            return call_on_loop(self._loop, lambda: report.telemetry(self.status()), _TELEMETRY_WAIT_S)
+        except TimeoutError as exc:
+            return {"error": str(exc)}
 
     def request_limits(self) -> RequestLimits:
         engine = self.profile.engine
