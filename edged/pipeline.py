@@ -20,7 +20,7 @@ import dataclasses
 import logging
 import math
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 
 from edged.answers import (
     AnswerStream,
@@ -106,7 +106,7 @@ class InferencePipeline:
 
     async def answer(
         self, request: InferenceRequest, *, streaming: bool = False
-    ) -> AsyncIterator[Delta | Answer]:
+    ) -> AsyncGenerator[Delta | Answer, None]:
         """Text deltas as they are produced, then the final Answer; domain errors are raised.
 
         streaming=False (a unary call) lets the pipeline buffer: nothing the caller sees is fixed until the end.
