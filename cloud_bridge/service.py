@@ -20,7 +20,7 @@ from typing import Any
 from cloud_bridge.backends import Backend, create_backend
 from cloud_bridge.config import BridgeConfig, load_bridge_config
 from cloud_bridge.worker import BridgeWorker
-from edged.errors import ConfigError, EngineError, ModelError
+from edged.errors import ConfigError, EngineError, ModelError, SubscriptionRefused
 from edged.service.sdnotify import ServiceNotifier
 
 logger = logging.getLogger(__name__)
@@ -64,7 +64,7 @@ class BridgeService:
             backend = create_backend(config.backend, config.state_dir)
             worker = BridgeWorker(config, backend)
             await worker.start()
-        except (ConfigError, ModelError, EngineError) as exc:
+        except (ConfigError, ModelError, EngineError, SubscriptionRefused) as exc:
             logger.error("cannot start: %s", exc)
             return 1
         health = asyncio.create_task(self._keep_alive(backend), name="bridge-watchdog")

@@ -29,7 +29,14 @@ from cloud_bridge.config import BridgeConfig
 from edged.comms.link import MqttLink
 from edged.comms.messages import InboundMessage, LinkState, Will
 from edged.domain import Message, SamplingParams
-from edged.errors import CloudUnavailable, DeadlineExceeded, EdgedError, InvalidRequest, Overloaded
+from edged.errors import (
+    CloudUnavailable,
+    DeadlineExceeded,
+    EdgedError,
+    InvalidRequest,
+    Overloaded,
+    SubscriptionRefused,
+)
 from edged.escalation.topics import EscalationTopics
 from edged.v1.escalation_pb2 import EscalationChunk, EscalationError, EscalationRequest, WorkerPresence
 
@@ -148,6 +155,14 @@ class BridgeWorker:
         # not shared: only the worker that took a request knows it, so every worker hears every cancel
         self._link.subscribe(self._topics.cancel_filter(), self._on_cancel, qos=1)
         await self._link.start()
+        # one connect attempt at most: a refused subscription (the broker's ACL) fails the start with it
+        try:
+            await self._link.wait_first_connect()
+        except SubscriptionRefused:
+            self._taking = False
+            await self._link.stop()
+            await self._backend.close()
+            raise
         logger.info(
             "worker %s takes requests from %s (backend %s, model %s, concurrency %d)",
             self.worker_id,

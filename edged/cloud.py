@@ -48,7 +48,12 @@ class CloudAnswerer:
         return self._budget.exhausted()
 
     def link(self) -> Link:
+        """On the event loop: the link as the loop sees it now."""
         return Link.UP if self._client.is_up() else Link.DOWN
+
+    def link_from_any_thread(self) -> Link:
+        """From another thread (the engine's): the link's immutable snapshot, never its loop-owned fields."""
+        return Link.UP if self._client.is_up_from_any_thread() else Link.DOWN
 
     @property
     def client(self) -> EscalationClient:
@@ -76,7 +81,8 @@ class CloudAnswerer:
         The request is charged before it is sent; its tokens when the result comes (the worker's usage, or an
         estimate when it reports none). An answer that fails or is abandoned is charged an estimate of what
         was sent and received: whether a backend processed the prompt cannot be known here, so it counts."""
-        await asyncio.to_thread(self._budget.charge_request)
+        # The budget's saves run on the daemon's file writer thread: charging never waits on the disk here.
+        self._budget.charge_request()
         restorer = release.stream_restorer()
         raw: list[str] = []
         escalation = self._escalation(request, release)
@@ -96,18 +102,13 @@ class CloudAnswerer:
                         yield Delta(tail)
                     usage = event.usage.prompt_tokens + event.usage.completion_tokens
                     charged = True
-                    await asyncio.to_thread(self._budget.charge_tokens, usage or _estimate(escalation, raw))
+                    self._budget.charge_tokens(usage or _estimate(escalation, raw))
                     reply = await asyncio.to_thread(self._gate.scan_reply, "".join(raw), release)
                     yield CloudOutcome(event, release, reply)
                     return
             raise CloudUnavailable("the cloud reply ended without a result")
-        except Exception:
-            if not charged:
-                charged = True
-                await asyncio.to_thread(self._budget.charge_tokens, _estimate(escalation, raw))
-            raise
         finally:
-            if not charged:  # cancelled or closed by the caller: no await is possible here
+            if not charged:  # failed, cancelled or closed by the caller
                 self._budget.charge_tokens(_estimate(escalation, raw))
 
     def _escalation(self, request: InferenceRequest, release: CloudRelease) -> EscalationRequest:

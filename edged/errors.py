@@ -15,6 +15,7 @@
      │    └── NotReady              the model is still loading
      ├── SensitiveDataBlocked  policy keeps this data on the device       -> PERMISSION_DENIED
      ├── ConfigError           a config file or profile is invalid        (CLI: exit 1)
+     ├── SubscriptionRefused   the broker refused a SUBSCRIBE (its ACL)   (daemon, worker: start fails)
      ├── ModelError            a model cannot be located, verified, loaded
      │    ├── ModelIntegrityError  sha256 mismatch
      │    └── BackendCrashed       the decode self-test's child process crashed (daemon: exit 78, no restart)
@@ -100,6 +101,19 @@ class ConfigError(EdgedError):
         self.problems = problems
         lines = [f"{source}: {key} = {value!r}: {reason}" for key, value, reason in problems]
         super().__init__("\n".join(lines) if lines else source)
+
+
+class SubscriptionRefused(EdgedError):
+    """The broker answered a SUBSCRIBE with a failure reason code (>= 0x80), e.g. its ACL denies the topic."""
+
+    def __init__(self, broker: str, topic_filter: str, reason: str, code: int) -> None:
+        super().__init__(
+            f"MQTT broker {broker} refused the subscription to {topic_filter!r}: {reason} (reason code "
+            f"0x{code:02x}); check the broker's ACL for this client's user and broker.topic_prefix"
+        )
+        self.topic_filter = topic_filter
+        self.reason = reason
+        self.code = code
 
 
 class ModelError(EdgedError):

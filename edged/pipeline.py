@@ -20,7 +20,7 @@ import dataclasses
 import logging
 import math
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 
 from edged.answers import (
     AnswerStream,
@@ -106,7 +106,7 @@ class InferencePipeline:
 
     async def answer(
         self, request: InferenceRequest, *, streaming: bool = False
-    ) -> AsyncIterator[Delta | Answer]:
+    ) -> AsyncGenerator[Delta | Answer, None]:
         """Text deltas as they are produced, then the final Answer; domain errors are raised.
 
         streaming=False (a unary call) lets the pipeline buffer: nothing the caller sees is fixed until the end.
@@ -319,9 +319,13 @@ class InferencePipeline:
     # ------------------------------------------------------------------ local first
 
     def _cloud_reachable(self) -> bool:
-        """Asked by the cascade at its verdict: a collapse nobody can take over from runs to the end."""
+        """Asked by the cascade at its verdict: a collapse nobody can take over from runs to the end.
+
+        Runs on the engine thread (the cascade hook), so it reads the link's snapshot, which the loop replaces
+        whole, not the link's loop-owned state (issue 17: 10); the budget has its own lock."""
+        cloud = self.cloud
         return (
-            self.cloud is not None and self.cloud.link() is Link.UP and self.cloud.budget_exhausted() is None
+            cloud is not None and cloud.link_from_any_thread() is Link.UP and cloud.budget_exhausted() is None
         )
 
     def _can_escalate(self, inputs: RouteInputs) -> bool:

@@ -5,6 +5,9 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import json
 import os
 import shutil
 import socket
@@ -120,3 +123,58 @@ class MosquittoBroker:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+DYNSEC_PLUGIN = Path("/usr/lib/x86_64-linux-gnu/mosquitto_dynamic_security.so")
+
+
+def dynsec_broker(workdir: Path, users: dict[str, tuple[str, ...]]) -> MosquittoBroker:
+    """A broker whose dynamic-security plugin checks SUBSCRIBE: each user (password = its name) may subscribe
+    only to its listed filters (patterns); any other subscription gets SUBACK 0x87 "Not authorized".
+
+    Mosquitto 2.0's acl_file (the shipped edged.acl) never refuses a SUBSCRIBE, it filters deliveries; a broker
+    that checks subscriptions (the dynsec plugin, most hosted brokers) refuses them at SUBACK."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    clients, roles = [], []
+    for name, filters in users.items():
+        salt = os.urandom(12)
+        digest = hashlib.pbkdf2_hmac("sha512", name.encode(), salt, 101, 64)
+        clients.append(
+            {
+                "username": name,
+                "password": base64.b64encode(digest).decode(),
+                "salt": base64.b64encode(salt).decode(),
+                "iterations": 101,
+                "roles": [{"rolename": name}],
+            }
+        )
+        acls = [{"acltype": "subscribePattern", "topic": f, "priority": 0, "allow": True} for f in filters]
+        roles.append({"rolename": name, "acls": acls})
+    document = {
+        "defaultACLAccess": {
+            "publishClientSend": True,
+            "publishClientReceive": True,
+            "subscribe": False,
+            "unsubscribe": True,
+        },
+        "clients": clients,
+        "groups": [],
+        "roles": roles,
+    }
+    config = workdir / "dynamic-security.json"
+    config.write_text(json.dumps(document))
+    config.chmod(0o600)
+    return MosquittoBroker(
+        workdir=workdir,
+        allow_anonymous=False,
+        extra_config=(f"plugin {DYNSEC_PLUGIN}", f"plugin_opt_config_file {config}"),
+    )
+
+
+def password_file(directory: Path, user: str) -> Path:
+    """A password file for a dynsec_broker user (whose password is its name)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"{user}.password"
+    path.write_text(user)
+    path.chmod(0o600)
+    return path

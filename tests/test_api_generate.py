@@ -14,6 +14,7 @@ from google.protobuf import descriptor_pool, message_factory
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
 
+from edged.api.servicer import answer_time
 from edged.v1 import inference_pb2 as pb
 from tests.daemon_harness import RunningDaemon, running_daemon
 
@@ -309,11 +310,30 @@ def test_invalid_utf8_from_a_raw_client_does_not_crash_the_server(edged: Running
 def test_expired_deadline_is_deadline_exceeded_and_frees_the_slot(edged: RunningDaemon) -> None:
     with pytest.raises(grpc.RpcError) as info:
         edged.stub.Generate(
-            pb.GenerateRequest(prompt="Write a long essay about rivers.", max_tokens=256), timeout=0.3
+            pb.GenerateRequest(prompt="Write a long essay about rivers.", max_tokens=256), timeout=1.0
         )
     assert info.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+    # edged's words, sent before the client's own timer gives "Deadline Exceeded" (issue 17: 23)
+    assert info.value.details() == "the deadline passed before the answer was complete"
     status = edged.wait_idle()
     assert status.slots_busy == 0
+
+
+def test_a_stream_past_its_deadline_ends_with_edged_s_deadline_exceeded(edged: RunningDaemon) -> None:
+    call = edged.stub.GenerateStream(
+        pb.GenerateRequest(prompt="Write a long essay about rivers.", max_tokens=256), timeout=1.0
+    )
+    with pytest.raises(grpc.RpcError) as info:
+        list(call)
+    assert info.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+    assert info.value.details() == "the deadline passed before the answer was complete"
+    assert edged.wait_idle().slots_busy == 0
+
+
+def test_the_answer_gets_all_but_a_bounded_margin_of_the_deadline() -> None:
+    assert answer_time(60.0) == 59.75  # at most DEADLINE_MARGIN_S early
+    assert answer_time(0.4) == pytest.approx(0.3)  # a quarter of a short one
+    assert answer_time(-1.0) == -1.0  # already past: refused as it is
 
 
 def test_requests_past_their_deadline_never_fill_the_queue(edged: RunningDaemon) -> None:

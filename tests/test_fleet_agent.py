@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -225,3 +226,20 @@ def test_retained_profile_reaches_late_devices_and_a_reconnect_does_not_reapply_
     kit.ack("late", GROUP, 2, since=since)
     assert [p.name for p in running.applier.applied] == ["pi5", "pi5-next"]
     assert [(a.version, a.outcome) for a in kit.observer.acks[since:]] == [(2, "applied")]
+
+
+def test_a_device_that_lost_its_state_does_not_apply_an_older_retained_profile(kit: FleetKit) -> None:
+    """issue 17: 21 — its own retained state (subscribed first) tells it the version it ran."""
+    first = kit.agent("dev-lost")
+    kit.push(GROUP, profile_doc("v7"), version=7)
+    assert kit.ack("dev-lost", GROUP, 7).outcome == "applied"
+    kit.state("dev-lost", lambda s: s["streams"].get(GROUP.stream("profile"), {}).get("version") == 7)
+    first.stop()
+    shutil.rmtree(first.config.state_dir)  # the device lost its state directory
+    kit.push(GROUP, profile_doc("v5"), version=5)  # an older profile is what the group's topic retains now
+    since = kit.mark()
+    again = kit.agent("dev-lost")
+    ack = kit.ack("dev-lost", GROUP, 5, since=since)
+    assert (ack.outcome, ack.reason) == ("rejected", "rollback")
+    assert "below 7" in ack.detail
+    assert again.applier.applied == []

@@ -9,6 +9,8 @@ from typing import Any
 
 import pytest
 
+from edged.config import parse_config
+from edged.errors import ConfigError
 from edged.fleet.envelope import Rejected, RejectReason, Target, canonical_bytes, decode
 from edged.fleet.keys import KeyRing, Signer, key_announcement, load_public_key
 from edged.fleet.store import FleetStore, StreamState
@@ -171,3 +173,40 @@ def test_a_corrupt_state_file_is_moved_aside_and_the_device_starts(tmp_path: Pat
     names = sorted(p.name.split(".corrupt-")[0] for p in (tmp_path / "fleet").iterdir())
     assert names == ["applied.json", "versions.json"]
     assert all(".corrupt-" in p.name for p in (tmp_path / "fleet").iterdir())
+
+
+def test_an_issued_at_beyond_the_clock_skew_is_rejected_naming_value_and_limit(signer: Signer) -> None:
+    """issue 17 (23): a profile issued ten years ahead was accepted."""
+    ring = KeyRing.of(signer.private_key.public_key())
+    ten_years = NOW + 10 * 365 * 86_400
+    ahead = signer.sign("profile", 3, GROUP, {"name": "p"}, lifetime_s=3600, issued_at=ten_years)
+    with pytest.raises(Rejected) as caught:
+        verify(ahead, kind="profile", expected=GROUP, ring=ring, last=None, now=NOW, max_bytes=65536)
+    assert caught.value.reason is RejectReason.FUTURE_DATED
+    assert caught.value.detail == (
+        f"issued_at {ten_years} is {ten_years - NOW}s ahead of this device's clock ({NOW}); "
+        "fleet.max_clock_skew_s is 86400"
+    )
+    # within the skew (a device clock a little behind the signer's) it is accepted
+    soon = signer.sign("profile", 3, GROUP, {"name": "p"}, lifetime_s=3600, issued_at=NOW + 600)
+    assert verify(soon, kind="profile", expected=GROUP, ring=ring, last=None, now=NOW, max_bytes=65536)
+    with pytest.raises(Rejected):
+        verify(
+            soon,
+            kind="profile",
+            expected=GROUP,
+            ring=ring,
+            last=None,
+            now=NOW,
+            max_bytes=65536,
+            max_skew_s=60,
+        )
+
+
+def test_the_clock_skew_setting_is_bounded() -> None:
+    assert parse_config({"fleet": {"max_clock_skew_s": 0}}).fleet.max_clock_skew_s == 0
+    with pytest.raises(ConfigError) as caught:
+        parse_config({"fleet": {"max_clock_skew_s": 31 * 86_400}}, "edged.toml")
+    ((key, value, reason),) = caught.value.problems
+    assert (key, value) == ("fleet.max_clock_skew_s", 31 * 86_400)
+    assert "2592000" in reason

@@ -118,6 +118,7 @@ def linked(tmp_path_factory: pytest.TempPathFactory) -> LinkedRun:
                 time.sleep(0.02)
             outcomes = {request_id: call(daemon, request) for request_id, request in REQUESTS.items()}
             wire = tap.barrier()
+            daemon.daemon.state_writer.flush()  # the audit is written on the state writer's thread
             audit_dir = daemon.daemon.config.state_dir / "audit"
             audit = {r.request_id: r for r in AuditReader(audit_dir)}
             salt = load_salt(audit_dir)

@@ -195,6 +195,7 @@ def _policy_run(policy: str, broker: MosquittoBroker, tmp: Path) -> PolicyRun:
             _wait_connected(daemon)
             outcomes = [_ask(daemon, case, mode, policy) for mode in MODES for case in CASES]
             wire = tap.barrier()
+            daemon.daemon.state_writer.flush()  # the audit is written on the state writer's thread
             audit_dir = daemon.daemon.config.state_dir / "audit"
             records = list(AuditReader(audit_dir))
             files = {p.name: p.read_bytes() for p in sorted(audit_dir.iterdir()) if p.name != "audit.salt"}

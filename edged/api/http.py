@@ -16,8 +16,8 @@ import logging
 import os
 import socket
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
-from typing import Any, cast
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
 
 from aiohttp import web
 
@@ -215,7 +215,7 @@ class HttpApi:
         self, request: web.Request, decoded: InferenceRequest, envelope: Envelope, include_usage: bool
     ) -> web.StreamResponse:
         """SSE: the first item is awaited before the headers go out, so a refusal still gets its status."""
-        answer = cast(AsyncGenerator[Delta | Answer, None], self._pipeline.answer(decoded, streaming=True))
+        answer = self._pipeline.answer(decoded, streaming=True)
         async with contextlib.aclosing(answer) as items:
             first = await anext(items)  # EdgedError here -> an error response with its status
             response = web.StreamResponse(

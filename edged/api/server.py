@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import os
@@ -18,8 +19,9 @@ from grpc_health.v1.health import aio as health_aio  # type: ignore[attr-defined
 from grpc_reflection.v1alpha import reflection
 
 from edged.api.servicer import InferenceServicer, MalformedRequest
+from edged.api.status import status_code
 from edged.config.api import ApiSettings
-from edged.errors import ConfigError
+from edged.errors import ConfigError, ShuttingDown
 from edged.v1 import inference_pb2 as pb
 
 logger = logging.getLogger(__name__)
@@ -45,11 +47,14 @@ StreamHandler = Callable[[Any, Context], AsyncIterator[Any]]
 
 # Health checks and reflection stay answerable when the Inference service is at its limit.
 _HEADROOM_RPCS = 16
+# At shutdown: how long the calls edged cuts may take to send their status before gRPC cancels what is left.
+_CUT_S = 1.0
 
 
 class RpcLimit:
     """At most `limit` Generate/GenerateStream RPCs at once (GetStatus and health are not counted); one more is
-    refused with RESOURCE_EXHAUSTED naming the limit.
+    refused with RESOURCE_EXHAUSTED naming the limit. At shutdown, `cut()` ends the calls still running with
+    UNAVAILABLE and edged's reason, before gRPC would cancel them with its own "Cancelling all calls".
 
     All handlers run on the server's event loop, so a plain counter is exact. gRPC's own
     maximum_concurrent_rpcs (set `_HEADROOM_RPCS` higher) stays as a backstop; its refusal names no limit.
@@ -58,6 +63,8 @@ class RpcLimit:
     def __init__(self, limit: int) -> None:
         self.limit = limit
         self.active = 0
+        self._calls: set[asyncio.Task[Any]] = set()  # the tasks running the counted calls
+        self._cut: ShuttingDown | None = None  # set by cut(): why the running calls are ended
 
     async def _admit(self, context: Context) -> None:
         if self.active >= self.limit:
@@ -67,14 +74,46 @@ class RpcLimit:
                 "retry later",
             )
         self.active += 1
+        task = asyncio.current_task()
+        if task is not None:
+            self._calls.add(task)
+
+    def _leave(self) -> None:
+        self.active -= 1
+        task = asyncio.current_task()
+        if task is not None:
+            self._calls.discard(task)
+
+    async def _abort_if_cut(self, context: Context) -> None:
+        """In a call that was cancelled: cut() did it, so end with its status; otherwise the caller went away."""
+        if self._cut is None:
+            return
+        await context.abort(status_code(self._cut), str(self._cut))
+
+    async def finished(self, timeout_s: float) -> None:
+        """Wait (at most `timeout_s`) for the running calls to end by themselves."""
+        if self._calls:
+            await asyncio.wait(set(self._calls), timeout=timeout_s)
+
+    async def cut(self, reason: ShuttingDown, timeout_s: float) -> None:
+        """End every call still running with UNAVAILABLE and `reason` (waiting at most `timeout_s`)."""
+        self._cut = reason
+        calls = set(self._calls)
+        for task in calls:
+            task.cancel()
+        if calls:
+            await asyncio.wait(calls, timeout=timeout_s)
 
     def unary(self, handler: UnaryHandler) -> UnaryHandler:
         async def limited(request: Any, context: Context) -> Any:
             await self._admit(context)
             try:
                 return await handler(request, context)
+            except asyncio.CancelledError:
+                await self._abort_if_cut(context)
+                raise
             finally:
-                self.active -= 1
+                self._leave()
 
         return limited
 
@@ -84,8 +123,11 @@ class RpcLimit:
             try:
                 async for item in handler(request, context):
                     yield item
+            except asyncio.CancelledError:
+                await self._abort_if_cut(context)
+                raise
             finally:
-                self.active -= 1
+                self._leave()
 
         return limited
 
@@ -163,9 +205,20 @@ class ApiServer:
             await self._health.set(name, status)
 
     async def stop(self, grace: float | None) -> None:
-        """Refuse new RPCs, let running ones finish within `grace` seconds, cancel the rest."""
+        """Refuse new RPCs, let running ones finish within `grace` seconds, end the rest with UNAVAILABLE.
+
+        gRPC's stop() refuses new calls at once and, after its grace, cancels what still runs with its own
+        "Cancelling all calls"; edged ends those calls itself first (UNAVAILABLE, saying why), so gRPC is given
+        a little longer and finds nothing left to cancel."""
         await self.set_serving(False)
-        await self._server.stop(grace)
+        wait_s = grace or 0.0
+        stopping = asyncio.ensure_future(self._server.stop(wait_s + _CUT_S))
+        await self.limit.finished(wait_s)
+        reason = ShuttingDown(
+            f"edged is shutting down: the request did not finish within api.grace_period_s = {wait_s:g}s"
+        )
+        await self.limit.cut(reason, _CUT_S)
+        await stopping
         with contextlib.suppress(FileNotFoundError):
             self._settings.socket.unlink()
 

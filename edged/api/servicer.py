@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -18,12 +20,27 @@ from edged.api.convert import (
 )
 from edged.api.status import stream_errors, unary_errors
 from edged.domain import Delta, InferenceRequest, Mode
-from edged.errors import EdgedError, InvalidRequest
+from edged.errors import DeadlineExceeded, EdgedError, InvalidRequest
 from edged.pipeline import InferencePipeline
 from edged.status import DaemonStatus
 from edged.v1 import inference_pb2 as pb
 
 Context = grpc.aio.ServicerContext[Any, Any]
+
+
+# edged ends a call at its deadline itself, a little early, so that the caller reads edged's DEADLINE_EXCEEDED
+# and reason rather than gRPC's own "Deadline Exceeded" (sent when the client's timer fires first): a quarter of
+# the time left, at most this much.
+DEADLINE_MARGIN_S = 0.25
+
+
+def answer_time(remaining_s: float) -> float:
+    """Of the `remaining_s` the caller allows, the seconds edged gives the answer before it says it is late."""
+    return remaining_s - min(DEADLINE_MARGIN_S, max(0.0, remaining_s) / 4)
+
+
+def _late() -> DeadlineExceeded:
+    return DeadlineExceeded("the deadline passed before the answer was complete")
 
 
 class MalformedRequest:
@@ -49,7 +66,7 @@ class InferenceServicer:
             if isinstance(request, MalformedRequest):
                 raise InvalidRequest("request", request.message)
             remaining = context.time_remaining()
-            deadline = time.monotonic() + remaining if remaining is not None else None
+            deadline = time.monotonic() + answer_time(remaining) if remaining is not None else None
             return decode_request(request, self._limits(), deadline)
         except EdgedError as exc:
             mode = (
@@ -62,7 +79,15 @@ class InferenceServicer:
     async def Generate(  # noqa: N802 - gRPC method name
         self, request: pb.GenerateRequest | MalformedRequest, context: Context
     ) -> pb.GenerateResponse:
-        answer = await self._pipeline.answer_whole(self._decode(request, context))
+        decoded = self._decode(request, context)
+        timeout = asyncio.timeout_at(decoded.deadline)
+        try:
+            async with timeout:
+                answer = await self._pipeline.answer_whole(decoded)
+        except TimeoutError:
+            if not timeout.expired():
+                raise  # some other timeout inside: not the call's deadline
+            raise _late() from None
         return encode_answer(answer)
 
     @stream_errors
@@ -70,11 +95,24 @@ class InferenceServicer:
         self, request: pb.GenerateRequest | MalformedRequest, context: Context
     ) -> AsyncIterator[pb.GenerateChunk]:
         decoded = self._decode(request, context)
-        async for item in self._pipeline.answer(decoded, streaming=True):
-            if isinstance(item, Delta):
-                yield pb.GenerateChunk(request_id=decoded.request_id, delta=item.text)
-            else:
-                yield encode_last_chunk(item)
+        answer = self._pipeline.answer(decoded, streaming=True)
+        async with contextlib.aclosing(answer):
+            while True:
+                # per item: a timeout around the yield would cancel gRPC's write, not the answer
+                timeout = asyncio.timeout_at(decoded.deadline)
+                try:
+                    async with timeout:
+                        item = await anext(answer)
+                except StopAsyncIteration:
+                    return
+                except TimeoutError:
+                    if not timeout.expired():
+                        raise
+                    raise _late() from None
+                if isinstance(item, Delta):
+                    yield pb.GenerateChunk(request_id=decoded.request_id, delta=item.text)
+                else:
+                    yield encode_last_chunk(item)
 
     @unary_errors
     async def GetStatus(  # noqa: N802 - gRPC method name

@@ -40,7 +40,7 @@ from edged.comms.messages import (
 from edged.comms.security import read_password, tls_context
 from edged.comms.wire import inbound, is_plain_drop, new_properties, publish_properties
 from edged.config.broker import BrokerSettings
-from edged.errors import CloudUnavailable, NoCloudLink
+from edged.errors import CloudUnavailable, NoCloudLink, SubscriptionRefused
 
 logger = logging.getLogger(__name__)
 
@@ -82,7 +82,11 @@ class MqttLink:
         self._io: LoopSocketIO | None = None
         self._acks: dict[int, tuple[asyncio.Future[int], float, int]] = {}
         self._round_trips: dict[int, float] = {}  # SUBSCRIBE/UNSUBSCRIBE mid -> time sent
+        self._subacks: dict[int, tuple[tuple[str, ...], asyncio.Future[None]]] = {}  # mid -> filters, SUBACK
+        self._connect_subscribed: asyncio.Future[None] | None = None  # the SUBACK of the re-subscription
+        self._first_connect: asyncio.Future[bool] | None = None
         self._last_probe = 0.0
+        self._snapshot = self.state()
         self.messages_in = 0
         self.messages_out = 0
 
@@ -117,6 +121,13 @@ class MqttLink:
             next_retry_s=retry,
         )
 
+    def snapshot(self) -> LinkState:
+        """The state as of the last phase change, for threads other than the loop's (the engine thread's
+        cascade hook): state() reads fields the loop changes as it runs, while this is one immutable LinkState
+        the loop replaces whole, so another thread reads an old state or the new one, never a mix (issue 17:
+        10)."""
+        return self._snapshot
+
     def add_state_listener(self, listener: StateListener) -> None:
         """Call `listener(state)` on the loop after every phase change."""
         self._listeners.append(listener)
@@ -139,6 +150,7 @@ class MqttLink:
         self._io = LoopSocketIO(self._client, self._loop, self.broker)
         self._stopping = False
         self._stop.clear()
+        self._first_connect = self._loop.create_future()
         self._supervisor = asyncio.create_task(self._supervise(), name=f"mqtt-link-{self._client_id}")
 
     async def wait_up(self, timeout: float) -> bool:
@@ -148,6 +160,14 @@ class MqttLink:
         except TimeoutError:
             return False
         return True
+
+    async def wait_first_connect(self) -> bool:
+        """The first connect's outcome: True once connected with every subscription granted by its SUBACK,
+        False when that attempt failed (the link goes on trying). Raises SubscriptionRefused naming the
+        topic and reason when the broker refused one (its ACL): a start that cannot work fails with it."""
+        if self._first_connect is None:
+            raise CloudUnavailable("the MQTT link was never started")
+        return await asyncio.shield(self._first_connect)
 
     async def stop(self, timeout: float = 2.0) -> None:
         """Send DISCONNECT (the broker then drops the Last Will), stop reconnecting and release the socket."""
@@ -173,6 +193,7 @@ class MqttLink:
         if self._io is not None:
             self._io.close()
         self._fail_acks("the MQTT link was stopped")
+        self._settle_first_connect(False)
         self._set_phase(LinkPhase.STOPPED)
 
     def subscribe(self, topic_filter: str, handler: MessageHandler, qos: int = 1) -> None:
@@ -223,7 +244,13 @@ class MqttLink:
     async def _supervise(self) -> None:
         while not self._stop.is_set():
             self._set_phase(LinkPhase.CONNECTING)
-            error = await self._attempt()
+            try:
+                error = await self._attempt()
+            except SubscriptionRefused as refused:
+                # connected, but without a subscription it needs: the owner decides (a start fails with it)
+                self._settle_first_connect(refused)
+                error = None
+            self._settle_first_connect(error is None)
             if error is None:
                 await self._wait_lost_or_stop()
                 if self._stop.is_set():
@@ -242,8 +269,19 @@ class MqttLink:
                 await asyncio.wait_for(self._stop.wait(), delay)
             self._next_retry_at = None
 
+    def _settle_first_connect(self, outcome: bool | SubscriptionRefused) -> None:
+        first = self._first_connect
+        if first is None or first.done():
+            return
+        if isinstance(outcome, SubscriptionRefused):
+            first.set_exception(outcome)
+            first.exception()  # a link whose owner never asks must not warn
+        else:
+            first.set_result(outcome)
+
     async def _attempt(self) -> str | None:
-        """One connect; None on success, else why it failed."""
+        """One connect; None on success, else why it failed. Raises SubscriptionRefused when connected but a
+        subscription was refused."""
         loop = asyncio.get_running_loop()
         self._lost.clear()
         self._connack = loop.create_future()
@@ -269,6 +307,20 @@ class MqttLink:
             return str(exc)
         if reason.is_failure:
             return f"broker refused the connection: {reason}"
+        return await self._await_connect_subscribed()
+
+    async def _await_connect_subscribed(self) -> str | None:
+        """Wait for the SUBACK of the subscriptions re-made on connect (SubscriptionRefused if refused)."""
+        subscribed, self._connect_subscribed = self._connect_subscribed, None
+        if subscribed is None:
+            return None
+        try:
+            await asyncio.wait_for(asyncio.shield(subscribed), self._settings.connect_timeout_s)
+        except TimeoutError:
+            self._client_or_fail().disconnect()
+            return f"no SUBACK within {self._settings.connect_timeout_s}s"
+        except CloudUnavailable as exc:
+            return str(exc)
         return None
 
     def _connect_blocking(self) -> None:
@@ -326,7 +378,7 @@ class MqttLink:
             self._connack.set_result(reason)
         if reason.is_failure:
             return
-        self._send_subscribe(self._dispatcher.subscriptions())
+        self._connect_subscribed = self._send_subscribe(self._dispatcher.subscriptions())
         self._failed_attempts = 0
         self._last_error = None
         self._backoff.reset()
@@ -379,10 +431,22 @@ class MqttLink:
         self, _client: mqtt.Client, _userdata: Any, mid: int, reasons: list[ReasonCode], _properties: Any
     ) -> None:
         self._note_round_trip(mid)
-        for reason in reasons:
-            if reason.is_failure:
-                self._last_error = f"subscription refused: {reason}"
-                logger.warning("MQTT broker %s refused a subscription: %s", self.broker, reason)
+        filters, future = self._subacks.pop(mid, ((), None))
+        refused = [
+            SubscriptionRefused(self.broker, topic_filter, str(reason), int(reason.value))
+            for topic_filter, reason in zip(filters, reasons, strict=False)
+            if reason.is_failure
+        ]
+        for error in refused:
+            self._last_error = str(error)
+            logger.error("%s", error)
+        if future is None or future.done():
+            return
+        if refused:
+            future.set_exception(refused[0])
+            future.exception()  # a subscription made while connected has nobody awaiting it
+        else:
+            future.set_result(None)
 
     def _on_unsubscribe(
         self, _client: mqtt.Client, _userdata: Any, mid: int, _reasons: Any, _properties: Any
@@ -409,13 +473,18 @@ class MqttLink:
         if mid is not None:
             self._round_trips[mid] = self._last_probe
 
-    def _send_subscribe(self, subscriptions: list[Subscription]) -> None:
-        if not subscriptions:
-            return
+    def _send_subscribe(self, subscriptions: list[Subscription]) -> asyncio.Future[None] | None:
+        """SUBSCRIBE; the future gets the SUBACK (SubscriptionRefused naming the first refused filter)."""
+        if not subscriptions or self._loop is None:
+            return None
         topics = [(s.topic_filter, SubscribeOptions(qos=s.qos)) for s in subscriptions]
         _rc, mid = self._client_or_fail().subscribe(topics)
-        if mid is not None:
-            self._round_trips[mid] = time.monotonic()
+        if mid is None:
+            return None
+        self._round_trips[mid] = time.monotonic()
+        future: asyncio.Future[None] = self._loop.create_future()
+        self._subacks[mid] = (tuple(s.topic_filter for s in subscriptions), future)
+        return future
 
     def _note_round_trip(self, mid: int) -> None:
         sent_at = self._round_trips.pop(mid, None)
@@ -432,8 +501,11 @@ class MqttLink:
 
     def _fail_acks(self, reason: str) -> None:
         acks, self._acks = self._acks, {}
+        subacks, self._subacks = self._subacks, {}
         self._round_trips.clear()
-        for future, _sent_at, _qos in acks.values():
+        futures: list[asyncio.Future[Any]] = [future for future, _sent_at, _qos in acks.values()]
+        futures += [future for _filters, future in subacks.values()]
+        for future in futures:
             if not future.done():
                 future.set_exception(CloudUnavailable(reason))
                 future.exception()  # nobody may be awaiting a fire-and-forget publish
@@ -443,9 +515,10 @@ class MqttLink:
             return
         self._phase = phase
         self._since = time.time()
+        state = self.state()
+        self._snapshot = state  # one reference replaced: safe to read from any thread
         if self._loop is None:
             return
-        state = self.state()
         for listener in self._listeners:
             # outside paho's callback (paho holds a lock while it calls us)
             self._loop.call_soon(_notify, listener, state)

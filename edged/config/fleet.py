@@ -10,6 +10,7 @@ from pydantic import Field, model_validator
 from edged.config.base import StrictModel
 
 KiB = 1024
+DAY_S = 86_400
 GROUP_PATTERN = r"^[A-Za-z0-9_\-]+$"
 
 
@@ -24,6 +25,11 @@ class FleetSettings(StrictModel):
         default=64 * KiB,
         description="Largest signed profile or key announcement accepted, in bytes; larger ones are rejected "
         "unparsed with reason 'oversized'.",
+    )
+    max_clock_skew_s: Annotated[int, Field(ge=0, le=30 * DAY_S)] = Field(
+        default=DAY_S,
+        description="How far ahead of this device's clock a message's issued_at may be, in seconds; one "
+        "issued further in the future is rejected with reason 'future_dated'.",
     )
     device_profiles: bool = Field(
         default=True,

@@ -213,6 +213,11 @@ class EscalationClient:
     def is_up(self) -> bool:
         return self._started and self._link.is_up()
 
+    def is_up_from_any_thread(self) -> bool:
+        """is_up() for a thread other than the loop's: the link's published snapshot (MqttLink.snapshot), not
+        the fields its loop is changing."""
+        return self._started and self._link.snapshot().connected
+
     def link_state(self) -> LinkState:
         return self._link.state()
 

@@ -121,7 +121,10 @@ class FleetDevice:
         return [*group, Target("device", self.device_id)]
 
     def inbound_topics(self) -> list[str]:
-        """Topics to subscribe on every connect: key announcements first, so a new key is known in time."""
+        """Topics to subscribe on every connect, in this order: the device's own retained state first (the
+        broker sends retained messages in subscription order, so a device that lost its state learns the
+        versions it ran before any profile arrives), then key announcements (a new key is known in time),
+        then profiles."""
         targets = self.targets()
         keys = [self.topics.inbound("keys", t) for t in targets]
         profiles = [
@@ -129,10 +132,13 @@ class FleetDevice:
             for t in targets
             if t.scope == "group" or self.settings.device_profiles
         ]
-        return keys + profiles
+        return [self.topics.device(self.device_id, "state"), *keys, *profiles]
 
     def receive(self, topic: str, payload: bytes) -> None:
         """Handle one inbound message; never raises (a bad message must not stop the device)."""
+        if topic == self.topics.device(self.device_id, "state"):
+            self._learn_versions(payload)
+            return
         parsed = self.topics.parse(topic)
         if parsed is None or parsed[0] not in self.targets() or parsed[1] not in ("profile", "keys"):
             logger.warning("ignoring a message on unexpected topic %s", topic)
@@ -249,6 +255,47 @@ class FleetDevice:
                 detail="the daemon stopped before the apply finished; the previous profile is running",
             )
 
+    def _learn_versions(self, payload: bytes) -> None:
+        """The device's own retained state (its previous life's, or an echo of what it just published): for a
+        stream this device has no record of, the version it reported becomes a floor (StreamState.LEARNED),
+        so a device that lost its state directory never applies a retained message older than what it ran
+        (issue 17: 21). A stream with a record keeps it: the store, not the broker, is the device's memory.
+        Whoever may publish on the state topic (the ACL's business) can at most make a device without state
+        refuse older messages: every message it applies still needs a trusted signature and a higher
+        version."""
+        streams = self._reported_streams(payload)
+        for target in self.targets():
+            for kind in ("keys", "profile"):
+                stream = target.stream(kind)
+                version = streams.get(stream)
+                if version is None or self.store.stream(stream) is not None:
+                    continue
+                self.store.record(stream, version, "", StreamState.LEARNED)
+                logger.warning(
+                    "no fleet state for %s: its retained state reports version %d; nothing older is accepted",
+                    stream,
+                    version,
+                )
+
+    def _reported_streams(self, payload: bytes) -> dict[str, int]:
+        """stream -> version from a retained state document; {} for anything else (logged)."""
+        if not payload or len(payload) > self.settings.max_envelope_bytes:
+            return {}
+        try:
+            document = json.loads(payload)
+        except (ValueError, RecursionError):
+            logger.warning("the retained state of %s is not JSON; ignored", self.device_id)
+            return {}
+        streams = document.get("streams") if isinstance(document, dict) else None
+        if not isinstance(streams, dict):
+            return {}
+        reported: dict[str, int] = {}
+        for stream, record in streams.items():
+            version = record.get("version") if isinstance(record, dict) else None
+            if isinstance(version, int) and not isinstance(version, bool) and version > 0:
+                reported[str(stream)] = version
+        return reported
+
     # -- keys --------------------------------------------------------------------------------------
 
     def _receive_keys(self, topic: str, target: Target, payload: bytes) -> None:
@@ -282,6 +329,7 @@ class FleetDevice:
             last=self.store.stream(stream),
             now=self.clock(),
             max_bytes=self.settings.max_envelope_bytes,
+            max_skew_s=self.settings.max_clock_skew_s,
         )
 
     def _rejected(self, topic: str, target: Target, kind: str, payload: bytes, rejected: Rejected) -> None:

@@ -3,6 +3,11 @@
 Handlers run on paho's thread and only record under a lock; callers wait on a condition from their own thread.
 `sync()` makes "every retained message has arrived" observable: it publishes a marker to a topic this observer
 subscribed last, and the broker delivers to one client in order, so the marker comes after the retained ones.
+
+What it keeps is bounded, whatever the fleet (or anyone who may publish on its topics) sends (issue 17: 8):
+at most `max_devices` devices in each of states, statuses and telemetry (the device heard from least recently
+is forgotten first), `max_devices` retained envelopes, the newest `max_acks` acks, and acks of the newest
+MAX_ACKED_VERSIONS (kind, version) pairs for acks_for().
 """
 
 from __future__ import annotations
@@ -25,6 +30,9 @@ from edged.fleet.topics import FleetTopics
 logger = logging.getLogger(__name__)
 
 ANY_SIZE = 16 * 1024 * 1024  # the observer shows envelopes, it does not enforce a device's limit
+DEFAULT_MAX_DEVICES = 100_000  # a fleet's devices; ~1 KB of state each: ~100 MB at the limit
+DEFAULT_MAX_ACKS = 100_000
+MAX_ACKED_VERSIONS = 256  # rollouts an observer tracks acks for at once; the oldest is forgotten first
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,9 +65,23 @@ Listener = Callable[[str, str, Any], None]  # (leaf, device or topic, parsed doc
 
 
 class FleetObserver:
-    def __init__(self, link: MqttLink, topics: FleetTopics, *, envelopes: bool = True) -> None:
+    def __init__(
+        self,
+        link: MqttLink,
+        topics: FleetTopics,
+        *,
+        envelopes: bool = True,
+        max_devices: int = DEFAULT_MAX_DEVICES,
+        max_acks: int = DEFAULT_MAX_ACKS,
+    ) -> None:
+        for name, value in (("max_devices", max_devices), ("max_acks", max_acks)):
+            if value < 1:
+                raise ValueError(f"FleetObserver {name} = {value}: must be at least 1")
         self.link = link
         self.topics = topics
+        self.max_devices = max_devices
+        self.max_acks = max_acks
+        self.forgotten = 0  # devices, envelopes and acks dropped to stay within the limits
         self.acks: list[Ack] = []
         self._by_version: dict[
             tuple[str, int | None], dict[str, Ack]
@@ -78,6 +100,7 @@ class FleetObserver:
                     link.subscribe(topics.every_target(scope, kind), self._on_envelope, 1)
         self._marker_topic = f"{topics.prefix}/fleet/observer/{uuid.uuid4().hex}"
         self._markers: set[str] = set()
+        self._expected: set[str] = set()
         link.subscribe(self._marker_topic, self._on_marker, 1)
 
     def add_listener(self, listener: Listener) -> None:
@@ -108,14 +131,35 @@ class FleetObserver:
             except (KeyError, TypeError, ValueError, AttributeError):
                 logger.warning("malformed ack from %s", device)
                 return
-            self.acks.append(ack)
-            self._by_version.setdefault((ack.kind, ack.version), {})[f"{ack.device} {ack.target}"] = ack
+            self._record_ack(ack)
             return
         table = {"status": self.statuses, "state": self.states, "telemetry": self.telemetry}[leaf]
+        table.pop(device, None)  # re-inserted last: a table's order is least recently heard first
         if isinstance(document, dict):
             table[device] = document
-        else:
-            table.pop(device, None)  # an empty retained message clears a device
+            self._bound(table, self.max_devices, "devices")
+        # else: an empty retained message clears a device
+
+    def _record_ack(self, ack: Ack) -> None:
+        self.acks.append(ack)
+        if len(self.acks) > self.max_acks:
+            del self.acks[0]
+            self.forgotten += 1
+        key = (ack.kind, ack.version)
+        devices = self._by_version.pop(key, {})
+        self._by_version[key] = devices  # newest version last
+        devices[f"{ack.device} {ack.target}"] = ack
+        self._bound(devices, self.max_devices, "acking devices")
+        self._bound(self._by_version, MAX_ACKED_VERSIONS, "acked versions")
+
+    def _bound(self, table: dict[Any, Any], limit: int, what: str) -> None:
+        """Forget the oldest entries of `table` (insertion order) beyond `limit`."""
+        while len(table) > limit:
+            oldest = next(iter(table))
+            del table[oldest]
+            self.forgotten += 1
+            if self.forgotten == 1:
+                logger.warning("fleet observer keeps at most %d %s: forgetting %s", limit, what, oldest)
 
     def _on_envelope(self, topic: str, payload: bytes) -> None:
         with self._changed:
@@ -123,17 +167,23 @@ class FleetObserver:
                 self.envelopes.pop(topic, None)
             else:
                 try:
-                    self.envelopes[topic] = decode(payload, ANY_SIZE)
+                    envelope = decode(payload, ANY_SIZE)
                 except Rejected as exc:
                     logger.warning("retained message on %s is not an envelope: %s", topic, exc)
+                else:
+                    self.envelopes.pop(topic, None)
+                    self.envelopes[topic] = envelope
+                    self._bound(self.envelopes, self.max_devices, "envelopes")
             self._changed.notify_all()
         for listener in self._listeners:
             listener("envelope", topic, self.envelopes.get(topic))
 
     def _on_marker(self, topic: str, payload: bytes) -> None:
         with self._changed:
-            self._markers.add(payload.decode(errors="replace"))
-            self._changed.notify_all()
+            marker = payload.decode(errors="replace")
+            if marker in self._expected:  # only markers a sync() waits for: nothing else is kept
+                self._markers.add(marker)
+                self._changed.notify_all()
 
     # -- caller thread -----------------------------------------------------------------------------
 
@@ -152,9 +202,16 @@ class FleetObserver:
         """Return once every retained message on the subscribed topics has been received."""
         self.link.wait_connected(timeout_s)
         marker = uuid.uuid4().hex
+        with self._changed:
+            self._expected.add(marker)
         self.link.publish(self._marker_topic, marker.encode(), 1, False)
-        if not self.wait(lambda: marker in self._markers, timeout_s):
-            raise CloudUnavailable(f"the broker did not echo a sync marker within {timeout_s:g} s")
+        try:
+            if not self.wait(lambda: marker in self._markers, timeout_s):
+                raise CloudUnavailable(f"the broker did not echo a sync marker within {timeout_s:g} s")
+        finally:
+            with self._changed:
+                self._expected.discard(marker)  # a marker echoed late is not kept
+                self._markers.discard(marker)
 
     def acks_for(self, kind: str, target: Target | None, version: int) -> dict[str, Ack]:
         """The latest ack per device for this message (target None: any target)."""

@@ -34,6 +34,9 @@ class StreamState(StrEnum):
     APPLYING = "applying"  # recorded, apply not finished: at start this becomes rolled_back ("interrupted")
     APPLIED = "applied"
     ROLLED_BACK = "rolled_back"
+    # A device with no record of the stream learned this version from its own retained state (it lost its
+    # state directory): nothing below it is accepted, this very version may still be applied.
+    LEARNED = "learned"
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,14 +11,17 @@ a window holds at most span / BUCKET_S + 1 buckets, whatever the traffic, and a 
 longer than its own time, never shorter.
 
 With a BudgetFile the day windows (the hour windows are their last hour) are written to the state directory
-after every charge and read back at start, so a restart does not hand out a fresh budget. Writing blocks for a
-file write and an fsync: call the charge methods off the event loop.
+after every charge and read back at start, so a restart does not hand out a fresh budget. A save is a file
+write and two fsyncs: with a FileWriter (the daemon's) it runs on the writer's thread, one save of the newest
+state for any number of charges made meanwhile, and the charge methods never wait on the disk (issue 17: 5);
+without one the charge itself saves.
 
 The clock is injectable (monotonic seconds); the budget is thread-safe (one lock, held only for arithmetic).
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import math
@@ -32,7 +35,7 @@ from typing import Any
 
 from edged.config.budget import BudgetSettings
 from edged.errors import BudgetExhausted, InvalidRequest
-from edged.files import write_atomic
+from edged.files import FileWriter, write_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -199,12 +202,15 @@ class CloudBudget:
         settings: BudgetSettings,
         clock: Callable[[], float] = time.monotonic,
         file: BudgetFile | None = None,
+        writer: FileWriter | None = None,
     ) -> None:
         self._settings = settings
         self._clock = clock
         self._file = file
+        self._writer = writer
         self._lock = threading.Lock()
         self._save_lock = threading.Lock()  # one save at a time, each of the newest state
+        self._save_queued = False  # a save is with the writer and has not taken its snapshot yet
         self._windows = {
             "requests_per_hour": _Window(HOUR_S),
             "requests_per_day": _Window(DAY_S),
@@ -215,9 +221,10 @@ class CloudBudget:
             self._restore(file.load())
 
     @classmethod
-    def open(cls, settings: BudgetSettings, state_dir: Path) -> CloudBudget:
-        """The budget saved in `state_dir` (fresh when there is none), saving every charge there."""
-        return cls(settings, file=BudgetFile(state_dir / BUDGET_FILE))
+    def open(cls, settings: BudgetSettings, state_dir: Path, writer: FileWriter | None = None) -> CloudBudget:
+        """The budget saved in `state_dir` (fresh when there is none), saving every charge there (through
+        `writer` when given)."""
+        return cls(settings, file=BudgetFile(state_dir / BUDGET_FILE), writer=writer)
 
     def update(self, settings: BudgetSettings) -> None:
         """Apply a new profile's limits; use so far is kept."""
@@ -292,16 +299,27 @@ class CloudBudget:
     def _save(self) -> None:
         if self._file is None:
             return
+        if self._writer is None:
+            self._save_now(self._file)
+            return
+        with self._lock:
+            if self._save_queued:
+                return  # the queued save has not taken its snapshot yet: it will hold this charge too
+            self._save_queued = True
+        self._writer.submit(functools.partial(self._save_now, self._file))
+
+    def _save_now(self, file: BudgetFile) -> None:
         with self._save_lock:
             # the snapshot is taken under the save lock, so the last file written holds the newest state
             with self._lock:
+                self._save_queued = False
                 now = self._clock()
                 ages: dict[str, Ages] = {}
                 for kind in ("requests", "tokens"):
                     window = self._windows[f"{kind}_per_day"]
                     window.expire(now)
                     ages[kind] = [(now - b.last, b.amount) for b in window.buckets]
-            self._file.save(ages)
+            file.save(ages)
 
 
 class FakeClock:

@@ -34,6 +34,7 @@ from edged.config.api import ApiSettings
 from edged.config.loader import read_toml
 from edged.errors import BackendCrashed, ConfigError, EdgedError
 from edged.escalation.client import EscalationClient
+from edged.files import FileWriter
 from edged.fleet.agent import FleetAgent, last_good_profile
 from edged.fleet.comms_link import CommsFleetLink, fleet_will
 from edged.fleet.device import ApplyOutcome, ApplyResult, ProfileBase
@@ -46,6 +47,7 @@ from edged.routing.report import budget_info, budget_remaining, load_info
 from edged.routing.router import PromptRouter, load_router
 from edged.service import report
 from edged.service.apply import Commit, ProfileApplier, start_engine
+from edged.service.loop_call import call_on_loop
 from edged.service.sdnotify import ServiceNotifier
 from edged.sovereignty.audit import AuditLog
 from edged.sovereignty.gate import SensitivityGate
@@ -59,6 +61,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 _SUPERVISE_INTERVAL_S = 1.0
+_TELEMETRY_WAIT_S = 5.0  # the fleet thread waits this long for the loop to take the status
 _HEARTBEAT_STALE_S = 10.0  # an engine thread silent this long is hung: stop feeding the watchdog
 # What a reload keeps as it started (a restart applies it): identity, where state and models live, the broker,
 # fleet membership, the metrics endpoint and the HTTP API; of [api] only these two change live.
@@ -95,7 +98,10 @@ class Daemon:
         self._local_profiles: list[DeviceProfile] = []
         self.profile = DeviceProfile()
         self.metrics = EdgedMetrics(config.device_id)
-        self.budget = CloudBudget.open(self.profile.budget, config.state_dir)
+        # The audit's appends and the budget's fsynced saves go through one writer thread, never the event loop
+        # (issue 17: 5); it is closed (drained) last at shutdown, so no record is lost.
+        self.state_writer = FileWriter("edged-state-writer")
+        self.budget = CloudBudget.open(self.profile.budget, config.state_dir, self.state_writer)
         self.local = LocalAnswerer({}, config.engine.model, config.api.stream_interval_ms / 1000.0)
         self.pipeline = InferencePipeline(
             config.device_id,
@@ -113,6 +119,7 @@ class Daemon:
         self._link: MqttLink | None = None
         self._escalation: EscalationClient | None = None
         self._fleet: FleetAgent | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None  # set by run()
         self._reloading = asyncio.Lock()  # SIGHUPs in a row reload one after the other
         self._reloads: set[asyncio.Task[None]] = set()  # held: the loop keeps only weak references to tasks
 
@@ -120,7 +127,7 @@ class Daemon:
 
     def steps(self) -> list[Step]:
         return [
-            Step("state directory", self._open_state_dir),
+            Step("state directory", self._open_state_dir, self._close_state_writer),
             Step("profile", self._resolve_profile),
             Step("metrics endpoint", self._start_metrics, self._stop_metrics),
             Step("load sampler", self._start_sampler, self._stop_sampler),
@@ -133,6 +140,9 @@ class Daemon:
 
     async def _open_state_dir(self) -> None:
         self.config.state_dir.mkdir(mode=0o750, parents=True, exist_ok=True)
+
+    async def _close_state_writer(self) -> None:
+        await asyncio.to_thread(self.state_writer.close)
 
     async def _resolve_profile(self) -> None:
         """The local profile file, then the fleet's last good profile (a device booting offline runs it)."""
@@ -226,7 +236,7 @@ class Daemon:
         )
         gate = await asyncio.to_thread(SensitivityGate.load, self.profile.privacy, metrics=self.metrics)
         self.pipeline.gate = gate
-        self.pipeline.audit = AuditLog.open(config.state_dir, self.profile.privacy.audit)
+        self.pipeline.audit = AuditLog.open(config.state_dir, self.profile.privacy.audit, self.state_writer)
         self._link = MqttLink(
             config.broker, config.device_id, will=fleet_will(config) if config.fleet.enabled else None
         )
@@ -247,6 +257,12 @@ class Daemon:
             self._show_profile_version()  # a profile replayed at start has its version already
             self._fleet.start()
         await self._link.start()
+        # Bounded by one connect attempt: a broker that is down does not hold the start (the link goes on
+        # trying), but one that refuses a subscription (its ACL) fails it with SubscriptionRefused.
+        if not await self._link.wait_first_connect():
+            logger.warning(
+                "cloud link to %s not up yet: %s", self._link.broker, self._link.state().last_error
+            )
         logger.info("cloud link to %s (device %s)", self._link.broker, config.device_id)
 
     async def _disconnect_cloud(self) -> None:
@@ -282,7 +298,7 @@ class Daemon:
 
         handle_signals=False leaves signals alone (an embedding program, or tests running it off the main thread).
         """
-        loop = asyncio.get_running_loop()
+        loop = self._loop = asyncio.get_running_loop()
         if handle_signals:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, self.request_stop)
@@ -490,7 +506,15 @@ class Daemon:
         return self._sampler.latest() if self._sampler is not None else IDLE_LOAD
 
     def _telemetry(self) -> dict[str, Any]:
-        return report.telemetry(self.status())
+        """The fleet agent's telemetry source. It runs on the fleet thread, and the status reads state the
+        loop owns (the MQTT link, the escalation client's requests, the engines' map), so the status is
+        taken on the loop and handed back (issue 17: 10)."""
+        if self._loop is None:
+            return report.telemetry(self.status())
+        try:
+            return call_on_loop(self._loop, lambda: report.telemetry(self.status()), _TELEMETRY_WAIT_S)
+        except TimeoutError as exc:
+            return {"error": str(exc)}
 
     def request_limits(self) -> RequestLimits:
         engine = self.profile.engine

@@ -11,6 +11,7 @@ the device can check whether a given value passed through without the log holdin
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import json
@@ -27,6 +28,7 @@ from typing import Any
 from edged.config.privacy import AuditSettings
 from edged.domain import Message
 from edged.errors import ConfigError
+from edged.files import FileWriter
 from edged.sovereignty.verdict import Verdict
 
 logger = logging.getLogger(__name__)
@@ -103,6 +105,7 @@ class AuditLog:
         max_bytes: int = AuditSettings().max_bytes,
         keep_files: int = AuditSettings().keep_files,
         clock: Callable[[], datetime] = _utc_now,
+        writer: FileWriter | None = None,
     ) -> None:
         self.directory = directory
         self.path = directory / LOG_NAME
@@ -111,12 +114,15 @@ class AuditLog:
         self.write_failures = 0
         self._clock = clock
         self._lock = threading.Lock()
+        self._writer = writer
         directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         self._salt = load_salt(directory)
 
     @classmethod
-    def open(cls, state_dir: Path, settings: AuditSettings) -> AuditLog:
-        return cls(state_dir / "audit", max_bytes=settings.max_bytes, keep_files=settings.keep_files)
+    def open(cls, state_dir: Path, settings: AuditSettings, writer: FileWriter | None = None) -> AuditLog:
+        return cls(
+            state_dir / "audit", max_bytes=settings.max_bytes, keep_files=settings.keep_files, writer=writer
+        )
 
     def value_hash(self, value: str) -> str:
         return value_hash(self._salt, value)
@@ -167,7 +173,15 @@ class AuditLog:
         return {entity: sorted(values) for entity, values in sorted(hashes.items())}
 
     def append(self, entry: AuditRecord) -> None:
+        """With a writer, hand the line to its thread (the daemon's event loop never waits on the disk;
+        issue 17: 5); without one (tools, tests), write it now."""
         line = (entry.to_json() + "\n").encode("utf-8")
+        if self._writer is None:
+            self._write(entry.request_id, line)
+        else:
+            self._writer.submit(functools.partial(self._write, entry.request_id, line))
+
+    def _write(self, request_id: str, line: bytes) -> None:
         with self._lock:
             try:
                 self._rotate_if_needed(len(line))
@@ -178,7 +192,7 @@ class AuditLog:
                     os.close(fd)
             except OSError as exc:
                 self.write_failures += 1
-                logger.error("audit record %s not written to %s: %s", entry.request_id, self.path, exc)
+                logger.error("audit record %s not written to %s: %s", request_id, self.path, exc)
 
     def _rotate_if_needed(self, incoming: int) -> None:
         try:
