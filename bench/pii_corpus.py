@@ -302,7 +302,7 @@ def _fill(turns: Turns, fake: Faker, rng: random.Random) -> tuple[list[dict[str,
 
         def value(match: re.Match[str]) -> str:
             entity = match.group(1)
-            filled = VALUES[entity](fake, rng)
+            filled = VALUES[entity](fake, rng).strip()
             entities.append({"type": entity, "value": filled})
             return filled
 

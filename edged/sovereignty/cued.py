@@ -28,7 +28,10 @@ _FILLER = r"(?:\s*(?:(?i:number|num|no|nr|n[o°º]|code|id|is|was|will be|of)\b\
 # A value token: letters, digits and the separators ids are written with; groups after a space are taken while
 # they hold a digit (or are one to three capitals, as in "AB 12 34 56 C"), so "1 84 12 76 451 089 46" is whole.
 _GROUP = r"[A-Za-z0-9][A-Za-z0-9\-./]*"
-_ID_VALUE = rf"(?=[A-Za-z\-./]*\d){_GROUP}(?:[ ](?:(?=[A-Za-z\-./]*\d){_GROUP}|[A-Z]{{1,3}}\b))*"
+_ID_VALUE = (
+    rf"(?:[A-Z]{{1,3}}[ ](?=\d))?(?=[A-Za-z\-./]*\d){_GROUP}(?:[ ](?:(?=[A-Za-z\-./]*\d){_GROUP}|[A-Z]{{1,3}}\b))*"
+)
+_PHONE_VALUE = r"(?:\+|00)?[\d(][\d \-().]{4,22}\d(?:\s?(?i:x|ext\.?)\s?\d{1,6})?"
 
 _MONTH = (
     r"(?:Jan(?:uary)?|Feb(?:ruary)?|Mar(?:ch)?|Apr(?:il)?|May|June?|July?|Aug(?:ust)?|Sep(?:t(?:ember)?)?|"
@@ -93,7 +96,19 @@ _CUES: tuple[tuple[str, str, str, float], ...] = (
         _ID_VALUE,
         0.75,
     ),
-    ("NATIONAL_ID", r"\b(?i:id)\b", _ID_VALUE, 0.7),  # a bare "ID": below every more specific cue
+    ("NATIONAL_ID", r"\b(?i:id)\b", _ID_VALUE, 0.7),
+    (
+        "CREDIT_CARD",
+        r"(?i:(?:credit |debit |bank |payment )?card(?: number| no)?|visa|mastercard|amex|maestro)",
+        r"\d(?:[ \-]?\d){11,18}",
+        0.7,
+    ),
+    (
+        "PHONE_NUMBER",
+        r"(?i:phone|mobile|cell|tel|telephone|fax|whatsapp|landline|(?:call|reach|text|ring|contact) me (?:on|at))",
+        _PHONE_VALUE,
+        0.5,
+    ),  # a bare "ID": below every more specific cue
     (
         "DATE_OF_BIRTH",
         r"(?i:dob|d\.o\.b|date of birth|birth ?date|born(?: on)?|birthday|geboren(?: am)?|né le|née le)",

@@ -146,15 +146,18 @@ class CardRecognizer(CreditCardRecognizer):
     MASTERCARD_2_SERIES = Pattern(
         "mastercard_2_series", r"\b2(?:2[2-9]\d|[3-6]\d\d|7[01]\d|720)[- ]?\d{4}[- ]?\d{4}[- ]?\d{4}\b", 0.3
     )
+    # 18- and 19-digit cards (Visa, Maestro, UnionPay, Discover): longer than Presidio's pattern allows
+    LONG_CARDS = Pattern("long_cards", r"\b[2-6]\d{3}[- ]?\d{4}[- ]?\d{4}[- ]?\d{4}[- ]?\d{2,3}\b", 0.3)
 
     def __init__(self) -> None:
         super().__init__(
-            patterns=[*CreditCardRecognizer.PATTERNS, self.MASTERCARD_2_SERIES], name="edged-card"
+            patterns=[*CreditCardRecognizer.PATTERNS, self.MASTERCARD_2_SERIES, self.LONG_CARDS],
+            name="edged-card",
         )
 
     def validate_result(self, pattern_text: str) -> bool:
         digits = re.sub(r"\D", "", pattern_text)
-        if len(digits) == 15 and not digits.startswith(("34", "37", "1")):
+        if len(digits) == 15 and not digits.startswith(("34", "37", "1", "2131")):
             return False
         return bool(super().validate_result(pattern_text))
 

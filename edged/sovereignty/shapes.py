@@ -32,7 +32,7 @@ HARMLESS_SHAPES = (
     r"\d+(?:st|nd|rd|th|s)",  # ordinals, decades: 21st, 1990s
     r"\d+(?:[.,]\d+)?(?:[kKMGTPµmn]?(?:B|b|bps|Hz|W|Wh|Ah|mAh|V|A|g|s|m|px|pt|em|x|fps|dpi|ppi|hp|L|l)|"
     r"%|p|i|K|k|D|d|h|min|mm|cm|km|kg|mg|ms|ns|us|GB|MB|TB|KB|GiB|MiB|TiB|KiB|sec|yrs?|USD|EUR|GBP)",
-    r"[0-9a-f]{7,64}",  # hashes, commit ids (lower-case hex)
+    r"(?=[0-9]*[a-f])(?=[a-f]*[0-9])[0-9a-f]{7,64}",  # hashes, commit ids (lower-case hex)
     r"(?:[A-Za-z]+-)+\d{1,3}",  # COVID-19, GPT-4, UTF-8, ISO-8601 style names
     r"[A-Za-z]{1,6}\d{1,3}",  # SHA256, H200, MP3, IPv6, ES2015-style short names
     r"\d{1,3}[A-Za-z]{1,4}",  # 4K, 5G, 3D, 64bit
@@ -86,25 +86,39 @@ _PARTICLE = r"(?:de|del|de la|des|du|la|le|les|di|da|do|dos|das|della|dei|van|vo
 _NAMEW = rf"(?:{_W}|\d{{1,3}}(?:st|nd|rd|th|\.)?|{_PARTICLE})"
 _HOUSE = r"\d{1,5}[A-Za-z]?(?:\s?[\-/]\s?\d{1,5}[A-Za-z]?)?"
 _GLUED = (
-    r"\p{L}+(?:straße|strasse|str\.|gasse|weg|platz|allee|ring|damm|ufer|markt|steig|pfad|chaussee|gade|vej|"
-    r"vænget|vägen|gatan|gränd|torget|stig|katu|tie|kuja|polku|tori|kaari|straat|laan|plein|gracht|kade|"
-    r"singel|dijk|utca|út|tér|körút|sor|sori|köz|ulice|třída|náměstí|nábřeží)"
+    r"(?:\p{Lu}\p{L}*(?:straße|strasse|str\.|gasse|weg|platz|allee|damm|ufer|markt|steig|pfad|chaussee|gade|vej|"
+    r"vænget|vägen|gatan|gränd|torget|katu|tie|kuja|polku|kaari|straat|laan|plein|gracht|kade|singel|dijk|"
+    r"utca|körút|ulice|třída|náměstí|nábřeží)|(?<=-)(?:Straße|Strasse|Gasse|Weg|Platz|Allee|Ring|Damm|Ufer))"
 )
+# street types written as their own word after the name: "Kossuth Lajos utca 12", "Nørre Allé 5"
+_WORD_SUFFIX = r"(?:utca|u\.|út|útja|tér|tere|körút|köz|sor|sétány|rakpart|fasor|allé|gade|vej|plads|torg|gata|tie)"
 _PREFIX = (
-    r"(?i:rue|avenue|av\.|boulevard|bd\.?|chemin|allée|place|impasse|quai|route|cours|calle|c/|avenida|avda\.?|"
-    r"plaza|paseo|camino|carrer|rua|travessa|largo|praça|alameda|estrada|via|viale|piazza|piazzale|corso|vicolo|"
+    r"(?i:rue|avenue|av\.|boulevard|bd\.?|chemin|allée|place|impasse|quai|route|cours|calle|callejón|c/|avenida|"
+    r"avda\.?|ronda|glorieta|travesía|pasaje|cuesta|urbanización|rambla|vía|plaza|paseo|camino|carrer|rua|travessa|largo|praça|alameda|estrada|via|viale|piazza|piazzale|corso|vicolo|"
     r"strada|str\.|ulica|ul\.|aleja|al\.|os\.|plac|bulevardul|calea|șoseaua|soseaua|splaiul|aleea|intrarea|"
     r"piața|sokak|sokağı|caddesi|cad\.|mahallesi|mah\.)"
 )
 _EN_SUFFIX = (
-    r"(?:Street|St|Avenue|Ave|Road|Rd|Boulevard|Blvd|Lane|Ln|Drive|Dr|Court|Ct|Way|Place|Pl|Terrace|Ter|"
+    # the USPS street suffixes (and their plurals) and the British and Irish ones
+    r"(?:Alley|Annex|Arcade|Bayou|Beach|Bluffs?|Bottom|Branch|Bridge|Brooks?|Burgs?|Bypass|Camp|Canyon|Cape|"
+    r"Causeway|Centers?|Circles?|Cliffs?|Club|Common|Corners?|Course|Courts?|Coves?|Creek|Crest|Crossing|"
+    r"Curve|Dale|Dam|Divide|Drives?|Estates?|Expressway|Extensions?|Falls?|Ferry|Fields?|Flats?|Fords?|"
+    r"Forests?|Forges?|Forks?|Fort|Freeway|Gardens?|Gateway|Glens?|Greens?|Groves?|Harbors?|Havens?|Heights|"
+    r"Hills?|Hollow|Inlet|Islands?|Isle|Junctions?|Keys?|Knolls?|Lakes?|Landing|Light|Lights|Locks?|Lodge|"
+    r"Manors?|Meadows?|Mills?|Mission|Motorway|Mounts?|Mountains?|Neck|Orchard|Oval|Overpass|Parks?|Parkways?|"
+    r"Passage|Pines|Plains?|Points?|Ports?|Prairie|Radial|Ranch|Rapids?|Rest|Ridges?|River|Roads?|Route|"
+    r"Shoals?|Shores?|Skyway|Springs?|Spurs?|Squares?|Stravenue|Streams?|Streets?|Summit|Throughway|Trace|"
+    r"Track|Trafficway|Tunnel|Turnpike|Underpass|Unions?|Valleys?|Viaduct|Views?|Villages?|Ville|Vista|"
+    r"Walks?|Wells?|Ways?|Wharf|"
+    r"Street|St|Avenue|Ave|Road|Rd|Boulevard|Blvd|Lane|Ln|Drive|Dr|Court|Ct|Way|Place|Pl|Terrace|Ter|"
     r"Parkway|Pkwy|Circle|Cir|Square|Sq|Highway|Hwy|Trail|Trl|Close|Crescent|Cres|Row|Alley|Plaza|Gardens|"
     r"Mews|Hill|Walk|Grove|Park|View|Rise|Green|Esplanade|Parade|Quay|Wharf|Heights|Point|Ridge|Vale|Glen|"
     r"Loop|Run|Pass|Path|Pike|Crossing|Commons|Estate|Lodge|Meadow|Meadows|Fields|Gate|Yard|End|Bend|Cove|"
     r"Junction|Manor|Mall|Key|Isle|Harbor|Harbour|Port|Station|Mount|Mt)"
 )
 _UNIT = (
-    r"(?:,?\s(?:Apt|Apartment|Suite|Ste|Unit|Floor|Fl|Room|Rm|Flat|Piano|Int\.?|Étage|Etg|Top|Stiege|Tür|"
+    r"(?:,?\s(?:Apt|Apartment|Suite|Ste|Unit|Floor|Fl|Room|Rm|Flat|Piano|Int\.?|Étage|Etg|Top|Stiege|Tür|Puerta|"
+    r"Piso|Escalera|Esc\.|Bajo|Portal|"
     r"bl\.|sc\.|ap\.|et\.|lok\.|m\.|#)\.?\s?#?[A-Za-z0-9\-/]{1,6}|,?\s\d{1,2}(?:º|ª|°|\.)\s?[A-Za-z]?)"
 )
 _POSTCODE = (
@@ -133,7 +147,15 @@ class InternationalAddressRecognizer(PatternRecognizer):
             rf"{_TAIL}",
             0.9,
         ),
-        Pattern("glued_suffix", rf"(?:{_NAMEW}[\s\-]){{0,3}}{_GLUED}\s{_HOUSE}{_TAIL}", 0.85),
+        Pattern(
+            "glued_suffix", rf"(?:{_NAMEW}[\s\-]){{0,3}}{_GLUED}\s(?!(?:19|20)\d\d\b){_HOUSE}{_TAIL}", 0.85
+        ),
+        Pattern("word_suffix", rf"(?:{_NAMEW}\s){{1,3}}{_WORD_SUFFIX}\s{_HOUSE}\b\.?{_TAIL}", 0.8),
+        Pattern(
+            "number_first_postcode",
+            rf"\b\d{{1,6}}[A-Za-z]?\s(?:{_NAMEW}\s){{0,3}}{_W}{_UNIT}?,\s{_TOWN},?\s(?:{_REGION}\s)?{_POSTCODE}\b",
+            0.75,
+        ),
         Pattern(
             "prefix_word",
             rf"(?:\b{_HOUSE},?\s)?(?<![\p{{L}}]){_PREFIX}\s(?:{_NAMEW}[\s\-]){{0,5}}{_NAMEW}"
@@ -166,6 +188,9 @@ class InternationalAddressRecognizer(PatternRecognizer):
 # -- phone numbers --------------------------------------------------------------------------------------------
 
 
+POSSIBLE, VALID = phonenumbers.Leniency.POSSIBLE, phonenumbers.Leniency.VALID
+
+
 class RegionsPhoneRecognizer(EntityRecognizer):
     """Phone numbers validated by python-phonenumbers: each stretch of text that can hold one (digits and
     phone punctuation, six digits or more) is matched in the regions' formats in order, stopping at the first
@@ -193,11 +218,15 @@ class RegionsPhoneRecognizer(EntityRecognizer):
             if sum(c.isdigit() for c in candidate.group()) < 6:
                 continue
             start = max(0, candidate.start() - self._MARGIN)
-            window = text[start : candidate.end() + self._MARGIN]
+            # "+49 (0) 30 ...": the national trunk prefix in brackets is not dialled (blanked, offsets kept)
+            window = text[start : candidate.end() + self._MARGIN].replace("(0)", "   ")
             international = candidate.group().lstrip("( ").startswith(("+", "00"))
-            # "00" is the international prefix of most of the world (not of the US): read it as Germany's
-            for region in (("DE",) if international else self.regions):
-                found = list(phonenumbers.PhoneNumberMatcher(window, region, leniency=phonenumbers.Leniency.VALID))
+            # A number with a country code is matched once, and only needs a possible length for its country
+            # (generated and new numbers need not be in the metadata's ranges); "00" is the international prefix
+            # of most of the world (not of the US): read as in Germany.
+            regions, leniency = (("DE",), POSSIBLE) if international else (self.regions, VALID)
+            for region in regions:
+                found = list(phonenumbers.PhoneNumberMatcher(window, region, leniency=leniency))
                 if found:
                     results.extend(
                         _result("PHONE_NUMBER", start + m.start, start + m.end, self.SCORE)
