@@ -20,6 +20,17 @@ import regex
 from presidio_analyzer import EntityRecognizer, RecognizerResult
 from presidio_analyzer.nlp_engine import NlpArtifacts
 
+def luhn_valid(digits: str) -> bool:
+    """The Luhn checksum (cards, IMEI) of a string of digits."""
+    total = 0
+    for index, char in enumerate(reversed(digits)):
+        value = int(char)
+        if index % 2 == 1:
+            value = value * 2 - 9 if value > 4 else value * 2
+        total += value
+    return total % 10 == 0
+
+
 # -- cue -> value ---------------------------------------------------------------------------------------------
 
 # After the cue: "number", "no.", "#", "ID", ":", "is", "=", "-" in any order (a few of them).
@@ -50,10 +61,11 @@ _CUES: tuple[tuple[str, str, str, float], ...] = (
     (
         "PASSWORD",
         r"(?i:pass(?:word|wd|code|phrase)s?|pwd|wi-?fi (?:key|code)|kennwort|mot de passe|contrase[ñn]a|senha|"
-        r"hasło|haslo|pin(?: code)?)|\bPIN\b",
+        r"hasło|haslo)",
         _SECRET_VALUE,
         0.75,
     ),
+    ("PASSWORD", r"(?i:pin(?: code| number)?)", r"\d{3,12}(?!\w)", 0.75),
     ("PASSPORT", r"(?i:passport|reisepass|passeport|pasaporte|passaporto|paszport)", _ID_VALUE, 0.8),
     (
         "DRIVER_LICENSE",
@@ -118,7 +130,7 @@ _CUES: tuple[tuple[str, str, str, float], ...] = (
 )
 # Between a cue and its value: a few filler words, or (for "the login password for the laptop is X") up to four
 # lower-case words ending in "is", ":" or "=".
-_GAP = rf"(?:{_FILLER}|\s(?:[a-z']+\s){{0,4}}?(?:is|are|was|:|=)\s*)"
+_GAP = rf"(?:\s(?:[a-z']+\s){{0,4}}?(?:is|are|was|:|=)\s*|{_FILLER})"
 
 
 CUED_ENTITIES = frozenset(entity for entity, _cue, _value, _score in _CUES)
@@ -157,6 +169,8 @@ class CuedValueRecognizer(EntityRecognizer):
                     value = value.rstrip(".,;:!?)-/")
                     if entity != "DATE_OF_BIRTH" and not _id_like(value):
                         continue
+                    if entity == "CREDIT_CARD" and not luhn_valid(regex.sub(r"\D", "", value)):
+                        continue  # a card number of any length, but a real one
                 results.append(_result(entity, start, start + len(value), score))
         return results
 

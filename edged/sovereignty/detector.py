@@ -65,6 +65,13 @@ class RaisingDetector:
         raise self.error
 
 
+class MisplacedDetector:
+    """A detector whose findings lie past the end of the text (the seam for a detector bug)."""
+
+    def scan(self, text: str) -> list[Finding]:
+        return [Finding(len(text), len(text) + 5, "PERSON", 0.9)]
+
+
 class CountingDetector:
     """Wraps a detector and counts its scans (the seam for cache tests)."""
 

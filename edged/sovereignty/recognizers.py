@@ -31,22 +31,11 @@ from presidio_analyzer.predefined_recognizers import (
 )
 
 from edged.config.privacy import CustomRecognizer, DetectorSettings
-from edged.sovereignty.cued import CUED_ENTITIES, CuedNameRecognizer, CuedValueRecognizer
+from edged.sovereignty.cued import CUED_ENTITIES, CuedNameRecognizer, CuedValueRecognizer, luhn_valid
 from edged.sovereignty.shapes import IdShapeRecognizer, InternationalAddressRecognizer, RegionsPhoneRecognizer
 
 # Presidio compiles with the `regex` package, whose flag values are those of `re`.
 CASE_SENSITIVE = int(re.DOTALL | re.MULTILINE)
-
-
-def luhn_valid(digits: str) -> bool:
-    """The Luhn checksum (cards, IMEI) of a string of digits."""
-    total = 0
-    for index, char in enumerate(reversed(digits)):
-        value = int(char)
-        if index % 2 == 1:
-            value = value * 2 - 9 if value > 4 else value * 2
-        total += value
-    return total % 10 == 0
 
 
 class ApiKeyRecognizer(PatternRecognizer):

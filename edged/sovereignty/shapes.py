@@ -19,6 +19,9 @@ from presidio_analyzer.nlp_engine import NlpArtifacts
 
 CASE_SENSITIVE = int(re.DOTALL | re.MULTILINE)
 
+DATE_LIKE = re.compile(r"\d{4}-\d{2}-\d{2}|\d{1,2}[./\-]\d{1,2}[./\-](?:\d{2}|\d{4})|\d{4}[./]\d{1,2}[./]\d{1,2}")
+ARITHMETIC = re.compile(r"[=*^/<>%]")  # next to a number: a calculation, not an identifier or phone number
+
 # -- identifier-shaped tokens ---------------------------------------------------------------------------------
 
 _TOKEN = re.compile(r"(?<![\w@/\\.:\-+#])[A-Za-z0-9](?:[A-Za-z0-9]|[\-./](?=[A-Za-z0-9])){3,48}(?![\w@\-]|[./:]\w)")
@@ -44,11 +47,10 @@ class IdShapeRecognizer(EntityRecognizer):
     """Identifier-shaped tokens as ID_NUMBER (see the module docstring)."""
 
     SCORE = 0.45
-    _OPERATOR_NEAR = re.compile(r"[=+*^/<>%]")
 
     def __init__(self, harmless: Iterable[str] = ()) -> None:
-        patterns = [*HARMLESS_SHAPES, *harmless]
-        self._harmless = re.compile("|".join(f"(?:{p})" for p in patterns))
+        self._builtin = re.compile("|".join(f"(?:{p})" for p in HARMLESS_SHAPES))
+        self._harmless = [re.compile(p) for p in harmless]  # the profile's, each with its own flags
         super().__init__(supported_entities=["ID_NUMBER"], name="edged-id-shape")
 
     def load(self) -> None:
@@ -60,7 +62,9 @@ class IdShapeRecognizer(EntityRecognizer):
         results = []
         for match in _TOKEN.finditer(text):
             token = match.group()
-            if self._harmless.fullmatch(token) or not self._shaped_like_an_id(token, text, match):
+            if self._builtin.fullmatch(token) or any(h.fullmatch(token) for h in self._harmless):
+                continue
+            if not self._shaped_like_an_id(token, text, match):
                 continue
             results.append(_result("ID_NUMBER", match.start(), match.end(), self.SCORE))
         return results
@@ -68,15 +72,14 @@ class IdShapeRecognizer(EntityRecognizer):
     def _shaped_like_an_id(self, token: str, text: str, match: re.Match[str]) -> bool:
         digits = sum(c.isdigit() for c in token)
         letters = [c for c in token if c.isalpha()]
-        if letters:  # mixed: X4821977, AB-123-CD, 12345678Z
-            upper = all(c.isupper() for c in letters)
-            return digits >= 2 and digits + len(letters) >= 6 and (upper or digits >= 5)
+        if letters:  # mixed: X4821977, AB-123-CD, 12345678Z (identifiers are written in capitals)
+            return digits >= 2 and digits + len(letters) >= 6 and all(c.isupper() for c in letters)
         groups = [g for g in re.split(r"[\-./]", token) if g]
         if len(groups) >= 2:  # 850101-1234, 123.456.789-09
             return digits >= 6
         # a long run of digits, unless it is arithmetic ("2^32 = 4294967296")
         around = text[max(0, match.start() - 3) : match.start()] + text[match.end() : match.end() + 3]
-        return digits >= 8 and not self._OPERATOR_NEAR.search(around)
+        return digits >= 8 and not ARITHMETIC.search(around)
 
 
 # -- street addresses -----------------------------------------------------------------------------------------
@@ -205,7 +208,25 @@ class RegionsPhoneRecognizer(EntityRecognizer):
 
     def __init__(self, regions: Iterable[str]) -> None:
         self.regions = tuple(regions)
+        # per region: its national (trunk) prefix and the possible lengths of its national numbers, to skip
+        # the regions a run of digits cannot be a number of before asking phonenumbers
+        self._lengths: dict[str, tuple[str, frozenset[int]]] = {}
+        for region in self.regions:
+            metadata = phonenumbers.PhoneMetadata.metadata_for_region(region)
+            if metadata is not None and metadata.general_desc is not None:
+                lengths = frozenset(metadata.general_desc.possible_length or ())
+                self._lengths[region] = (metadata.national_prefix or "", lengths)
         super().__init__(supported_entities=["PHONE_NUMBER"], name="edged-phone")
+
+    def _plausible_regions(self, digits: str) -> list[str]:
+        plausible = []
+        for region in self.regions:
+            prefix, lengths = self._lengths.get(region, ("", frozenset()))
+            if not lengths:
+                plausible.append(region)
+            elif len(digits) in lengths or (prefix and digits.startswith(prefix) and len(digits) - len(prefix) in lengths):
+                plausible.append(region)
+        return plausible
 
     def load(self) -> None:
         """Nothing to load: phonenumbers loads each region's metadata on first use (the detector warms up)."""
@@ -215,7 +236,9 @@ class RegionsPhoneRecognizer(EntityRecognizer):
     ) -> list[RecognizerResult]:
         results = []
         for candidate in self._CANDIDATE.finditer(text):
-            if sum(c.isdigit() for c in candidate.group()) < 6:
+            if sum(c.isdigit() for c in candidate.group()) < 6 or ARITHMETIC.search(text, max(0, candidate.start() - 3), candidate.start()):
+                continue  # (a result: "2^32 = 4294967296")
+            if DATE_LIKE.fullmatch(candidate.group().strip()):
                 continue
             start = max(0, candidate.start() - self._MARGIN)
             # "+49 (0) 30 ...": the national trunk prefix in brackets is not dialled (blanked, offsets kept)
@@ -224,7 +247,11 @@ class RegionsPhoneRecognizer(EntityRecognizer):
             # A number with a country code is matched once, and only needs a possible length for its country
             # (generated and new numbers need not be in the metadata's ranges); "00" is the international prefix
             # of most of the world (not of the US): read as in Germany.
-            regions, leniency = (("DE",), POSSIBLE) if international else (self.regions, VALID)
+            if international:
+                regions, leniency = ["DE"], POSSIBLE
+            else:
+                number = re.split(r"(?i)[ \t,]*(?:ext|extension|x|\#)", candidate.group())[0]
+                regions, leniency = self._plausible_regions(re.sub(r"\D", "", number)), VALID
             for region in regions:
                 found = list(phonenumbers.PhoneNumberMatcher(window, region, leniency=leniency))
                 if found:
