@@ -65,7 +65,7 @@ _CUES: tuple[tuple[str, str, str, float], ...] = (
         _SECRET_VALUE,
         0.75,
     ),
-    ("PASSWORD", r"(?i:pin(?: code| number)?)", r"\d{3,12}(?!\w)", 0.75),
+    ("PASSWORD", r"(?i:pin(?: code| number)?)", _SECRET_VALUE, 0.75),
     ("PASSPORT", r"(?i:passport|reisepass|passeport|pasaporte|passaporto|paszport)", _ID_VALUE, 0.8),
     (
         "DRIVER_LICENSE",
@@ -163,6 +163,8 @@ class CuedValueRecognizer(EntityRecognizer):
                 start, end = match.span(1)
                 value = text[start:end]
                 if entity == "PASSWORD":
+                    # sentence punctuation after a secret is not part of it (keeps "!", ")" and the like)
+                    value = value[:-1] if len(value) > 3 and value[-1] in ".,;:?" else value
                     if not _secret_like(value, text[match.start() : start]):
                         continue
                 else:
