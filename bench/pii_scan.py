@@ -44,7 +44,8 @@ from presidio_analyzer.nlp_engine import NlpEngineProvider
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.pii_corpus import generate
+from pii_corpus import generate  # bench/pii_corpus.py, beside this script
+
 from edged.config.privacy import DataPolicy, PrivacySettings
 from edged.domain import Message
 from edged.sovereignty.detector import Finding
@@ -151,7 +152,9 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=10, help="times each prompt is scanned by each side")
     parser.add_argument("--no-recall", action="store_true", help="skip the corpus recall table")
     parser.add_argument("--blis", action="store_true", help="leave OpenBLAS unpinned: edged's NER uses blis")
-    parser.add_argument("--slice", choices=("test", "dev", "none"), default="test", help="generated corpus slice")
+    parser.add_argument(
+        "--slice", choices=("test", "dev", "none"), default="test", help="generated corpus slice"
+    )
     parser.add_argument("--no-latency", action="store_true", help="skip the latency table")
     args = parser.parse_args()
 
@@ -198,6 +201,7 @@ def main() -> int:
 def print_generated(slice_name: str, presidio: Scan) -> None:
     """The generated slice through the gate (see the module docstring)."""
     gate = GATES["edged"]
+    classes = {e: c.name for c in gate.settings.classes().values() for e in c.entities}
     entries = generate(slice_name)
     kept: dict[str, list[bool]] = {}
     typed: dict[str, list[bool]] = {}
@@ -212,15 +216,18 @@ def print_generated(slice_name: str, presidio: Scan) -> None:
             if verdict.policy is not DataPolicy.ALLOW:
                 clean_flagged.append(f"{entry['id']} ({verdict.reasons[0]})")
             continue
-        sent = "\n".join(m.content for m in gate.release(messages, verdict).messages) if verdict.allows_cloud else ""
-        classes = {e: c.name for c in gate.settings.classes().values() for e in c.entities}
+        sent = (
+            "\n".join(m.content for m in gate.release(messages, verdict).messages)
+            if verdict.allows_cloud
+            else ""
+        )
         for gold in entry["entities"]:
             value, gold_type = gold["value"], gold["type"]
             stays = value not in sent
             kept.setdefault(gold_type, []).append(stays)
             by_locale.setdefault(entry["locale"], []).append(stays)
             typed.setdefault(gold_type, []).append(
-                _covered_by(messages, verdict.findings, value, lambda t: classes.get(t) == GOLD_CLASS[gold_type])
+                _covered_by(messages, verdict.findings, value, _of_class(classes, GOLD_CLASS[gold_type]))
             )
             theirs.setdefault(gold_type, []).append(
                 all(_covered(m.content, presidio(m.content), value) for m in messages if value in m.content)
@@ -245,11 +252,17 @@ def print_generated(slice_name: str, presidio: Scan) -> None:
         print(f"  {flagged}")
 
 
+def _of_class(classes: dict[str, str], data_class: str) -> Callable[[str], bool]:
+    return lambda entity_type: classes.get(entity_type) == data_class
+
+
 def _rate(flags: list[bool]) -> str:
     return f"{sum(flags) / len(flags):.3f}" if flags else "-"
 
 
-def _covered(text: str, findings: Sequence[Finding], value: str, wanted: Callable[[str], bool] = bool) -> bool:
+def _covered(
+    text: str, findings: Sequence[Finding], value: str, wanted: Callable[[str], bool] = bool
+) -> bool:
     """Every occurrence of `value` in `text` is covered by the union of the findings whose type is wanted."""
     start = text.find(value)
     while start >= 0:

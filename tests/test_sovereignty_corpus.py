@@ -7,6 +7,7 @@ afterwards and never tuned against. Their scores are in docs/sovereignty.md (ben
 
 from __future__ import annotations
 
+import importlib.util
 import re
 from pathlib import Path
 from typing import Any
@@ -105,9 +106,16 @@ def test_gold_spans_find_every_occurrence() -> None:
 
 
 def _generated(slice_name: str) -> list[dict[str, Any]]:
-    from bench.pii_corpus import generate  # noqa: PLC0415 - Faker is a dev dependency, needed only here
-
-    return generate(slice_name)
+    """bench/pii_corpus.py's slice (loaded from its file: bench/ is scripts, not a package)."""
+    spec = importlib.util.spec_from_file_location(
+        "pii_corpus", DATA.parent.parent / "bench" / "pii_corpus.py"
+    )
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    entries: list[dict[str, Any]] = module.generate(slice_name)
+    return entries
 
 
 def test_generated_dev_slice_keeps_every_value_on_the_device(detector: PresidioDetector) -> None:
@@ -122,7 +130,11 @@ def test_generated_dev_slice_keeps_every_value_on_the_device(detector: PresidioD
             clean += 1
             flagged += [entry["id"]] if verdict.policy is not DataPolicy.ALLOW else []
             continue
-        sent = "\n".join(m.content for m in gate.release(messages, verdict).messages) if verdict.allows_cloud else ""
+        sent = (
+            "\n".join(m.content for m in gate.release(messages, verdict).messages)
+            if verdict.allows_cloud
+            else ""
+        )
         for gold in entry["entities"]:
             values += 1
             leaked += [f"{entry['id']} {gold['type']}"] if gold["value"] in sent else []
@@ -135,7 +147,7 @@ def test_generated_clean_prompts_cover_what_the_issue_names() -> None:
     for slice_name in ("dev", "test"):
         clean = [e["messages"][0]["content"] for e in _generated(slice_name) if not e["entities"]]
         first_words = {text.split()[0] for text in clean}
-        assert {"Email", "Call"} & first_words or {"Text", "Message"} & first_words  # verbs opening a sentence
+        assert {"Email", "Call", "Text", "Message"} & first_words  # verbs opening a sentence
         assert any(re.search(r"\b\d+\.\d+(?:\.\d+)?\b", t) for t in clean)  # version strings
         assert any(re.search(r"\b1\d{3}\b", t) for t in clean)  # dates of historical events
         assert any("def " in t or "range(" in t for t in clean)  # code

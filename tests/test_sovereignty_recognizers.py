@@ -12,10 +12,10 @@ from presidio_analyzer.predefined_recognizers import PhoneRecognizer
 from edged.config import parse_profile
 from edged.config.privacy import BUILTIN_ENTITIES, PrivacySettings
 from edged.errors import ConfigError
+from edged.sovereignty.cued import luhn_valid
 from edged.sovereignty.detector import Finding, disjoint
 from edged.sovereignty.evaluation import load_corpus
 from edged.sovereignty.presidio import PresidioDetector
-from edged.sovereignty.recognizers import luhn_valid
 from edged.sovereignty.shapes import RegionsPhoneRecognizer
 
 PEM = (
@@ -232,7 +232,11 @@ def test_names_of_many_cultures_after_cues(detector: PresidioDetector, text: str
         ("Passport no. X4821977 - translate the visa letter.", "PASSPORT", "X4821977"),
         ("my passport number is 5K8830021 and it expires soon", "PASSPORT", "5K8830021"),
         ("My PIN is 4821, remind me to change it.", "PASSWORD", "4821"),
-        ("The wifi password: correcthorsebattery. Write a note for guests.", "PASSWORD", "correcthorsebattery"),
+        (
+            "The wifi password: correcthorsebattery. Write a note for guests.",
+            "PASSWORD",
+            "correcthorsebattery",
+        ),
         ("the login password for the shared laptop is Tr0ub4dor&3; write it up", "PASSWORD", "Tr0ub4dor&3"),
         ("Driving licence MORGA753116SM9IJ, please check the form", "DRIVER_LICENSE", "MORGA753116SM9IJ"),
         ("Routing 021000021, account no 000123456789.", "BANK_ACCOUNT", "021000021"),

@@ -20,6 +20,7 @@ import regex
 from presidio_analyzer import EntityRecognizer, RecognizerResult
 from presidio_analyzer.nlp_engine import NlpArtifacts
 
+
 def luhn_valid(digits: str) -> bool:
     """The Luhn checksum (cards, IMEI) of a string of digits."""
     total = 0
@@ -39,8 +40,9 @@ _FILLER = r"(?:\s*(?:(?i:number|num|no|nr|n[o°º]|code|id|is|was|will be|of)\b\
 # A value token: letters, digits and the separators ids are written with; groups after a space are taken while
 # they hold a digit (or are one to three capitals, as in "AB 12 34 56 C"), so "1 84 12 76 451 089 46" is whole.
 _GROUP = r"[A-Za-z0-9][A-Za-z0-9\-./]*"
+_DIGIT_AHEAD = r"(?=[A-Za-z\-./]*\d)"  # the group holds a digit
 _ID_VALUE = (
-    rf"(?:[A-Z]{{1,3}}[ ](?=\d))?(?=[A-Za-z\-./]*\d){_GROUP}(?:[ ](?:(?=[A-Za-z\-./]*\d){_GROUP}|[A-Z]{{1,3}}\b))*"
+    rf"(?:[A-Z]{{1,3}}[ ](?=\d))?{_DIGIT_AHEAD}{_GROUP}(?:[ ](?:{_DIGIT_AHEAD}{_GROUP}|[A-Z]{{1,3}}\b))*"
 )
 _PHONE_VALUE = r"(?:\+|00)?[\d(][\d \-().]{4,22}\d(?:\s?(?i:x|ext\.?)\s?\d{1,6})?"
 
@@ -53,7 +55,7 @@ _DATE_VALUE = (
     rf"{_MONTH}\s\d{{1,2}}(?:st|nd|rd|th)?,?\s\d{{4}})"
 )
 # A secret is whatever follows its cue up to white space; without ":", "=" or "is" it needs a digit or symbol.
-_SECRET_VALUE = r"\S{3,128}"
+_SECRET_VALUE = r"\S{3,128}"  # noqa: S105 - a pattern, not a password
 
 # (entity type, cue words, value pattern, score). Cues are case-insensitive, except the short abbreviations
 # ("PIN", "DL", "SIN", "PAN") that would otherwise match ordinary words.
@@ -199,7 +201,9 @@ _UPPER = r"[\p{Lu}\p{Lt}]"
 _LOWER = r"[\p{Ll}\p{Lm}\p{Mn}]"
 # A name word: "Lan", "O'Connor", "McDonald", "Jean-Luc", "Nguyễn", "Çağrı"; a particle: "van", "de", "bin".
 _NAME_WORD = rf"(?:{_UPPER}{_LOWER}+(?:{_UPPER}{_LOWER}+)?(?:['’\-]{_UPPER}?{_LOWER}+)*|{_UPPER}\.)"
-_PARTICLE = r"(?:van|von|de|da|di|del|della|der|den|du|la|le|dos|das|do|bin|binti|ibn|al|el|ter|ten|zu|y|e|d')"
+_PARTICLE = (
+    r"(?:van|von|de|da|di|del|della|der|den|du|la|le|dos|das|do|bin|binti|ibn|al|el|ter|ten|zu|y|e|d')"
+)
 _NAME = rf"{_NAME_WORD}(?:[ \u00a0](?:{_PARTICLE}[ \u00a0])*{_NAME_WORD}){{0,3}}"
 
 _PERSON_CUES = (
@@ -244,9 +248,7 @@ class CuedNameRecognizer(EntityRecognizer):
         # "Put Aoife Byrne in cc"
         regex.compile(rf"(?<![\w\-])({_NAME})(?= (?:in|on|to) (?:cc|bcc|copy)\b)"),
         # a name alone opening a line before a comma: "Kaito Tanaka, passport ..."
-        regex.compile(
-            rf"(?m)^[ \t]*({_NAME_WORD}(?:[ ](?:{_PARTICLE}[ ])*{_NAME_WORD}){{1,3}})(?=,[ ])"
-        ),
+        regex.compile(rf"(?m)^[ \t]*({_NAME_WORD}(?:[ ](?:{_PARTICLE}[ ])*{_NAME_WORD}){{1,3}})(?=,[ ])"),
     )
 
     def __init__(self) -> None:
@@ -272,7 +274,7 @@ class CuedNameRecognizer(EntityRecognizer):
 # Capitalised words that open sentences and headings and are not names: imperative verbs of assistant requests,
 # greetings, days, and common nouns and adjectives of titles. First names that are also words (Will, Mark, Bill,
 # Grace, May, June) are deliberately absent: a name is redacted on doubt.
-COMMON_WORDS = frozenset(
+COMMON_WORDS = frozenset(  # a word list is read best as text
     """
     a about above add after again all also always an and answer any apply are as ask at attach be because
     before below best book both bring build but buy by calculate call can cancel cc change check choose clean
@@ -293,7 +295,7 @@ COMMON_WORDS = frozenset(
     ubuntu kubernetes docker git github google amazon apple microsoft postgresql sql json yaml http https
     regards sincerely cheers yours kind warm signed sir madam world support everyone all team folks guys
     happy sorry glad new old
-    """.split()
+    """.split()  # noqa: SIM905
 )
 
 

@@ -41,6 +41,7 @@ SCAN_CACHE_SIZE = 1024
 class DetectorFault(RuntimeError):
     """The detector returned something the gate cannot trust (the request stays on the device)."""
 
+
 FIELDS_NOTE = "stop strings and json_schema are never redacted"
 
 

@@ -13,18 +13,23 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+
 import phonenumbers
 from presidio_analyzer import EntityRecognizer, Pattern, PatternRecognizer, RecognizerResult
 from presidio_analyzer.nlp_engine import NlpArtifacts
 
 CASE_SENSITIVE = int(re.DOTALL | re.MULTILINE)
 
-DATE_LIKE = re.compile(r"\d{4}-\d{2}-\d{2}|\d{1,2}[./\-]\d{1,2}[./\-](?:\d{2}|\d{4})|\d{4}[./]\d{1,2}[./]\d{1,2}")
+DATE_LIKE = re.compile(
+    r"\d{4}-\d{2}-\d{2}|\d{1,2}[./\-]\d{1,2}[./\-](?:\d{2}|\d{4})|\d{4}[./]\d{1,2}[./]\d{1,2}"
+)
 ARITHMETIC = re.compile(r"[=*^/<>%]")  # next to a number: a calculation, not an identifier or phone number
 
 # -- identifier-shaped tokens ---------------------------------------------------------------------------------
 
-_TOKEN = re.compile(r"(?<![\w@/\\.:\-+#])[A-Za-z0-9](?:[A-Za-z0-9]|[\-./](?=[A-Za-z0-9])){3,48}(?![\w@\-]|[./:]\w)")
+_TOKEN = re.compile(
+    r"(?<![\w@/\\.:\-+#])[A-Za-z0-9](?:[A-Za-z0-9]|[\-./](?=[A-Za-z0-9])){3,48}(?![\w@\-]|[./:]\w)"
+)
 HARMLESS_SHAPES = (
     r"v?\d+(?:\.\d+)+(?:[\-+.]?(?:rc|a|b|alpha|beta|dev|post|pre)\d*)?",  # versions and decimals: 3.11, v1.2.3
     r"v\d+",
@@ -85,7 +90,9 @@ class IdShapeRecognizer(EntityRecognizer):
 # -- street addresses -----------------------------------------------------------------------------------------
 
 _W = r"\p{Lu}[\p{L}\p{M}'’\-]*\.?"  # a capitalised word
-_PARTICLE = r"(?:de|del|de la|des|du|la|le|les|di|da|do|dos|das|della|dei|van|von|der|den|am|an|im|i|y|e|na|sur)"
+_PARTICLE = (
+    r"(?:de|del|de la|des|du|la|le|les|di|da|do|dos|das|della|dei|van|von|der|den|am|an|im|i|y|e|na|sur)"
+)
 _NAMEW = rf"(?:{_W}|\d{{1,3}}(?:st|nd|rd|th|\.)?|{_PARTICLE})"
 _HOUSE = r"\d{1,5}[A-Za-z]?(?:\s?[\-/]\s?\d{1,5}[A-Za-z]?)?"
 _GLUED = (
@@ -94,7 +101,9 @@ _GLUED = (
     r"utca|körút|ulice|třída|náměstí|nábřeží)|(?<=-)(?:Straße|Strasse|Gasse|Weg|Platz|Allee|Ring|Damm|Ufer))"
 )
 # street types written as their own word after the name: "Kossuth Lajos utca 12", "Nørre Allé 5"
-_WORD_SUFFIX = r"(?:utca|u\.|út|útja|tér|tere|körút|köz|sor|sétány|rakpart|fasor|allé|gade|vej|plads|torg|gata|tie)"
+_WORD_SUFFIX = (
+    r"(?:utca|u\.|út|útja|tér|tere|körút|köz|sor|sétány|rakpart|fasor|allé|gade|vej|plads|torg|gata|tie)"
+)
 _PREFIX = (
     r"(?i:rue|avenue|av\.|boulevard|bd\.?|chemin|allée|place|impasse|quai|route|cours|calle|callejón|c/|avenida|"
     r"avda\.?|ronda|glorieta|travesía|pasaje|cuesta|urbanización|rambla|vía|plaza|paseo|camino|carrer|rua|travessa|largo|praça|alameda|estrada|via|viale|piazza|piazzale|corso|vicolo|"
@@ -128,7 +137,9 @@ _POSTCODE = (
     r"(?:\d{5}-\d{3}|\d{4}-\d{3}|\d{2}-\d{3}|\d{3}\s\d{2}|\d{4}\s?[A-Z]{2}\b|[A-Z]{1,2}\d[A-Z\d]?\s\d[A-Z]{2}|"
     r"[A-Z]\d[A-Z]\s?\d[A-Z]\d|[A-Z]\d{2}\s?[A-Z0-9]{4}|(?:[A-Z]{1,3}-)?\d{4,6}(?:-\d{4})?)"
 )
-_TOWN = rf"{_W}(?:[\s\-](?:{_W}|{_PARTICLE}|sur|am|an der|bei|im)){{0,3}}(?:\s\([A-Z]{{2}}\)|\s?/\s?[A-Z]{{2}})?"
+_TOWN = (
+    rf"{_W}(?:[\s\-](?:{_W}|{_PARTICLE}|sur|am|an der|bei|im)){{0,3}}(?:\s\([A-Z]{{2}}\)|\s?/\s?[A-Z]{{2}})?"
+)
 _REGION = r"(?:[A-Z]{2,3})"
 # after the street: unit, then "[postcode] town [region] [postcode]", each part optional, "," or space between
 _TAIL = (
@@ -222,9 +233,11 @@ class RegionsPhoneRecognizer(EntityRecognizer):
         plausible = []
         for region in self.regions:
             prefix, lengths = self._lengths.get(region, ("", frozenset()))
-            if not lengths:
-                plausible.append(region)
-            elif len(digits) in lengths or (prefix and digits.startswith(prefix) and len(digits) - len(prefix) in lengths):
+            if (
+                not lengths
+                or len(digits) in lengths
+                or (prefix and digits.startswith(prefix) and len(digits) - len(prefix) in lengths)
+            ):
                 plausible.append(region)
         return plausible
 
@@ -234,9 +247,11 @@ class RegionsPhoneRecognizer(EntityRecognizer):
     def analyze(
         self, text: str, entities: list[str], nlp_artifacts: NlpArtifacts | None = None
     ) -> list[RecognizerResult]:
-        results = []
+        results: list[RecognizerResult] = []
         for candidate in self._CANDIDATE.finditer(text):
-            if sum(c.isdigit() for c in candidate.group()) < 6 or ARITHMETIC.search(text, max(0, candidate.start() - 3), candidate.start()):
+            if sum(c.isdigit() for c in candidate.group()) < 6 or ARITHMETIC.search(
+                text, max(0, candidate.start() - 3), candidate.start()
+            ):
                 continue  # (a result: "2^32 = 4294967296")
             if DATE_LIKE.fullmatch(candidate.group().strip()):
                 continue
@@ -256,8 +271,7 @@ class RegionsPhoneRecognizer(EntityRecognizer):
                 found = list(phonenumbers.PhoneNumberMatcher(window, region, leniency=leniency))
                 if found:
                     results.extend(
-                        _result("PHONE_NUMBER", start + m.start, start + m.end, self.SCORE)
-                        for m in found
+                        _result("PHONE_NUMBER", start + m.start, start + m.end, self.SCORE) for m in found
                     )
                     break
         return results
