@@ -200,7 +200,9 @@ def _secret_like(value: str, cue_and_filler: str) -> bool:
 _UPPER = r"[\p{Lu}\p{Lt}]"
 _LOWER = r"[\p{Ll}\p{Lm}\p{Mn}]"
 # A name word: "Lan", "O'Connor", "D'Angelo", "McDonald", "Jean-Luc", "Nguyễn", "Çağrı"; a particle: "van", "de", "bin".
-_NAME_WORD = rf"(?:(?:{_UPPER}['’])?{_UPPER}{_LOWER}+(?:{_UPPER}{_LOWER}+)?(?:['’\-]{_UPPER}?{_LOWER}+)*|{_UPPER}\.)"
+_NAME_WORD = (
+    rf"(?:(?:{_UPPER}['’])?{_UPPER}{_LOWER}+(?:{_UPPER}{_LOWER}+)?(?:['’\-]{_UPPER}?{_LOWER}+)*|{_UPPER}\.)"
+)
 _PARTICLE = (
     r"(?:van|von|de|da|di|del|della|der|den|du|la|le|dos|das|do|bin|binti|ibn|al|el|ter|ten|zu|y|e|d')"
 )

@@ -89,9 +89,9 @@ class IdShapeRecognizer(EntityRecognizer):
 
 # -- street addresses -----------------------------------------------------------------------------------------
 
-_W = r"\p{Lu}[\p{L}\p{M}'’\-]*\.?"  # a capitalised word
+_W = r"(?:\p{Lu}\p{Ll}{0,3}\.|\p{Lu}[\p{L}\p{M}'’\-]*)"  # a capitalised word or abbreviation ("St.")
 _PARTICLE = (
-    r"(?:de|del|de la|des|du|la|le|les|di|da|do|dos|das|della|dei|van|von|der|den|am|an|im|i|y|e|na|sur)"
+    r"(?:de|del|de la|des|du|la|le|les|di|da|do|dos|das|della|dei|van|von|der|den|am|an|im|i|y|e|na|sur)\b"
 )
 _NAMEW = rf"(?:{_W}|\d{{1,3}}(?:st|nd|rd|th|\.)?|{_PARTICLE})"
 _HOUSE = r"\d{1,5}[A-Za-z]?(?:\s?[\-/]\s?\d{1,5}[A-Za-z]?)?"
@@ -137,9 +137,7 @@ _POSTCODE = (
     r"(?:\d{5}-\d{3}|\d{4}-\d{3}|\d{2}-\d{3}|\d{3}\s\d{2}|\d{4}\s?[A-Z]{2}\b|[A-Z]{1,2}\d[A-Z\d]?\s\d[A-Z]{2}|"
     r"[A-Z]\d[A-Z]\s?\d[A-Z]\d|[A-Z]\d{2}\s?[A-Z0-9]{4}|(?:[A-Z]{1,3}-)?\d{4,6}(?:-\d{4})?)"
 )
-_TOWN = (
-    rf"{_W}(?:[\s\-](?:{_W}|{_PARTICLE}|sur|am|an der|bei|im)){{0,3}}(?:\s\([A-Z]{{2}}\)|\s?/\s?[A-Z]{{2}})?"
-)
+_TOWN = rf"{_W}(?:[\s\-](?:{_W}|{_PARTICLE}|an der\b|bei\b)){{0,3}}(?:\s\([A-Z]{{2}}\)|\s?/\s?[A-Z]{{2}})?"
 _REGION = r"(?:[A-Z]{2,3})"
 # after the street: unit, then "[postcode] town [region] [postcode]", each part optional, "," or space between
 _TAIL = (
