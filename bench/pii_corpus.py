@@ -258,6 +258,24 @@ DEV_CLEAN: tuple[str, ...] = (
     "Check this regex for bugs: ^[a-z0-9_]{3,16}$",
     "Monday Morning Planning: give me a template with three sections.",
     "The Quick Brown Fox jumps over the lazy dog - count the letters.",
+    "Email the landlord about the broken heater and ask when it will be fixed.",
+    "Send a reminder to the whole team that the office closes early on Friday.",
+    "Ship the release once the tests pass, then write a short announcement.",
+    "Invite everyone to the retrospective and suggest three discussion topics.",
+    "Forward the agenda to the board with a one-line summary on top.",
+    "Order Pizza For The Team: write a fun Slack message.",
+    "Quarterly Report Draft - tighten the introduction paragraph.",
+    "Install {PRODUCT} on a laptop with 16 GB of RAM and a 512 GB SSD; list the steps.",
+    "What changed between {VERSION} and {VERSION}? Summarise for a changelog.",
+    "Is an RTX 4090 with 24GB enough to fine-tune a 7B model in fp16?",
+    "Explain the commit a3f9c2e in plain words: it renames utils.py to helpers.py.",
+    "Write a bash loop that prints the numbers 1 to 100 and the squares of the even ones.",
+    "Compute 2^32 = 4294967296 divided by 1024 and explain each step.",
+    "Why was the year 1848 called the Springtime of Peoples?",
+    "What happened at the Battle of Hastings on 14 October 1066?",
+    "Parse the date 2024-03-15T09:30:00Z in JavaScript and print the weekday.",
+    "Write a regex that matches semantic versions like 1.2.3-beta.4.",
+    "Explain the x86_64 calling convention and the role of the RSP register.",
 )
 
 TEST_CLEAN: tuple[str, ...] = (
@@ -277,6 +295,14 @@ TEST_CLEAN: tuple[str, ...] = (
     "Find the bug: for i in range(len(xs)): xs.remove(xs[i])",
     "How many seconds are there in 3 weeks?",
     "Our changelog says {VERSION} dropped support for Windows 7. Draft an announcement.",
+    "Call the API with a timeout of 30 seconds and retry three times on HTTP 503.",
+    "Book Club Questions: suggest five for a novel about the French Revolution.",
+    "Remind me how the Treaty of Versailles was signed on 28 June 1919.",
+    "Add a unit test for the parser in version {VERSION}.",
+    "Translate the headline Market Opens Higher After Long Weekend into Italian.",
+    "Calculate the area of a circle with radius 12.5 cm to two decimals.",
+    "Deploy the container to the staging cluster and check the logs for errors.",
+    "Which {PRODUCT} release first supported ARM64 boards?",
 )
 
 
@@ -302,7 +328,7 @@ def _fill(turns: Turns, fake: Faker, rng: random.Random) -> tuple[list[dict[str,
 
         def value(match: re.Match[str]) -> str:
             entity = match.group(1)
-            filled = VALUES[entity](fake, rng)
+            filled = VALUES[entity](fake, rng).strip()
             entities.append({"type": entity, "value": filled})
             return filled
 

@@ -1,6 +1,13 @@
 """PII scan latency and recall: edged's gate vs Presidio with its default full spaCy pipeline, side by side.
 
-    .venv/bin/python bench/pii_scan.py [--prompts 20] [--rounds 10] [--no-recall]
+    .venv/bin/python bench/pii_scan.py [--prompts 20] [--rounds 10] [--no-recall] [--slice test|dev|none]
+
+--slice (default test, the held-back slice of bench/pii_corpus.py, never tuned on) runs the generated corpus
+through the gate with the default policy as PREFER_CLOUD would: a conversation the verdict keeps local sends
+nothing; otherwise a value is out when it occurs in the released (redacted) messages. It prints, per gold type
+and per locale, the share of values that stay on the device ("kept"), the share detected as a type of the
+value's own data class ("typed"), Presidio default's share covered by any of its findings, and the share of
+clean prompts kept local or redacted needlessly.
 
 edged: SensitivityGate.assess (scan cache off) with the default [privacy] settings — Presidio's AnalyzerEngine
 over a NER-only en_core_web_sm pipeline and only the recognizers the data classes need.
@@ -37,7 +44,9 @@ from presidio_analyzer.nlp_engine import NlpEngineProvider
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from edged.config.privacy import PrivacySettings
+from pii_corpus import generate  # bench/pii_corpus.py, beside this script
+
+from edged.config.privacy import DataPolicy, PrivacySettings
 from edged.domain import Message
 from edged.sovereignty.detector import Finding
 from edged.sovereignty.evaluation import EntityScore, load_corpus, score, total
@@ -69,11 +78,33 @@ def rss_mb() -> float:
     return float(psutil.Process().memory_info().rss) / 2**20
 
 
+# The data class a generated value of each gold type belongs to (bench/pii_corpus.py's types).
+GOLD_CLASS = {
+    "PERSON": "identity",
+    "DATE_OF_BIRTH": "identity",
+    "STREET_ADDRESS": "contact",
+    "PHONE_NUMBER": "contact",
+    "EMAIL_ADDRESS": "contact",
+    "IBAN_CODE": "financial",
+    "CREDIT_CARD": "financial",
+    "BANK_ACCOUNT": "financial",
+    "NATIONAL_ID": "government_id",
+    "PASSPORT": "government_id",
+    "DRIVER_LICENSE": "government_id",
+    "TAX_ID": "government_id",
+    "PASSWORD": "credentials",
+    "MEDICAL_ID": "health",
+    "INSURANCE_ID": "health",
+}
+GATES: dict[str, SensitivityGate] = {}
+
+
 def load_edged() -> tuple[Scan, Callable[[str], object]]:
     gate = SensitivityGate.load(PrivacySettings())
     detector = gate.detector
     print(f"edged NER matrix products: {getattr(detector, 'matrix_library', '?')}")
     uncached = SensitivityGate(PrivacySettings(), detector, cache_size=0)
+    GATES["edged"] = uncached
     return detector.scan, lambda text: uncached.assess([Message("user", text)])
 
 
@@ -121,15 +152,26 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=10, help="times each prompt is scanned by each side")
     parser.add_argument("--no-recall", action="store_true", help="skip the corpus recall table")
     parser.add_argument("--blis", action="store_true", help="leave OpenBLAS unpinned: edged's NER uses blis")
+    parser.add_argument(
+        "--slice", choices=("test", "dev", "none"), default="test", help="generated corpus slice"
+    )
+    parser.add_argument("--no-latency", action="store_true", help="skip the latency table")
     args = parser.parse_args()
 
     print(f"load average at start: {os.getloadavg()[0]:.2f} ({os.cpu_count()} CPUs)")
     print(f"OPENBLAS_NUM_THREADS={os.environ.get('OPENBLAS_NUM_THREADS', '(unset)')}")
+    print(f"RSS after importing Presidio and spaCy: {rss_mb():.0f} MB")
     loaded: dict[str, tuple[Scan, Callable[[str], object]]] = {}
     for name, loader in (("edged", load_edged), ("presidio-default", load_presidio_default)):
         before, started = rss_mb(), time.perf_counter()
         loaded[name] = loader()
         print(f"{name:17} load {time.perf_counter() - started:5.2f} s, RSS +{rss_mb() - before:6.1f} MB")
+        if name == "edged":
+            print(f"RSS with edged's gate loaded (the gate's share of the daemon): {rss_mb():.0f} MB")
+    if args.slice != "none":
+        print_generated(args.slice, loaded["presidio-default"][0])
+    if args.no_latency:
+        return 0
 
     print(
         "\nPII scan latency, ms per prompt (one message; over prompts x rounds; CPU: the scan's own CPU time)\n"
@@ -154,6 +196,97 @@ def main() -> int:
     if not args.no_recall:
         print_recall({n: scan for n, (scan, _) in loaded.items()})
     return 0
+
+
+def print_generated(slice_name: str, presidio: Scan) -> None:
+    """The generated slice through the gate (see the module docstring)."""
+    gate = GATES["edged"]
+    classes = {e: c.name for c in gate.settings.classes().values() for e in c.entities}
+    entries = generate(slice_name)
+    kept: dict[str, list[bool]] = {}
+    typed: dict[str, list[bool]] = {}
+    theirs: dict[str, list[bool]] = {}
+    by_locale: dict[str, list[bool]] = {}
+    clean_flagged, clean = [], 0
+    for entry in entries:
+        messages = [Message(m["role"], m["content"]) for m in entry["messages"]]
+        verdict = gate.assess(messages)
+        if not entry["entities"]:
+            clean += 1
+            if verdict.policy is not DataPolicy.ALLOW:
+                clean_flagged.append(f"{entry['id']} ({verdict.reasons[0]})")
+            continue
+        sent = (
+            "\n".join(m.content for m in gate.release(messages, verdict).messages)
+            if verdict.allows_cloud
+            else ""
+        )
+        for gold in entry["entities"]:
+            value, gold_type = gold["value"], gold["type"]
+            stays = value not in sent
+            kept.setdefault(gold_type, []).append(stays)
+            by_locale.setdefault(entry["locale"], []).append(stays)
+            typed.setdefault(gold_type, []).append(
+                _covered_by(messages, verdict.findings, value, _of_class(classes, GOLD_CLASS[gold_type]))
+            )
+            theirs.setdefault(gold_type, []).append(
+                all(_covered(m.content, presidio(m.content), value) for m in messages if value in m.content)
+            )
+    print(f"\nGenerated slice '{slice_name}' ({len(entries)} conversations): values kept on the device\n")
+    print("| gold type | data class | values | edged kept | edged typed | presidio-default covered |")
+    print("|---|---|---:|---:|---:|---:|")
+    for gold_type in sorted(kept):
+        k, t, p = kept[gold_type], typed[gold_type], theirs[gold_type]
+        print(f"| {gold_type} | {GOLD_CLASS[gold_type]} | {len(k)} | {_rate(k)} | {_rate(t)} | {_rate(p)} |")
+    everything = [x for k in kept.values() for x in k]
+    print(
+        f"| **all** | | {len(everything)} | **{_rate(everything)}** | {_rate([x for t in typed.values() for x in t])} "
+        f"| {_rate([x for p in theirs.values() for x in p])} |"
+    )
+    print("\n| locale | values | edged kept |\n|---|---:|---:|")
+    for locale in sorted(by_locale):
+        print(f"| {locale} | {len(by_locale[locale])} | {_rate(by_locale[locale])} |")
+    share = len(clean_flagged) / clean if clean else 0.0
+    print(f"\nClean prompts kept local or redacted needlessly: {len(clean_flagged)}/{clean} ({share:.1%})")
+    for flagged in clean_flagged:
+        print(f"  {flagged}")
+
+
+def _of_class(classes: dict[str, str], data_class: str) -> Callable[[str], bool]:
+    return lambda entity_type: classes.get(entity_type) == data_class
+
+
+def _rate(flags: list[bool]) -> str:
+    return f"{sum(flags) / len(flags):.3f}" if flags else "-"
+
+
+def _covered(
+    text: str, findings: Sequence[Finding], value: str, wanted: Callable[[str], bool] = bool
+) -> bool:
+    """Every occurrence of `value` in `text` is covered by the union of the findings whose type is wanted."""
+    start = text.find(value)
+    while start >= 0:
+        position, end = start, start + len(value)
+        for f in sorted(findings, key=lambda f: f.start):
+            if wanted(f.entity_type) and f.start <= position < f.end:
+                position = f.end
+        if position < end:
+            return False
+        start = text.find(value, start + 1)
+    return True
+
+
+def _covered_by(
+    messages: Sequence[Message],
+    findings: Sequence[Sequence[Finding]],
+    value: str,
+    wanted: Callable[[str], bool],
+) -> bool:
+    return all(
+        _covered(m.content, found, value, wanted)
+        for m, found in zip(messages, findings, strict=True)
+        if value in m.content
+    )
 
 
 def print_recall(scans: dict[str, Scan]) -> None:

@@ -115,6 +115,22 @@ def test_declared_only_class_needs_no_entities() -> None:
         ),
         ({"detector": {"max_scan_chars": 10}}, "privacy.detector.max_scan_chars", "greater than or equal"),
         ({"detector": {"phone_regions": ["usa"]}}, "privacy.detector.phone_regions.0", ""),
+        (
+            {"detector": {"harmless_id_shapes": ["RTX(\\d"]}},
+            "privacy.detector.harmless_id_shapes",
+            "not a valid",
+        ),
+        ({"detector": {"harmless_id_shapes": ["x?"]}}, "privacy.detector.harmless_id_shapes", "empty string"),
+        (
+            {"detector": {"harmless_id_shapes": ["x" * 201]}},
+            "privacy.detector.harmless_id_shapes.0",
+            "at most 200",
+        ),
+        (
+            {"detector": {"harmless_id_shapes": ["RTX"] * 65}},
+            "privacy.detector.harmless_id_shapes",
+            "at most 64",
+        ),
         ({"detector": {"language": "de"}}, "privacy.detector.language", ""),
         ({"audit": {"max_bytes": 10}}, "privacy.audit.max_bytes", "greater than or equal"),
         ({"audit": {"keep_files": 0}}, "privacy.audit.keep_files", "greater than or equal"),

@@ -7,12 +7,16 @@ afterwards and never tuned against. Their scores are in docs/sovereignty.md (ben
 
 from __future__ import annotations
 
+import importlib.util
+import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from edged.config import parse_profile
-from edged.config.privacy import PrivacySettings
+from edged.config.privacy import DataPolicy, PrivacySettings
+from edged.domain import Message
 from edged.sovereignty.evaluation import CorpusEntry, EntityScore, gold_spans, load_corpus, score, total
 from edged.sovereignty.gate import SensitivityGate
 from edged.sovereignty.presidio import PresidioDetector
@@ -96,3 +100,56 @@ def _covers(gold: str, detected: str) -> bool:
 
 def test_gold_spans_find_every_occurrence() -> None:
     assert gold_spans("a Bo b Bo", [("PERSON", "Bo")]) == {(2, 4, "PERSON"), (7, 9, "PERSON")}
+
+
+# -- the generated corpus (bench/pii_corpus.py): dev slice only; the held-back slice is never tested on ----------
+
+
+def _generated(slice_name: str) -> list[dict[str, Any]]:
+    """bench/pii_corpus.py's slice (loaded from its file: bench/ is scripts, not a package)."""
+    spec = importlib.util.spec_from_file_location(
+        "pii_corpus", DATA.parent.parent / "bench" / "pii_corpus.py"
+    )
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    entries: list[dict[str, Any]] = module.generate(slice_name)
+    return entries
+
+
+def test_generated_dev_slice_keeps_every_value_on_the_device(detector: PresidioDetector) -> None:
+    """PREFER_CLOUD with the default policy: a verdict kept local sends nothing, otherwise the released
+    messages must not hold the value (bench/pii_scan.py prints the same per type and locale)."""
+    gate = SensitivityGate(PrivacySettings(), detector)
+    leaked, values, flagged, clean = [], 0, [], 0
+    for entry in _generated("dev"):
+        messages = [Message(m["role"], m["content"]) for m in entry["messages"]]
+        verdict = gate.assess(messages)
+        if not entry["entities"]:
+            clean += 1
+            flagged += [entry["id"]] if verdict.policy is not DataPolicy.ALLOW else []
+            continue
+        sent = (
+            "\n".join(m.content for m in gate.release(messages, verdict).messages)
+            if verdict.allows_cloud
+            else ""
+        )
+        for gold in entry["entities"]:
+            values += 1
+            leaked += [f"{entry['id']} {gold['type']}"] if gold["value"] in sent else []
+    assert values >= 250
+    assert len(leaked) <= values // 100, leaked
+    assert len(flagged) <= clean // 10, flagged
+
+
+def test_generated_clean_prompts_cover_what_the_issue_names() -> None:
+    for slice_name in ("dev", "test"):
+        clean = [e["messages"][0]["content"] for e in _generated(slice_name) if not e["entities"]]
+        first_words = {text.split()[0] for text in clean}
+        assert {"Email", "Call", "Text", "Message"} & first_words  # verbs opening a sentence
+        assert any(re.search(r"\b\d+\.\d+(?:\.\d+)?\b", t) for t in clean)  # version strings
+        assert any(re.search(r"\b1\d{3}\b", t) for t in clean)  # dates of historical events
+        assert any("def " in t or "range(" in t for t in clean)  # code
+        assert any(re.search(r"\d\s*[*+/^=]\s*\d|x\^2", t) for t in clean)  # maths
+        assert any(p in t for t in clean for p in ("Raspberry Pi", "PostgreSQL", "Kubernetes", "Jetson"))

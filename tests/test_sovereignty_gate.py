@@ -15,7 +15,7 @@ from edged.config import parse_profile
 from edged.config.privacy import SENSITIVE_CLASS, DataPolicy, PrivacySettings
 from edged.domain import InferenceRequest, Message, SamplingParams
 from edged.errors import InvalidRequest, SensitiveDataBlocked
-from edged.sovereignty.detector import CountingDetector, RaisingDetector, ValueDetector
+from edged.sovereignty.detector import CountingDetector, MisplacedDetector, RaisingDetector, ValueDetector
 from edged.sovereignty.gate import SensitivityGate
 from edged.sovereignty.presidio import PresidioDetector
 from edged.sovereignty.verdict import UNSCANNED_CLASS
@@ -274,6 +274,62 @@ def test_a_conversation_too_long_to_scan_stays_local(detector: PresidioDetector)
     verdict = gate.assess([user("x" * 600), user("y" * 401)])
     assert verdict.policy is DataPolicy.LOCAL_ONLY
     assert "1001 characters exceeds detector.max_scan_chars 1000" in verdict.reasons[0]
+
+
+def test_a_conversation_at_the_scan_limit_is_scanned(detector: PresidioDetector) -> None:
+    gate = SensitivityGate(settings_with({"detector": {"max_scan_chars": 1000}}), detector)
+    verdict = gate.assess([user("x" * 599), user(f"I'm {NAME}.".ljust(401, "."))])
+    assert not verdict.detector_failed
+    assert verdict.entities == {"PERSON": 1}
+
+
+def test_a_finding_outside_the_text_keeps_the_request_local() -> None:
+    # a detector bug: its findings cannot be redacted reliably, so nothing leaves
+    gate = SensitivityGate(PrivacySettings(), MisplacedDetector())
+    verdict = gate.assess([user("hello there")])
+    assert verdict.policy is DataPolicy.LOCAL_ONLY
+    assert verdict.forced_by == UNSCANNED_CLASS
+    assert verdict.reasons == ("PII detector failed (DetectorFault)",)
+
+
+def test_an_identifier_the_gate_cannot_type_is_redacted(gate: SensitivityGate) -> None:
+    conversation = [user("Reference XK4471QZ9 was rejected twice. Why would that be?")]
+    verdict = gate.assess(conversation)
+    assert verdict.policy is DataPolicy.REDACT
+    assert verdict.forced_by == "identifier"
+    assert verdict.entities == {"ID_NUMBER": 1}
+    sent = gate.release(conversation, verdict).messages[0].content
+    assert sent == "Reference <ID_NUMBER_1> was rejected twice. Why would that be?"
+
+
+@pytest.mark.parametrize(
+    ("text", "data_class"),
+    [
+        ("Passport no. X4821977 - translate the visa letter into English.", "government_id"),
+        ("The login password for the shared laptop is Tr0ub4dor&3, write instructions.", "credentials"),
+        ("MRN 00482913: summarise the discharge note for the family.", "health"),
+        ("Transfer the rent to account 12345678, sort code 12-34-56.", "financial"),
+    ],
+)
+def test_values_after_cues_keep_the_request_local(gate: SensitivityGate, text: str, data_class: str) -> None:
+    verdict = gate.assess([user(text)])
+    assert verdict.policy is DataPolicy.LOCAL_ONLY
+    assert verdict.forced_by == data_class
+
+
+def test_a_capitalised_verb_is_not_taken_for_a_name(gate: SensitivityGate) -> None:
+    conversation = [user("Email john.smith@example.com about his invoice")]
+    verdict = gate.assess(conversation)
+    assert verdict.entities == {"EMAIL_ADDRESS": 1}
+    sent = gate.release(conversation, verdict).messages[0].content
+    assert sent == "Email <EMAIL_ADDRESS_1> about his invoice"
+
+
+def test_a_non_english_name_after_a_cue_is_redacted(gate: SensitivityGate) -> None:
+    conversation = [user("Please call Nguyễn Thị Lan tomorrow and book it under Oluwaseun Adeyemi.")]
+    verdict = gate.assess(conversation)
+    sent = gate.release(conversation, verdict).messages[0].content
+    assert sent == "Please call <PERSON_1> tomorrow and book it under <PERSON_2>."
 
 
 def test_reply_scan_failure_is_reported_not_raised() -> None:

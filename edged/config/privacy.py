@@ -53,6 +53,15 @@ ClassName = Annotated[str, Field(pattern=CLASS_PATTERN)]
 Regex = Annotated[str, Field(min_length=1, max_length=512)]
 ContextWord = Annotated[str, Field(min_length=1, max_length=32)]
 Region = Annotated[str, Field(pattern=r"^[A-Z]{2}$")]
+ShapePattern = Annotated[str, Field(min_length=1, max_length=200)]
+
+# Regions whose national phone formats are tried, in this order, for numbers written without a country code
+# (a number with "+" or "00" is parsed in any region's format). International by default: a device does not
+# know where its users' contacts live.
+DEFAULT_PHONE_REGIONS: tuple[str, ...] = (
+    "US", "GB", "DE", "FR", "ES", "IT", "NL", "BE", "CH", "AT", "IE", "PT", "PL", "CZ", "SK", "HU", "RO",
+    "BG", "GR", "SE", "NO", "DK", "FI", "TR", "IL", "IN", "CA", "AU", "NZ", "BR", "MX", "AR", "ZA", "JP",
+)  # fmt: skip
 AllowedValue = Annotated[str, Field(min_length=1, max_length=200)]
 
 # Entity types the built-in detector can report (edged.sovereignty.detector checks it covers each one).
@@ -82,6 +91,18 @@ BUILTIN_ENTITIES: tuple[str, ...] = (
     "PRIVATE_KEY",
     "IMEI",
     "STREET_ADDRESS",
+    # edged's cue-value recognizer: a value after the word that introduces it ("passport X1234567")
+    "PASSWORD",
+    "PASSPORT",
+    "NATIONAL_ID",
+    "DRIVER_LICENSE",
+    "TAX_ID",
+    "BANK_ACCOUNT",
+    "MEDICAL_ID",
+    "INSURANCE_ID",
+    "DATE_OF_BIRTH",
+    # edged's ID-shape recognizer: a token shaped like an identifier that nothing more specific typed
+    "ID_NUMBER",
 )
 
 
@@ -97,18 +118,27 @@ class DataClass:
 DEFAULT_DATA_CLASSES: dict[str, DataClass] = {
     c.name: c
     for c in (
-        DataClass("credentials", frozenset({"API_KEY", "PRIVATE_KEY"}), DataPolicy.LOCAL_ONLY),
+        DataClass("credentials", frozenset({"API_KEY", "PRIVATE_KEY", "PASSWORD"}), DataPolicy.LOCAL_ONLY),
         DataClass(
             "government_id",
-            frozenset({"US_SSN", "US_ITIN", "US_PASSPORT"}),
+            frozenset(
+                {"US_SSN", "US_ITIN", "US_PASSPORT", "PASSPORT", "NATIONAL_ID", "DRIVER_LICENSE", "TAX_ID"}
+            ),
             DataPolicy.LOCAL_ONLY,
         ),
-        DataClass("financial", frozenset({"CREDIT_CARD", "IBAN_CODE", "CRYPTO"}), DataPolicy.LOCAL_ONLY),
-        DataClass("identity", frozenset({"PERSON"}), DataPolicy.REDACT),
+        DataClass(
+            "financial",
+            frozenset({"CREDIT_CARD", "IBAN_CODE", "CRYPTO", "BANK_ACCOUNT"}),
+            DataPolicy.LOCAL_ONLY,
+        ),
+        DataClass("health", frozenset({"MEDICAL_ID", "INSURANCE_ID"}), DataPolicy.LOCAL_ONLY),
+        DataClass("identity", frozenset({"PERSON", "DATE_OF_BIRTH"}), DataPolicy.REDACT),
         DataClass(
             "contact", frozenset({"EMAIL_ADDRESS", "PHONE_NUMBER", "STREET_ADDRESS"}), DataPolicy.REDACT
         ),
         DataClass("device", frozenset({"MAC_ADDRESS", "IMEI", "IP_ADDRESS"}), DataPolicy.REDACT),
+        # Fail closed on doubt: an identifier-shaped token no specific recognizer typed is redacted.
+        DataClass("identifier", frozenset({"ID_NUMBER"}), DataPolicy.REDACT),
     )
 }
 
@@ -142,14 +172,19 @@ class CustomRecognizer(StrictModel):
     @field_validator("patterns")
     @classmethod
     def _compiles(cls, patterns: tuple[str, ...]) -> tuple[str, ...]:
-        for pattern in patterns:
-            try:
-                compiled = re.compile(pattern)
-            except re.error as exc:
-                raise ValueError(f"pattern {pattern!r} is not a valid regular expression: {exc}") from None
-            if compiled.match(""):
-                raise ValueError(f"pattern {pattern!r} matches the empty string")
-        return patterns
+        return _compiling(patterns)
+
+
+def _compiling(patterns: tuple[str, ...]) -> tuple[str, ...]:
+    """The patterns, each checked to compile and not to match the empty string."""
+    for pattern in patterns:
+        try:
+            compiled = re.compile(pattern)
+        except re.error as exc:
+            raise ValueError(f"pattern {pattern!r} is not a valid regular expression: {exc}") from None
+        if compiled.match(""):
+            raise ValueError(f"pattern {pattern!r} matches the empty string")
+    return patterns
 
 
 class DetectorSettings(StrictModel):
@@ -165,13 +200,25 @@ class DetectorSettings(StrictModel):
         default=100_000,
         description="A conversation longer than this (all messages) is not scanned and stays on the device.",
     )
-    phone_regions: Annotated[tuple[Region, ...], Field(min_length=1, max_length=32)] = Field(
-        default=("US", "GB", "DE", "FR", "IL", "IN", "CA", "BR"),
-        description="ISO 3166 regions whose phone number formats are recognised.",
+    phone_regions: Annotated[tuple[Region, ...], Field(min_length=1, max_length=64)] = Field(
+        default=DEFAULT_PHONE_REGIONS,
+        description="ISO 3166 regions whose national phone number formats are recognised (tried in order; "
+        "numbers with a country code are recognised in any case).",
     )
     allow_list: Annotated[tuple[AllowedValue, ...], Field(max_length=500)] = Field(
         default=(), description="Exact values never treated as personal data (e.g. a support address)."
     )
+    harmless_id_shapes: Annotated[tuple[ShapePattern, ...], Field(max_length=64)] = Field(
+        default=(),
+        description="Regular expressions (Python syntax, matched against a whole token) of identifier-shaped "
+        "tokens that are not personal data, such as this device's model numbers (`RTX\\d{4}`); version "
+        "strings, dates and times are built in.",
+    )
+
+    @field_validator("harmless_id_shapes")
+    @classmethod
+    def _shapes_compile(cls, patterns: tuple[str, ...]) -> tuple[str, ...]:
+        return _compiling(patterns)
 
 
 class AuditSettings(StrictModel):

@@ -29,17 +29,26 @@ class Detector(Protocol):
         ...
 
 
+FALLBACK_TYPES = frozenset({"ID_NUMBER"})
+"""Types that only say "some identifier": where a finding of a specific type overlaps one, the specific type
+names the merged finding whatever the scores."""
+
+
 def disjoint(findings: Sequence[Finding]) -> list[Finding]:
-    """Merge overlapping findings into one covering their union, typed by the best-scored (then longest) one:
-    redaction then replaces every character any recognizer flagged, exactly once. Ties go to the type name that
-    sorts last, so the result never depends on the order recognizers ran in."""
+    """Merge overlapping findings into one covering their union, typed by the best-scored (then longest) one of
+    a specific type (a fallback type only when nothing else is there): redaction then replaces every character
+    any recognizer flagged, exactly once. Ties go to the type name that sorts last, so the result never depends
+    on the order recognizers ran in."""
     merged: list[Finding] = []
     for f in sorted(findings, key=lambda f: (f.start, -f.end, f.entity_type)):
         last = merged[-1] if merged else None
         if last is None or f.start >= last.end:
             merged.append(f)
             continue
-        best = max((last, f), key=lambda x: (x.score, x.end - x.start, x.entity_type))
+        best = max(
+            (last, f),
+            key=lambda x: (x.entity_type not in FALLBACK_TYPES, x.score, x.end - x.start, x.entity_type),
+        )
         merged[-1] = Finding(last.start, max(last.end, f.end), best.entity_type, best.score)
     return merged
 
@@ -54,6 +63,13 @@ class RaisingDetector:
     def scan(self, text: str) -> list[Finding]:
         self.calls += 1
         raise self.error
+
+
+class MisplacedDetector:
+    """A detector whose findings lie past the end of the text (the seam for a detector bug)."""
+
+    def scan(self, text: str) -> list[Finding]:
+        return [Finding(len(text), len(text) + 5, "PERSON", 0.9)]
 
 
 class CountingDetector:

@@ -36,6 +36,12 @@ from edged.sovereignty.verdict import UNSCANNED_CLASS, Verdict, decide, unscanne
 logger = logging.getLogger(__name__)
 
 SCAN_CACHE_SIZE = 1024
+
+
+class DetectorFault(RuntimeError):
+    """The detector returned something the gate cannot trust (the request stays on the device)."""
+
+
 FIELDS_NOTE = "stop strings and json_schema are never redacted"
 
 
@@ -177,6 +183,9 @@ class SensitivityGate:
                 self._cache.move_to_end(key)
                 return cached
         findings = tuple(self._detector.scan(text))
+        if any(not 0 <= f.start < f.end <= len(text) for f in findings):
+            # a detector bug: what it flagged cannot be redacted reliably, so nothing of this request leaves
+            raise DetectorFault("a finding lies outside the scanned text")
         with self._cache_lock:
             self._cache[key] = findings
             if len(self._cache) > self._cache_size:

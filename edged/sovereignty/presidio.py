@@ -14,6 +14,7 @@ from presidio_analyzer.predefined_recognizers import SpacyRecognizer
 
 from edged.config.privacy import PrivacySettings
 from edged.errors import ConfigError
+from edged.sovereignty.cued import trim_common_words
 from edged.sovereignty.detector import Finding, disjoint
 from edged.sovereignty.nlp import NerOnlySpacyEngine
 from edged.sovereignty.recognizers import NER_ENTITIES, pattern_recognizers
@@ -90,8 +91,18 @@ class PresidioDetector:
                 score_threshold=self._threshold,
                 allow_list=self._allow_list,
             )
-        kept = [r for r in results if not _acronym_as_person(text, r)]
-        return disjoint([Finding(r.start, r.end, r.entity_type, float(r.score)) for r in kept])
+        findings = []
+        for r in results:
+            start, end = r.start, r.end
+            if r.entity_type == "PERSON":
+                if _acronym_as_person(text, r):
+                    continue
+                span = trim_common_words(text, start, end)  # "Email john@..." : "Email" is not a name
+                if span is None:
+                    continue
+                start, end = span
+            findings.append(Finding(start, end, r.entity_type, float(r.score)))
+        return disjoint(findings)
 
 
 _ACRONYM = re.compile(r"^[A-Z][A-Z0-9]{1,5}$")

@@ -1,6 +1,7 @@
-"""Recognizers devices need that Presidio lacks (API keys and tokens, private keys, IMEI numbers, street
-addresses), an e-mail recognizer that never touches the network, the profile's custom patterns, and the table
-that builds the recognizer of each entity type.
+"""Recognizers devices need that Presidio lacks (API keys and tokens, private keys, IMEI numbers), an e-mail
+recognizer that never touches the network, the profile's custom patterns, and the table that builds the
+recognizer of each entity type (cue-driven values and names: edged.sovereignty.cued; identifier shapes,
+international addresses and phone numbers: edged.sovereignty.shapes).
 
 Patterns run in Presidio's PatternRecognizer, which compiles them with the `regex` package; edged's own are
 case-sensitive (Presidio's default flags ignore case, which would make `AKIA…` match any word of that shape).
@@ -10,11 +11,9 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable
-from typing import Any
 
 import tldextract
 from presidio_analyzer import EntityRecognizer, Pattern, PatternRecognizer
-from presidio_analyzer.nlp_engine import NlpArtifacts
 from presidio_analyzer.predefined_recognizers import (
     CreditCardRecognizer,
     CryptoRecognizer,
@@ -24,7 +23,6 @@ from presidio_analyzer.predefined_recognizers import (
     IpRecognizer,
     MacAddressRecognizer,
     NhsRecognizer,
-    PhoneRecognizer,
     UrlRecognizer,
     UsBankRecognizer,
     UsItinRecognizer,
@@ -34,20 +32,11 @@ from presidio_analyzer.predefined_recognizers import (
 )
 
 from edged.config.privacy import CustomRecognizer, DetectorSettings
+from edged.sovereignty.cued import CUED_ENTITIES, CuedNameRecognizer, CuedValueRecognizer, luhn_valid
+from edged.sovereignty.shapes import IdShapeRecognizer, InternationalAddressRecognizer, RegionsPhoneRecognizer
 
 # Presidio compiles with the `regex` package, whose flag values are those of `re`.
 CASE_SENSITIVE = int(re.DOTALL | re.MULTILINE)
-
-
-def luhn_valid(digits: str) -> bool:
-    """The Luhn checksum (cards, IMEI) of a string of digits."""
-    total = 0
-    for index, char in enumerate(reversed(digits)):
-        value = int(char)
-        if index % 2 == 1:
-            value = value * 2 - 9 if value > 4 else value * 2
-        total += value
-    return total % 10 == 0
 
 
 class ApiKeyRecognizer(PatternRecognizer):
@@ -140,65 +129,6 @@ class ImeiRecognizer(PatternRecognizer):
         return len(digits) == 15 and not digits.startswith(self._CARD_PREFIXES) and luhn_valid(digits)
 
 
-class StreetAddressRecognizer(PatternRecognizer):
-    """Street addresses in the English-speaking style (`221B Baker Street`, `1600 Pennsylvania Ave NW,
-    Washington, DC 20500`), with unit, town, state and ZIP when they follow; and PO boxes."""
-
-    _SUFFIX = (
-        r"(?:Street|St|Avenue|Ave|Road|Rd|Boulevard|Blvd|Lane|Ln|Drive|Dr|Court|Ct|Way|Place|Pl|Terrace|Ter|"
-        r"Parkway|Pkwy|Circle|Cir|Square|Sq|Highway|Hwy|Trail|Trl|Close|Crescent|Cres|Row|Alley|Plaza|Gardens|"
-        r"Mews|Hill|Walk)"
-    )
-    _NAME_WORD = r"(?:\d{1,3}(?:st|nd|rd|th)|[A-Z][A-Za-z'\-]*\.?)"
-    _UNIT = r"(?:,?\s(?:Apt|Apartment|Suite|Ste|Unit|Floor|Fl|Room|#)\.?\s?#?[A-Za-z0-9\-]{1,6})"
-    _TOWN = r"(?:,\s[A-Z][a-z][A-Za-z'\-]*(?:\s[A-Z][a-z][A-Za-z'\-]*){0,3})"
-    _REGION = r"(?:,?\s[A-Z]{2}(?=[\s,.;]|$))"
-    _POSTCODE = r"(?:,?\s(?:\d{5}(?:-\d{4})?|[A-Z]{1,2}\d[A-Z\d]?\s\d[A-Z]{2}))"
-    PATTERNS = (
-        Pattern(
-            "street_address",
-            rf"\b\d{{1,6}}[A-Za-z]?\s(?:{_NAME_WORD}\s){{1,4}}{_SUFFIX}\b\.?(?:\s(?:N|S|E|W|NE|NW|SE|SW)\b)?"
-            rf"{_UNIT}?{_TOWN}?{_REGION}?{_POSTCODE}?",
-            0.9,
-        ),
-        Pattern("po_box", r"\bP\.?\s?O\.?\s?Box\s\d{1,6}\b", 0.6),
-    )
-    CONTEXT = ("address", "live", "lives", "street", "ship", "deliver", "mail", "home", "office")
-
-    def __init__(self) -> None:
-        super().__init__(
-            supported_entity="STREET_ADDRESS",
-            patterns=list(self.PATTERNS),
-            context=list(self.CONTEXT),
-            name="edged-street-address",
-            global_regex_flags=CASE_SENSITIVE,
-        )
-
-
-class PersonCueRecognizer(PatternRecognizer):
-    """Names after the phrases that introduce one (`my name is`, `Dear`, `Mr.`, `I'm`): spaCy's small model misses
-    some of these, most often names it has not seen."""
-
-    _CUE = r"(?:[Mm]y name is|[Nn]ame:|I'm|I am|Dear|Mr\.?|Mrs\.?|Ms\.?|Miss|Dr\.?|Prof\.?|[Cc]ontact|[Ff]rom:|[Tt]o:)"
-    _WORD = r"[A-Z][a-z]*(?:['\-][A-Z]?[a-z]+)*"
-    _TITLE = r"(?:Mr|Mrs|Ms|Miss|Dr|Prof)\b"  # "Dear Mr. Smith": the name is the word after the title
-    PATTERNS = (
-        Pattern(
-            "cued_name",
-            rf"(?<=\b{_CUE}\s{{1,3}})(?!{_TITLE}){_WORD}(?:\s{_WORD}){{0,3}}(?=[\s,.;:!?)]|$)",
-            0.6,
-        ),
-    )
-
-    def __init__(self) -> None:
-        super().__init__(
-            supported_entity="PERSON",
-            patterns=list(self.PATTERNS),
-            name="edged-person-cue",
-            global_regex_flags=CASE_SENSITIVE,
-        )
-
-
 class CardRecognizer(CreditCardRecognizer):
     """Presidio's card recognizer (Luhn-checked), plus Mastercard's 2221-2720 range, which its pattern predates,
     and minus 15-digit numbers outside the 15-digit card ranges (Amex 34/37, UATP 1): those are IMEIs."""
@@ -206,41 +136,20 @@ class CardRecognizer(CreditCardRecognizer):
     MASTERCARD_2_SERIES = Pattern(
         "mastercard_2_series", r"\b2(?:2[2-9]\d|[3-6]\d\d|7[01]\d|720)[- ]?\d{4}[- ]?\d{4}[- ]?\d{4}\b", 0.3
     )
+    # 18- and 19-digit cards (Visa, Maestro, UnionPay, Discover): longer than Presidio's pattern allows
+    LONG_CARDS = Pattern("long_cards", r"\b[2-6]\d{3}[- ]?\d{4}[- ]?\d{4}[- ]?\d{4}[- ]?\d{2,3}\b", 0.3)
 
     def __init__(self) -> None:
         super().__init__(
-            patterns=[*CreditCardRecognizer.PATTERNS, self.MASTERCARD_2_SERIES], name="edged-card"
+            patterns=[*CreditCardRecognizer.PATTERNS, self.MASTERCARD_2_SERIES, self.LONG_CARDS],
+            name="edged-card",
         )
 
     def validate_result(self, pattern_text: str) -> bool:
         digits = re.sub(r"\D", "", pattern_text)
-        if len(digits) == 15 and not digits.startswith(("34", "37", "1")):
+        if len(digits) == 15 and not digits.startswith(("34", "37", "1", "2131")):
             return False
         return bool(super().validate_result(pattern_text))
-
-
-class WindowedPhoneRecognizer(PhoneRecognizer):
-    """Presidio's phone recognizer (python-phonenumbers, once per region) run only on the stretches of text
-    that can hold a number: runs of digits and phone punctuation with at least six digits (and an extension),
-    plus two characters either side. On a 1,000-character prompt this halves its cost; on the PII corpora it
-    finds exactly the numbers the stock recognizer finds."""
-
-    _CANDIDATE = re.compile(r"[+(]?\d[\d \t().\-/]{4,}\d(?:[ \t,]*(?i:ext|extension|x|\#)\.?[ \t]*\d{1,7})?")
-    _MARGIN = 2
-
-    def analyze(self, text: str, entities: list[str], nlp_artifacts: NlpArtifacts | None = None) -> list[Any]:
-        results: list[Any] = []
-        for candidate in self._CANDIDATE.finditer(text):
-            if sum(c.isdigit() for c in candidate.group()) < 6:
-                continue
-            start = max(0, candidate.start() - self._MARGIN)
-            window = text[start : candidate.end() + self._MARGIN]
-            # (the artifacts are unused by the phone recognizer; Presidio's own hint omits None)
-            for found in super().analyze(window, entities, nlp_artifacts):  # type: ignore[arg-type]
-                found.start += start
-                found.end += start
-                results.append(found)
-        return EntityRecognizer.remove_duplicates(results)
 
 
 class OfflineEmailRecognizer(EmailRecognizer):
@@ -273,7 +182,7 @@ RecognizerFactory = Callable[[DetectorSettings], EntityRecognizer]
 # The pattern recognizer of each entity type (NER types also come from the spaCy recognizer).
 PATTERN_RECOGNIZERS: dict[str, RecognizerFactory] = {
     "EMAIL_ADDRESS": lambda _: OfflineEmailRecognizer(),
-    "PHONE_NUMBER": lambda s: WindowedPhoneRecognizer(supported_regions=s.phone_regions),
+    "PHONE_NUMBER": lambda s: RegionsPhoneRecognizer(s.phone_regions),
     "CREDIT_CARD": lambda _: CardRecognizer(),
     "IBAN_CODE": lambda _: IbanRecognizer(),
     "IP_ADDRESS": lambda _: IpRecognizer(),
@@ -290,8 +199,9 @@ PATTERN_RECOGNIZERS: dict[str, RecognizerFactory] = {
     "API_KEY": lambda _: ApiKeyRecognizer(),
     "PRIVATE_KEY": lambda _: PrivateKeyRecognizer(),
     "IMEI": lambda _: ImeiRecognizer(),
-    "STREET_ADDRESS": lambda _: StreetAddressRecognizer(),
-    "PERSON": lambda _: PersonCueRecognizer(),  # beside spaCy's NER
+    "STREET_ADDRESS": lambda _: InternationalAddressRecognizer(),
+    "PERSON": lambda _: CuedNameRecognizer(),  # beside spaCy's NER
+    "ID_NUMBER": lambda s: IdShapeRecognizer(s.harmless_id_shapes),
 }
 
 # Entity types spaCy's NER reports, keyed by the spaCy label.
@@ -313,5 +223,7 @@ def pattern_recognizers(
     """The pattern recognizers for the wanted entity types (NER types need none)."""
     wanted = set(entities)
     recognizers = [PATTERN_RECOGNIZERS[e](settings) for e in sorted(wanted) if e in PATTERN_RECOGNIZERS]
+    if cued := CUED_ENTITIES & wanted:  # one recognizer reads every cue
+        recognizers.append(CuedValueRecognizer(frozenset(cued)))
     recognizers.extend(custom_recognizer(spec) for spec in custom if spec.entity in wanted)
     return recognizers

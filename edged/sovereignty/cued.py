@@ -1,0 +1,318 @@
+"""Values and names introduced by the words people write before them.
+
+People type "passport X1234567", "my PIN is 4821", "call Nguyễn Thị Lan", "Best regards,\\nSigrún Jónsdóttir":
+the word before a value says what it is, whatever the value's shape, and a name after "call", "cc", "Dear" or a
+title is a name whether or not spaCy's small English model has seen it. Two recognizers read those cues:
+
+- `CuedValueRecognizer`: the value after a cue ("password", "PIN", "passport", "licence", "account",
+  "routing", "policy", "member", "MRN", "tax id", "SSN", "DOB", ...) as the cue's entity type;
+- `CuedNameRecognizer`: capitalised words (any script's capitals, with particles such as "van", "de", "bin")
+  after a cue that introduces a person, and the name a signature block ends with.
+
+`not_a_name` is the filter the detector applies to every PERSON finding (spaCy's and these): a capitalised
+verb or common word opening a sentence ("Email john.smith@example.com ...", "Convert ...") is not a name.
+Everything here is a handful of precompiled regular expressions (the `regex` package, for Unicode classes).
+"""
+
+from __future__ import annotations
+
+import regex
+from presidio_analyzer import EntityRecognizer, RecognizerResult
+from presidio_analyzer.nlp_engine import NlpArtifacts
+
+
+def luhn_valid(digits: str) -> bool:
+    """The Luhn checksum (cards, IMEI) of a string of digits."""
+    total = 0
+    for index, char in enumerate(reversed(digits)):
+        value = int(char)
+        if index % 2 == 1:
+            value = value * 2 - 9 if value > 4 else value * 2
+        total += value
+    return total % 10 == 0
+
+
+# -- cue -> value ---------------------------------------------------------------------------------------------
+
+# After the cue: "number", "no.", "#", "ID", ":", "is", "=", "-" in any order (a few of them).
+_FILLER = r"(?:\s*(?:(?i:number|num|no|nr|n[o°º]|code|id|is|was|will be|of)\b\.?|[#:=\-–]))*\s*"
+
+# A value token: letters, digits and the separators ids are written with; groups after a space are taken while
+# they hold a digit (or are one to three capitals, as in "AB 12 34 56 C"), so "1 84 12 76 451 089 46" is whole.
+_GROUP = r"[A-Za-z0-9][A-Za-z0-9\-./]*"
+_DIGIT_AHEAD = r"(?=[A-Za-z\-./]*\d)"  # the group holds a digit
+_ID_VALUE = (
+    rf"(?:[A-Z]{{1,3}}[ ](?=\d))?{_DIGIT_AHEAD}{_GROUP}(?:[ ](?:{_DIGIT_AHEAD}{_GROUP}|[A-Z]{{1,3}}\b))*"
+)
+_PHONE_VALUE = r"(?:\+|00)?[\d(][\d \-().]{4,22}\d(?:\s?(?i:x|ext\.?)\s?\d{1,6})?"
+
+_MONTH = (
+    r"(?:Jan(?:uary)?|Feb(?:ruary)?|Mar(?:ch)?|Apr(?:il)?|May|June?|July?|Aug(?:ust)?|Sep(?:t(?:ember)?)?|"
+    r"Oct(?:ober)?|Nov(?:ember)?|Dec(?:ember)?)\.?"
+)
+_DATE_VALUE = (
+    rf"(?:\d{{1,4}}[./\-]\d{{1,2}}[./\-]\d{{1,4}}|\d{{1,2}}(?:st|nd|rd|th)?\s{_MONTH},?\s\d{{4}}|"
+    rf"{_MONTH}\s\d{{1,2}}(?:st|nd|rd|th)?,?\s\d{{4}})"
+)
+# A secret is whatever follows its cue up to white space; without ":", "=" or "is" it needs a digit or symbol.
+_SECRET_VALUE = r"\S{3,128}"  # noqa: S105 - a pattern, not a password
+
+# (entity type, cue words, value pattern, score). Cues are case-insensitive, except the short abbreviations
+# ("PIN", "DL", "SIN", "PAN") that would otherwise match ordinary words.
+_CUES: tuple[tuple[str, str, str, float], ...] = (
+    (
+        "PASSWORD",
+        r"(?i:pass(?:word|wd|code|phrase)s?|pwd|wi-?fi (?:key|code)|kennwort|mot de passe|contrase[ñn]a|senha|"
+        r"hasło|haslo)",
+        _SECRET_VALUE,
+        0.75,
+    ),
+    ("PASSWORD", r"(?i:pin(?: code| number)?)", _SECRET_VALUE, 0.75),
+    ("PASSPORT", r"(?i:passport|reisepass|passeport|pasaporte|passaporto|paszport)", _ID_VALUE, 0.8),
+    (
+        "DRIVER_LICENSE",
+        r"(?i:driv(?:er'?s?|ing) licen[cs]e|licen[cs]e|führerschein|permis de conduire)|\bDL\b",
+        _ID_VALUE,
+        0.8,
+    ),
+    (
+        "BANK_ACCOUNT",
+        r"(?i:(?:bank )?account|acct|routing|sort code|bban|kontonummer|konto|numéro de compte|cuenta|"
+        r"conto)|\b(?:ABA|BSB|RTN)\b",
+        _ID_VALUE,
+        0.75,
+    ),
+    (
+        "INSURANCE_ID",
+        r"(?i:policy|member(?:ship)?|subscriber|insurance|insured|versicherungsnummer|claim)",
+        _ID_VALUE,
+        0.75,
+    ),
+    (
+        "MEDICAL_ID",
+        r"(?i:medical record|patient(?: id| number| no)|health record|chart|medicare|medicaid)|\b(?:MRN|NHS)\b",
+        _ID_VALUE,
+        0.8,
+    ),
+    (
+        "TAX_ID",
+        r"(?i:tax(?:payer)?[ \-]?(?:id|identification|number|no|code|reference)|vat(?: id| no| number)?|"
+        r"steuer-?id|steuernummer|ust-?idnr|codice fiscale)|\b(?:TIN|EIN|NIF|CIF|UTR|ABN|VAT)\b",
+        _ID_VALUE,
+        0.8,
+    ),
+    (
+        "NATIONAL_ID",
+        r"(?i:ssn|social security|social insurance|national (?:id|identity|insurance)|ni number|"
+        r"(?:personal|citizen|identity|id) (?:card|number|code|no)|id card|identity|personnummer|"
+        r"henkilötunnus|pesel|aadhaar|kimlik|rodné číslo|personal id)|"
+        r"\b(?:SIN|CPR|BSN|DNI|NIE|CPF|RG|CNP|PAN|NINO|AHV|OIB|EGN|AMKA|PPS|PPSN)\b",
+        _ID_VALUE,
+        0.75,
+    ),
+    ("NATIONAL_ID", r"\b(?i:id)\b", _ID_VALUE, 0.7),
+    (
+        "CREDIT_CARD",
+        r"(?i:(?:credit |debit |bank |payment )?card(?: number| no)?|visa|mastercard|amex|maestro)",
+        r"\d(?:[ \-]?\d){11,18}",
+        0.7,
+    ),
+    (
+        "PHONE_NUMBER",
+        r"(?i:phone|mobile|cell|tel|telephone|fax|whatsapp|landline|(?:call|reach|text|ring|contact) me (?:on|at))",
+        _PHONE_VALUE,
+        0.5,
+    ),  # a bare "ID": below every more specific cue
+    (
+        "DATE_OF_BIRTH",
+        r"(?i:dob|d\.o\.b|date of birth|birth ?date|born(?: on)?|birthday|geboren(?: am)?|né le|née le)",
+        _DATE_VALUE,
+        0.75,
+    ),
+)
+# Between a cue and its value: a few filler words, or (for "the login password for the laptop is X") up to four
+# lower-case words ending in "is", ":" or "=".
+_GAP = rf"(?:\s(?:[a-z']+\s){{0,4}}?(?:is|are|was|:|=)\s*|{_FILLER})"
+
+
+CUED_ENTITIES = frozenset(entity for entity, _cue, _value, _score in _CUES)
+
+
+class CuedValueRecognizer(EntityRecognizer):
+    """The value after a word that says what it is, as that word's entity type (see the module docstring)."""
+
+    def __init__(self, entities: frozenset[str]) -> None:
+        self._patterns = [
+            (entity, regex.compile(rf"(?<![\w\-])(?:{cue})(?![\w\-]){_GAP}({value})"), score)
+            for entity, cue, value, score in _CUES
+            if entity in entities
+        ]
+        super().__init__(
+            supported_entities=sorted({e for e, _, _, _ in _CUES} & entities), name="edged-cued-value"
+        )
+
+    def load(self) -> None:
+        """Nothing to load: the patterns are compiled in __init__."""
+
+    def analyze(
+        self, text: str, entities: list[str], nlp_artifacts: NlpArtifacts | None = None
+    ) -> list[RecognizerResult]:
+        results = []
+        for entity, pattern, score in self._patterns:
+            if entity not in entities:
+                continue
+            for match in pattern.finditer(text, overlapped=True):
+                start, end = match.span(1)
+                value = text[start:end]
+                if entity == "PASSWORD":
+                    # sentence punctuation after a secret is not part of it (keeps "!", ")" and the like)
+                    value = value[:-1] if len(value) > 3 and value[-1] in ".,;:?" else value
+                    if not _secret_like(value, text[match.start() : start]):
+                        continue
+                else:
+                    value = value.rstrip(".,;:!?)-/")
+                    if entity != "DATE_OF_BIRTH" and not _id_like(value):
+                        continue
+                    if entity == "CREDIT_CARD" and not luhn_valid(regex.sub(r"\D", "", value)):
+                        continue  # a card number of any length, but a real one
+                results.append(_result(entity, start, start + len(value), score))
+        return results
+
+
+def _id_like(value: str) -> bool:
+    """An identifier has at least five letters and digits, two of them digits, and is not a year."""
+    alnum = [c for c in value if c.isalnum()]
+    digits = sum(c.isdigit() for c in alnum)
+    return len(alnum) >= 5 and digits >= 2
+
+
+def _secret_like(value: str, cue_and_filler: str) -> bool:
+    """A password follows an explicit ":", "=" or "is", or holds a digit or a symbol; a common word never is."""
+    if value.lower().strip(".,;:!?") in COMMON_WORDS:
+        return False
+    if regex.search(r"[:=]|\bis\b|\bwas\b", cue_and_filler):
+        return True
+    return any(not c.isalpha() for c in value)
+
+
+# -- names after cues -----------------------------------------------------------------------------------------
+
+_UPPER = r"[\p{Lu}\p{Lt}]"
+_LOWER = r"[\p{Ll}\p{Lm}\p{Mn}]"
+# A name word: "Lan", "O'Connor", "D'Angelo", "McDonald", "Jean-Luc", "Nguyễn", "Çağrı"; a particle: "van", "de", "bin".
+_NAME_WORD = (
+    rf"(?:(?:{_UPPER}['’])?{_UPPER}{_LOWER}+(?:{_UPPER}{_LOWER}+)?(?:['’\-]{_UPPER}?{_LOWER}+)*|{_UPPER}\.)"
+)
+_PARTICLE = (
+    r"(?:van|von|de|da|di|del|della|der|den|du|la|le|dos|das|do|bin|binti|ibn|al|el|ter|ten|zu|y|e|d')"
+)
+_NAME = rf"{_NAME_WORD}(?:[ \u00a0](?:{_PARTICLE}[ \u00a0])*{_NAME_WORD}){{0,3}}"
+
+_PERSON_CUES = (
+    # introductions and greetings
+    r"my name is|name is|name:|full name:?|i'm|i am|this is|called|named|dear|hi|hello|hey|greetings",
+    # titles and roles
+    r"mr|mrs|ms|miss|mx|dr|prof|sir|madam|officer|detective|sergeant|sgt|captain|judge|herr|frau|monsieur|"
+    r"madame|señor|señora|sr|sra|patient|nurse|doctor|professor",
+    # verbs that take a person
+    r"call|phone|ring|text|e-?mail|message|ping|ask|tell|remind|invite|meet|met|contact|thank|pay|visit|"
+    r"introduce|notify|inform|congratulate|cc|bcc",
+    # who something is for or from
+    r"(?:ship|send|sent|deliver|write|forward|address|addressed|mail|give|hand|assign|transfer|email)(?: it)? to|"
+    r"under(?: the name(?: of)?)?|in the name of|on behalf of|attention|attn|c/o|care of|from|to:|cc:|"
+    r"account holder|holder|passenger|guest|customer|client|employee|tenant|applicant|beneficiary|recipient|"
+    r"contact person|colleague|manager|my (?:wife|husband|son|daughter|mother|father|mom|dad|friend|boss|"
+    r"partner|brother|sister|neighbou?r|landlord|lawyer|doctor|colleague)|thanks|thank you",
+)
+_CUE = "|".join(_PERSON_CUES)
+# A signature block: the sign-off, then the name after a comma or on the next line.
+_SIGN_OFF = (
+    r"(?:kind|best|warm|warmest|many)? ?(?:regards|wishes|thanks)|signed|sincerely|yours(?: sincerely| truly)?|"
+    r"cheers|best|respectfully|cordially|thank you|mit freundlichen grüßen|cordialement|saludos|"
+    r"met vriendelijke groet|pozdrawiam|med vänliga hälsningar"
+)
+
+
+class CuedNameRecognizer(EntityRecognizer):
+    """Capitalised name words after a word that introduces a person (see the module docstring)."""
+
+    SCORE = 0.6
+    _PATTERNS = (
+        # "call Lan Nguyễn", "Dear Mr. Pierce" (the title is a cue too)
+        regex.compile(
+            rf"(?<![\w\-])(?i:{_CUE})\.?(?:[,:]?[ \t]{{1,3}}|[,:!]?[ \t]*\n[ \t]*)"
+            rf"(?:(?i:mr|mrs|ms|miss|mx|dr|prof)\.?[ ])?({_NAME})(?![\w@'’\-])"
+        ),
+        # "Best regards,\nSigrún Jónsdóttir", "Signed, Kofi Mensah"
+        regex.compile(
+            rf"(?<![\w\-])(?i:{_SIGN_OFF})(?:[,!.]?[ \t]*\n[ \t]*|,[ \t]{{1,3}})({_NAME})(?![\w@'’\-])"
+        ),
+        # "Put Aoife Byrne in cc"
+        regex.compile(rf"(?<![\w\-])({_NAME})(?= (?:in|on|to) (?:cc|bcc|copy)\b)"),
+        # a name alone opening a line before a comma: "Kaito Tanaka, passport ..."
+        regex.compile(rf"(?m)^[ \t]*({_NAME_WORD}(?:[ ](?:{_PARTICLE}[ ])*{_NAME_WORD}){{1,3}})(?=,[ ])"),
+    )
+
+    def __init__(self) -> None:
+        super().__init__(supported_entities=["PERSON"], name="edged-cued-name")
+
+    def load(self) -> None:
+        """Nothing to load: the patterns are compiled with the class."""
+
+    def analyze(
+        self, text: str, entities: list[str], nlp_artifacts: NlpArtifacts | None = None
+    ) -> list[RecognizerResult]:
+        results = []
+        for pattern in self._PATTERNS:
+            for match in pattern.finditer(text, overlapped=True):
+                span = trim_common_words(text, *match.span(1))
+                if span is not None:
+                    results.append(_result("PERSON", span[0], span[1], self.SCORE))
+        return results
+
+
+# -- what is not a name ---------------------------------------------------------------------------------------
+
+# Capitalised words that open sentences and headings and are not names: imperative verbs of assistant requests,
+# greetings, days, and common nouns and adjectives of titles. First names that are also words (Will, Mark, Bill,
+# Grace, May, June) are deliberately absent: a name is redacted on doubt.
+COMMON_WORDS = frozenset(  # a word list is read best as text
+    """
+    a about above add after again all also always an and answer any apply are as ask at attach be because
+    before below best book both bring build but buy by calculate call can cancel cc change check choose clean
+    compare compose compute confirm consider contact continue convert copy correct count create cut dear
+    debug define delete describe design did do does draft edit email e-mail enable estimate even every explain
+    export extract fetch file fill find fix for format forward from generate get give go good great greetings
+    hello help here hey hi how i if import improve in include insert install integrate into invite is it its
+    just keep let list log look make many me meeting message monday tuesday wednesday thursday friday saturday
+    sunday morning evening afternoon night more most move my need new next no not note now of on once one only
+    open or order our out outline overview page paraphrase pay phone ping plan planning please plot polish
+    post prepare print project put quick quote read rebuild reboot remind remove rename reorder repeat reply
+    report request reserve reset restart review rewrite ring run save schedule search see select sell send set
+    ship short should show sign simplify so solve some sort start stop subject suggest summarise summarize
+    summary sure table take task team tell text thank thanks that the their then there these they this those
+    to today tomorrow translate try turn two under update upgrade use verify very was we weekly what when where
+    which while who why with write yes yesterday you your brown fox lazy dog hamlet invoice customer
+    order receipt report agenda minutes notes release version python java javascript excel word windows linux
+    ubuntu kubernetes docker git github google amazon apple microsoft postgresql sql json yaml http https
+    regards sincerely cheers yours kind warm signed sir madam world support everyone all team folks guys
+    happy sorry glad new old
+    """.split()  # noqa: SIM905
+)
+
+
+def trim_common_words(text: str, start: int, end: int) -> tuple[int, int] | None:
+    """The span without common words at either end ("Email John" -> "John"); None when nothing is left."""
+    words = list(regex.finditer(r"\S+", text[start:end]))
+    while words and words[0].group().lower().strip(".,:;!?") in COMMON_WORDS:
+        words.pop(0)
+    while words and words[-1].group().lower().strip(".,:;!?") in COMMON_WORDS:
+        words.pop()
+    if not words:
+        return None
+    return start + words[0].start(), start + words[-1].end()
+
+
+def _result(entity: str, start: int, end: int, score: float) -> RecognizerResult:
+    """A finding; the analyzer adds the recognizer's name and id to its metadata."""
+    return RecognizerResult(entity, start, end, score)

@@ -1,0 +1,280 @@
+"""Recognizers by shape: tokens shaped like identifiers, street addresses in international formats, and phone
+numbers in many regions' formats.
+
+`IdShapeRecognizer` is the detector's fail-closed net: a token with letters and digits mixed (`X4821977`,
+`AB-123-CD`), digit groups joined by separators (`850101-1234`, `123.456.789-09`) or a long run of digits is an
+identifier of some kind, reported as ID_NUMBER (class `identifier`, REDACT by default), unless it has a harmless
+shape (a version string, a date, a time, a measurement, a hash, or a shape the profile lists in
+`detector.harmless_id_shapes`). It ranks below every specific type (edged.sovereignty.detector.FALLBACK_TYPES),
+so where a phone number, card or passport recognizer also matched, the specific type wins.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+
+import phonenumbers
+from presidio_analyzer import EntityRecognizer, Pattern, PatternRecognizer, RecognizerResult
+from presidio_analyzer.nlp_engine import NlpArtifacts
+
+CASE_SENSITIVE = int(re.DOTALL | re.MULTILINE)
+
+DATE_LIKE = re.compile(
+    r"\d{4}-\d{2}-\d{2}|\d{1,2}[./\-]\d{1,2}[./\-](?:\d{2}|\d{4})|\d{4}[./]\d{1,2}[./]\d{1,2}"
+)
+ARITHMETIC = re.compile(r"[=*^/<>%]")  # next to a number: a calculation, not an identifier or phone number
+
+# -- identifier-shaped tokens ---------------------------------------------------------------------------------
+
+_TOKEN = re.compile(
+    r"(?<![\w@/\\.:\-+#])[A-Za-z0-9](?:[A-Za-z0-9]|[\-./](?=[A-Za-z0-9])){3,48}(?![\w@\-]|[./:]\w)"
+)
+HARMLESS_SHAPES = (
+    r"v?\d+(?:\.\d+)+(?:[\-+.]?(?:rc|a|b|alpha|beta|dev|post|pre)\d*)?",  # versions and decimals: 3.11, v1.2.3
+    r"v\d+",
+    r"\d{4}-\d{2}-\d{2}(?:T\d{2})?",  # ISO dates
+    r"\d{1,2}[./\-]\d{1,2}[./\-](?:\d{2}|\d{4})",  # dates
+    r"\d{4}[./]\d{1,2}[./]\d{1,2}",
+    r"(?:1[0-9]|20)\d\d[\-/](?:(?:1[0-9]|20)\d\d|\d\d)",  # year ranges: 1939-1945, 2023/24
+    r"\d+(?:st|nd|rd|th|s)",  # ordinals, decades: 21st, 1990s
+    r"\d+(?:[.,]\d+)?(?:[kKMGTPµmn]?(?:B|b|bps|Hz|W|Wh|Ah|mAh|V|A|g|s|m|px|pt|em|x|fps|dpi|ppi|hp|L|l)|"
+    r"%|p|i|K|k|D|d|h|min|mm|cm|km|kg|mg|ms|ns|us|GB|MB|TB|KB|GiB|MiB|TiB|KiB|sec|yrs?|USD|EUR|GBP)",
+    r"(?=[0-9]*[a-f])(?=[a-f]*[0-9])[0-9a-f]{7,64}",  # hashes, commit ids (lower-case hex)
+    r"(?:[A-Za-z]+-)+\d{1,3}",  # COVID-19, GPT-4, UTF-8, ISO-8601 style names
+    r"[A-Za-z]{1,6}\d{1,3}",  # SHA256, H200, MP3, IPv6, ES2015-style short names
+    r"\d{1,3}[A-Za-z]{1,4}",  # 4K, 5G, 3D, 64bit
+    r"[A-Za-z]+\d*(?:[./][A-Za-z]+\d*)+",  # file names and paths with few digits: main.py, a/b
+)
+
+
+class IdShapeRecognizer(EntityRecognizer):
+    """Identifier-shaped tokens as ID_NUMBER (see the module docstring)."""
+
+    SCORE = 0.45
+
+    def __init__(self, harmless: Iterable[str] = ()) -> None:
+        self._builtin = re.compile("|".join(f"(?:{p})" for p in HARMLESS_SHAPES))
+        self._harmless = [re.compile(p) for p in harmless]  # the profile's, each with its own flags
+        super().__init__(supported_entities=["ID_NUMBER"], name="edged-id-shape")
+
+    def load(self) -> None:
+        """Nothing to load: the patterns are compiled in __init__."""
+
+    def analyze(
+        self, text: str, entities: list[str], nlp_artifacts: NlpArtifacts | None = None
+    ) -> list[RecognizerResult]:
+        results = []
+        for match in _TOKEN.finditer(text):
+            token = match.group()
+            if self._builtin.fullmatch(token) or any(h.fullmatch(token) for h in self._harmless):
+                continue
+            if not self._shaped_like_an_id(token, text, match):
+                continue
+            results.append(_result("ID_NUMBER", match.start(), match.end(), self.SCORE))
+        return results
+
+    def _shaped_like_an_id(self, token: str, text: str, match: re.Match[str]) -> bool:
+        digits = sum(c.isdigit() for c in token)
+        letters = [c for c in token if c.isalpha()]
+        if letters:  # mixed: X4821977, AB-123-CD, 12345678Z (identifiers are written in capitals)
+            return digits >= 2 and digits + len(letters) >= 6 and all(c.isupper() for c in letters)
+        groups = [g for g in re.split(r"[\-./]", token) if g]
+        if len(groups) >= 2:  # 850101-1234, 123.456.789-09
+            return digits >= 6
+        # a long run of digits, unless it is arithmetic ("2^32 = 4294967296")
+        around = text[max(0, match.start() - 3) : match.start()] + text[match.end() : match.end() + 3]
+        return digits >= 8 and not ARITHMETIC.search(around)
+
+
+# -- street addresses -----------------------------------------------------------------------------------------
+
+_W = r"(?:\p{Lu}\p{Ll}{0,3}\.|\p{Lu}[\p{L}\p{M}'’\-]*)"  # a capitalised word or abbreviation ("St.")
+_PARTICLE = (
+    r"(?:de|del|de la|des|du|la|le|les|di|da|do|dos|das|della|dei|van|von|der|den|am|an|im|i|y|e|na|sur)\b"
+)
+_NAMEW = rf"(?:{_W}|\d{{1,3}}(?:st|nd|rd|th|\.)?|{_PARTICLE})"
+_HOUSE = r"\d{1,5}[A-Za-z]?(?:\s?[\-/]\s?\d{1,5}[A-Za-z]?)?"
+_GLUED = (
+    r"(?:\p{Lu}\p{L}*(?:straße|strasse|str\.|gasse|weg|platz|allee|damm|ufer|markt|steig|pfad|chaussee|gade|vej|"
+    r"vænget|vägen|gatan|gränd|torget|katu|tie|kuja|polku|kaari|straat|laan|plein|gracht|kade|singel|dijk|"
+    r"utca|körút|ulice|třída|náměstí|nábřeží)|(?<=-)(?:Straße|Strasse|Gasse|Weg|Platz|Allee|Ring|Damm|Ufer))"
+)
+# street types written as their own word after the name: "Kossuth Lajos utca 12", "Nørre Allé 5"
+_WORD_SUFFIX = (
+    r"(?:utca|u\.|út|útja|tér|tere|körút|köz|sor|sétány|rakpart|fasor|allé|gade|vej|plads|torg|gata|tie)"
+)
+_PREFIX = (
+    r"(?i:rue|avenue|av\.|boulevard|bd\.?|chemin|allée|place|impasse|quai|route|cours|calle|callejón|c/|avenida|"
+    r"avda\.?|ronda|glorieta|travesía|pasaje|cuesta|urbanización|rambla|vía|plaza|paseo|camino|carrer|rua|travessa|largo|praça|alameda|estrada|via|viale|piazza|piazzale|corso|vicolo|"
+    r"strada|str\.|ulica|ul\.|aleja|al\.|os\.|plac|bulevardul|calea|șoseaua|soseaua|splaiul|aleea|intrarea|"
+    r"piața|sokak|sokağı|caddesi|cad\.|mahallesi|mah\.)"
+)
+_EN_SUFFIX = (
+    # the USPS street suffixes (and their plurals) and the British and Irish ones
+    r"(?:Alley|Annex|Arcade|Bayou|Beach|Bluffs?|Bottom|Branch|Bridge|Brooks?|Burgs?|Bypass|Camp|Canyon|Cape|"
+    r"Causeway|Centers?|Circles?|Cliffs?|Club|Common|Corners?|Course|Courts?|Coves?|Creek|Crest|Crossing|"
+    r"Curve|Dale|Dam|Divide|Drives?|Estates?|Expressway|Extensions?|Falls?|Ferry|Fields?|Flats?|Fords?|"
+    r"Forests?|Forges?|Forks?|Fort|Freeway|Gardens?|Gateway|Glens?|Greens?|Groves?|Harbors?|Havens?|Heights|"
+    r"Hills?|Hollow|Inlet|Islands?|Isle|Junctions?|Keys?|Knolls?|Lakes?|Landing|Light|Lights|Locks?|Lodge|"
+    r"Manors?|Meadows?|Mills?|Mission|Motorway|Mounts?|Mountains?|Neck|Orchard|Oval|Overpass|Parks?|Parkways?|"
+    r"Passage|Pines|Plains?|Points?|Ports?|Prairie|Radial|Ranch|Rapids?|Rest|Ridges?|River|Roads?|Route|"
+    r"Shoals?|Shores?|Skyway|Springs?|Spurs?|Squares?|Stravenue|Streams?|Streets?|Summit|Throughway|Trace|"
+    r"Track|Trafficway|Tunnel|Turnpike|Underpass|Unions?|Valleys?|Viaduct|Views?|Villages?|Ville|Vista|"
+    r"Walks?|Wells?|Ways?|Wharf|"
+    r"Street|St|Avenue|Ave|Road|Rd|Boulevard|Blvd|Lane|Ln|Drive|Dr|Court|Ct|Way|Place|Pl|Terrace|Ter|"
+    r"Parkway|Pkwy|Circle|Cir|Square|Sq|Highway|Hwy|Trail|Trl|Close|Crescent|Cres|Row|Alley|Plaza|Gardens|"
+    r"Mews|Hill|Walk|Grove|Park|View|Rise|Green|Esplanade|Parade|Quay|Wharf|Heights|Point|Ridge|Vale|Glen|"
+    r"Loop|Run|Pass|Path|Pike|Crossing|Commons|Estate|Lodge|Meadow|Meadows|Fields|Gate|Yard|End|Bend|Cove|"
+    r"Junction|Manor|Mall|Key|Isle|Harbor|Harbour|Port|Station|Mount|Mt)"
+)
+_UNIT = (
+    r"(?:,?\s(?:Apt|Apartment|Suite|Ste|Unit|Floor|Fl|Room|Rm|Flat|Piano|Int\.?|Étage|Etg|Top|Stiege|Tür|Puerta|"
+    r"Piso|Escalera|Esc\.|Bajo|Portal|"
+    r"bl\.|sc\.|ap\.|et\.|lok\.|m\.|#)\.?\s?#?[A-Za-z0-9\-/]{1,6}|,?\s\d{1,2}(?:º|ª|°|\.)\s?[A-Za-z]?)"
+)
+_POSTCODE = (
+    r"(?:\d{5}-\d{3}|\d{4}-\d{3}|\d{2}-\d{3}|\d{3}\s\d{2}|\d{4}\s?[A-Z]{2}\b|[A-Z]{1,2}\d[A-Z\d]?\s\d[A-Z]{2}|"
+    r"[A-Z]\d[A-Z]\s?\d[A-Z]\d|[A-Z]\d{2}\s?[A-Z0-9]{4}|(?:[A-Z]{1,3}-)?\d{4,6}(?:-\d{4})?)"
+)
+_TOWN = rf"{_W}(?:[\s\-](?:{_W}|{_PARTICLE}|an der\b|bei\b)){{0,3}}(?:\s\([A-Z]{{2}}\)|\s?/\s?[A-Z]{{2}})?"
+_REGION = r"(?:[A-Z]{2,3})"
+# after the street: unit, then "[postcode] town [region] [postcode]", each part optional, "," or space between
+_TAIL = (
+    rf"{_UNIT}?(?:(?:,\s*|\s)(?:{_POSTCODE},?\s)?{_TOWN}(?:,?\s{_REGION}\b)?(?:,?\s{_POSTCODE})?|"
+    rf"(?:,\s*|\s){_POSTCODE}(?:,?\s{_TOWN})?)?"
+)
+
+
+class InternationalAddressRecognizer(PatternRecognizer):
+    """Street addresses in the English style (`221B Baker Street, London NW1 6XE`), the continental styles with
+    the house number after the street (`Hauptstraße 5, 10115 Berlin`, `ul. Długa 12/3, 00-238 Warszawa`,
+    `Via Roma 12, 00184 Roma (RM)`) or before it (`12, rue de la Paix, 75002 Paris`), with unit, postcode,
+    town and region when they follow; and PO boxes."""
+
+    PATTERNS = (
+        Pattern(
+            "number_first",
+            rf"\b\d{{1,6}}[A-Za-z]?,?\s(?:{_NAMEW}\s){{1,4}}{_EN_SUFFIX}\b\.?(?:\s(?:N|S|E|W|NE|NW|SE|SW)\b)?"
+            rf"{_TAIL}",
+            0.9,
+        ),
+        Pattern(
+            "glued_suffix", rf"(?:{_NAMEW}[\s\-]){{0,3}}{_GLUED}\s(?!(?:19|20)\d\d\b){_HOUSE}{_TAIL}", 0.85
+        ),
+        Pattern("word_suffix", rf"(?:{_NAMEW}\s){{1,3}}{_WORD_SUFFIX}\s{_HOUSE}\b\.?{_TAIL}", 0.8),
+        Pattern(
+            "number_first_postcode",
+            rf"\b\d{{1,6}}[A-Za-z]?\s(?:{_NAMEW}\s){{0,3}}{_W}{_UNIT}?,\s{_TOWN},?\s(?:{_REGION}\s)?{_POSTCODE}\b",
+            0.75,
+        ),
+        Pattern(
+            "prefix_word",
+            rf"(?:\b{_HOUSE},?\s)?(?<![\p{{L}}]){_PREFIX}\s(?:{_NAMEW}[\s\-]){{0,5}}{_NAMEW}"
+            rf"(?:,?\s(?:(?i:n[r°º]?\.?|no\.?|nº)\s?)?{_HOUSE}\b)?{_TAIL}",
+            0.7,
+        ),
+        Pattern(
+            "street_number_postcode",
+            rf"(?:{_NAMEW}\s){{0,3}}{_W}\s{_HOUSE},?\s{_POSTCODE}\s{_TOWN}",
+            0.75,
+        ),
+        Pattern("po_box", r"\b(?:P\.?\s?O\.?\s?Box|Postfach|Apartado|Caixa Postal|BP)\s\d{1,6}\b", 0.6),
+    )
+    CONTEXT = ("address", "live", "lives", "street", "ship", "deliver", "mail", "home", "office", "send")
+
+    def __init__(self) -> None:
+        super().__init__(
+            supported_entity="STREET_ADDRESS",
+            patterns=list(self.PATTERNS),
+            context=list(self.CONTEXT),
+            name="edged-street-address",
+            global_regex_flags=CASE_SENSITIVE,
+        )
+
+    def validate_result(self, pattern_text: str) -> bool | None:
+        """A street with a house number: the prefix-word pattern also matches "place the order" prose."""
+        return any(c.isdigit() for c in pattern_text)
+
+
+# -- phone numbers --------------------------------------------------------------------------------------------
+
+
+POSSIBLE, VALID = phonenumbers.Leniency.POSSIBLE, phonenumbers.Leniency.VALID
+
+
+class RegionsPhoneRecognizer(EntityRecognizer):
+    """Phone numbers validated by python-phonenumbers: each stretch of text that can hold one (digits and
+    phone punctuation, six digits or more) is matched in the regions' formats in order, stopping at the first
+    region that finds a valid number there; a number written with "+" or "00" is matched once, in any
+    region's format. So many regions cost little: most candidates are settled by the first region or two."""
+
+    SCORE = 0.6
+    _CANDIDATE = re.compile(
+        r"(?:\+|\b00|\()?\d[\d \t().\-/]{4,}\d(?:[ \t,]*(?i:ext|extension|x|\#)\.?[ \t]*\d{1,7})?"
+    )
+    _MARGIN = 2
+
+    def __init__(self, regions: Iterable[str]) -> None:
+        self.regions = tuple(regions)
+        # per region: its national (trunk) prefix and the possible lengths of its national numbers, to skip
+        # the regions a run of digits cannot be a number of before asking phonenumbers
+        self._lengths: dict[str, tuple[str, frozenset[int]]] = {}
+        for region in self.regions:
+            metadata = phonenumbers.PhoneMetadata.metadata_for_region(region)
+            if metadata is not None and metadata.general_desc is not None:
+                lengths = frozenset(metadata.general_desc.possible_length or ())
+                self._lengths[region] = (metadata.national_prefix or "", lengths)
+        super().__init__(supported_entities=["PHONE_NUMBER"], name="edged-phone")
+
+    def _plausible_regions(self, digits: str) -> list[str]:
+        plausible = []
+        for region in self.regions:
+            prefix, lengths = self._lengths.get(region, ("", frozenset()))
+            if (
+                not lengths
+                or len(digits) in lengths
+                or (prefix and digits.startswith(prefix) and len(digits) - len(prefix) in lengths)
+            ):
+                plausible.append(region)
+        return plausible
+
+    def load(self) -> None:
+        """Nothing to load: phonenumbers loads each region's metadata on first use (the detector warms up)."""
+
+    def analyze(
+        self, text: str, entities: list[str], nlp_artifacts: NlpArtifacts | None = None
+    ) -> list[RecognizerResult]:
+        results: list[RecognizerResult] = []
+        for candidate in self._CANDIDATE.finditer(text):
+            if sum(c.isdigit() for c in candidate.group()) < 6 or ARITHMETIC.search(
+                text, max(0, candidate.start() - 3), candidate.start()
+            ):
+                continue  # (a result: "2^32 = 4294967296")
+            if DATE_LIKE.fullmatch(candidate.group().strip()):
+                continue
+            start = max(0, candidate.start() - self._MARGIN)
+            # "+49 (0) 30 ...": the national trunk prefix in brackets is not dialled (blanked, offsets kept)
+            window = text[start : candidate.end() + self._MARGIN].replace("(0)", "   ")
+            international = candidate.group().lstrip("( ").startswith(("+", "00"))
+            # A number with a country code is matched once, and only needs a possible length for its country
+            # (generated and new numbers need not be in the metadata's ranges); "00" is the international prefix
+            # of most of the world (not of the US): read as in Germany.
+            if international:
+                regions, leniency = ["DE"], POSSIBLE
+            else:
+                number = re.split(r"(?i)[ \t,]*(?:ext|extension|x|\#)", candidate.group())[0]
+                regions, leniency = self._plausible_regions(re.sub(r"\D", "", number)), VALID
+            for region in regions:
+                found = list(phonenumbers.PhoneNumberMatcher(window, region, leniency=leniency))
+                if found:
+                    results.extend(
+                        _result("PHONE_NUMBER", start + m.start, start + m.end, self.SCORE) for m in found
+                    )
+                    break
+        return results
+
+
+def _result(entity: str, start: int, end: int, score: float) -> RecognizerResult:
+    """A finding; the analyzer adds the recognizer's name and id to its metadata."""
+    return RecognizerResult(entity, start, end, score)
