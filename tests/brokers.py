@@ -125,7 +125,17 @@ class MosquittoBroker:
         self.stop()
 
 
-DYNSEC_PLUGIN = Path("/usr/lib/x86_64-linux-gnu/mosquitto_dynamic_security.so")
+def find_dynsec_plugin() -> Path:
+    """Mosquitto's dynamic-security plugin (Debian's mosquitto package ships it under the multiarch lib dir)."""
+    candidates = [*Path("/usr/lib").glob("*/mosquitto_dynamic_security.so")]
+    candidates += [
+        Path("/usr/lib/mosquitto_dynamic_security.so"),
+        Path("/usr/local/lib/mosquitto_dynamic_security.so"),
+    ]
+    for candidate in candidates:
+        if candidate.exists():
+            return candidate
+    raise RuntimeError("mosquitto_dynamic_security.so not found (it comes with Debian's mosquitto package)")
 
 
 def dynsec_broker(workdir: Path, users: dict[str, tuple[str, ...]]) -> MosquittoBroker:
@@ -167,7 +177,7 @@ def dynsec_broker(workdir: Path, users: dict[str, tuple[str, ...]]) -> Mosquitto
     return MosquittoBroker(
         workdir=workdir,
         allow_anonymous=False,
-        extra_config=(f"plugin {DYNSEC_PLUGIN}", f"plugin_opt_config_file {config}"),
+        extra_config=(f"plugin {find_dynsec_plugin()}", f"plugin_opt_config_file {config}"),
     )
 
 
