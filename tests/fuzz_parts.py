@@ -203,6 +203,10 @@ class Verdict:
     outcome: str  # "ok" or the status code's name
     problem: str | None = None
 
+    @property
+    def ok(self) -> bool:
+        return self.problem is None
+
 
 def judge_answer(
     request: pb.GenerateRequest, response: pb.GenerateResponse | None, error: grpc.RpcError | None

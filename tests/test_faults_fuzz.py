@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
+import grpc
 import pytest
 from grpc_health.v1 import health_pb2
 from hypothesis import HealthCheck, given, settings
@@ -74,13 +75,51 @@ def plain_answer(edged: RunningDaemon) -> None:
     assert answer.usage.completion_tokens >= 1, answer
 
 
+class Refusal(grpc.RpcError):
+    """A gRPC error as the client sees one, for the judges' controls."""
+
+    def __init__(self, code: grpc.StatusCode, details: str) -> None:
+        super().__init__(details)
+        self._code, self._details = code, details
+
+    def code(self) -> grpc.StatusCode:
+        return self._code
+
+    def details(self) -> str:
+        return self._details
+
+
+def test_the_judges_pass_only_what_the_rules_allow() -> None:
+    """Positive and negative controls: a judge that passes everything would make the fuzz tests unable to fail."""
+    request = pb.GenerateRequest(prompt="Hi", max_tokens=2)
+    code = grpc.StatusCode
+    assert judge_answer(request, None, Refusal(code.INVALID_ARGUMENT, "max_tokens: 0 is outside 1..64")).ok
+    assert judge_answer(request, None, Refusal(code.INVALID_ARGUMENT, "messages[3].role: 'x' is not")).ok
+    assert not judge_answer(request, None, Refusal(code.INVALID_ARGUMENT, "something went wrong")).ok
+    assert not judge_answer(request, None, Refusal(code.INTERNAL, "RecursionError")).ok
+    assert not judge_answer(request, None, Refusal(code.UNKNOWN, "Exception calling application")).ok
+    assert not judge_answer(
+        request, None, Refusal(code.NOT_FOUND, "model: unknown model ''")
+    ).ok  # none named
+    assert not judge_answer(request, None, Refusal(code.FAILED_PRECONDITION, "no broker")).ok  # mode AUTO
+    answer = pb.GenerateResponse(finish_reason="length")
+    answer.usage.completion_tokens = 2
+    assert judge_answer(request, answer, None).ok
+    answer.usage.completion_tokens = 3
+    assert not judge_answer(request, answer, None).ok
+    assert not judge_answer(request, pb.GenerateResponse(finish_reason=""), None).ok
+    assert judge_schema(None, Refusal(code.INVALID_ARGUMENT, "json_schema: nests 40 levels")).ok
+    assert not judge_schema(None, Refusal(code.INVALID_ARGUMENT, "max_tokens: 3 is outside")).ok
+    assert not judge_schema(None, Refusal(code.UNKNOWN, "RecursionError")).ok
+
+
 @FUZZ
 @given(request=generate_requests(), streamed=st.booleans())
 def test_any_request_is_answered_or_refused_naming_its_field(
     edged: RunningDaemon, request: pb.GenerateRequest, streamed: bool
 ) -> None:
     verdict = judge_answer(request, *call(edged.stub, request, streamed, RPC_TIMEOUT_S))
-    assert verdict.problem is None, f"{verdict.problem} for {request}"
+    assert verdict.ok, f"{verdict.problem} for {request}"
     still_serving(edged)
 
 
@@ -91,7 +130,7 @@ def test_any_json_schema_works_or_is_refused_naming_json_schema(edged: RunningDa
         prompt="Answer in JSON.", max_tokens=3, temperature=0.0, mode=pb.Mode.LOCAL_ONLY, json_schema=schema
     )
     verdict: Verdict = judge_schema(*call(edged.stub, request, False, RPC_TIMEOUT_S))
-    assert verdict.problem is None, f"{verdict.problem} for {schema[:300]!r}"
+    assert verdict.ok, f"{verdict.problem} for {schema[:300]!r}"
     still_serving(edged)
     plain_answer(edged)
 
@@ -120,6 +159,7 @@ def subscribed_topics(edged: RunningDaemon) -> list[str]:
     ]
 
 
+@pytest.mark.mqtt
 def test_malformed_payloads_on_every_subscribed_topic_leave_daemon_and_worker_serving(
     mosquitto: MosquittoBroker, tmp_path: Path
 ) -> None:
