@@ -127,7 +127,7 @@ def test_any_request_is_answered_or_refused_naming_its_field(
 @given(schema=json_schemas())
 def test_any_json_schema_works_or_is_refused_naming_json_schema(edged: RunningDaemon, schema: str) -> None:
     request = pb.GenerateRequest(
-        prompt="Answer in JSON.", max_tokens=3, temperature=0.0, mode=pb.Mode.LOCAL_ONLY, json_schema=schema
+        prompt="Answer in JSON.", max_tokens=1, temperature=0.0, mode=pb.Mode.LOCAL_ONLY, json_schema=schema
     )
     verdict: Verdict = judge_schema(*call(edged.stub, request, False, RPC_TIMEOUT_S))
     assert verdict.ok, f"{verdict.problem} for {schema[:300]!r}"
