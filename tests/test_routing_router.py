@@ -3,7 +3,10 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -79,3 +82,36 @@ def test_missing_model_file_is_a_model_error(router_copy: Path) -> None:
 def test_no_manifest_means_no_router(tmp_path: Path) -> None:
     assert load_router(tmp_path, "router") is None
     assert load_router(SHIPPED.parent, "router") is not None
+
+
+PROBE = """
+import importlib.abc, os, sys
+seen = []
+class Watch(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name == "onnxruntime":
+            seen.append(os.environ.get("ORT_DISABLE_TELEMETRY"))
+        return None
+sys.meta_path.insert(0, Watch())
+from pathlib import Path
+from edged.routing.router import PromptRouter
+PromptRouter.load(Path(sys.argv[1])).score("What is 2 + 2?")
+print(seen)
+"""
+
+
+def test_onnxruntime_is_loaded_with_its_telemetry_switched_off() -> None:
+    """issue 17 (15): onnxruntime's 1DS telemetry threads resolved mobile.events.data.microsoft.com while the
+    router scored (bench/faults.py, strace); the switch is read when the library loads, so it must be set before
+    the import, in a fresh interpreter whose environment does not already have it."""
+    env = {k: v for k, v in os.environ.items() if k != "ORT_DISABLE_TELEMETRY"}
+    done = subprocess.run(
+        [sys.executable, "-c", PROBE, str(SHIPPED)],
+        check=False,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "['1']", done.stdout

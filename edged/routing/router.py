@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import tomllib
 from collections.abc import Sequence
 from pathlib import Path
@@ -103,11 +104,16 @@ class _OnnxScorer:
     allows concurrent run() calls)."""
 
     def __init__(self, model_bytes: bytes, source: str, width: int, label: str) -> None:
+        # Before onnxruntime is loaded: its Linux build carries a 1DS telemetry client (OneDsTelemetry) whose own
+        # threads resolve mobile.events.data.microsoft.com while sessions run, even after
+        # disable_telemetry_events() (seen by bench/faults.py under strace: getaddrinfo called from
+        # onnxruntime_pybind11_state.so; onnxruntime 1.32). The environment switch is read when the library
+        # loads and stops it (8 lookups in 60 s of scoring without it, none with it). The daemon reaches nothing
+        # but its broker (tests/test_outbound_connections.py).
+        os.environ["ORT_DISABLE_TELEMETRY"] = "1"
         import onnxruntime as ort  # noqa: PLC0415 - imported only when a router is configured
 
-        # Before any session exists: onnxruntime's telemetry events were seen as DNS lookups of a Microsoft
-        # host from `edged serve`; the daemon reaches nothing but its broker (tests/test_outbound_connections.py).
-        ort.disable_telemetry_events()
+        ort.disable_telemetry_events()  # the in-process event sink as well, before any session exists
         self._label = label
         options = ort.SessionOptions()
         # One thread: the model is a few thousand multiply-adds; hand-offs would cost more than they save.
