@@ -161,6 +161,28 @@ def test_reader_skips_and_counts_malformed_lines(tmp_path: Path) -> None:
     assert reader.skipped == 2
 
 
+def test_a_record_written_before_outcomes_reads_with_an_empty_one(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    log = AuditLog(tmp_path / "audit", clock=Clock(T0))
+    messages, verdict = conversation()
+    entry = log.record(
+        request_id="new", route=Route.REFUSED, verdict=verdict, messages=messages, outcome="budget_exhausted"
+    )
+    old = json.loads(entry.to_json())
+    del old["outcome"]
+    old["request_id"] = "old"
+    with log.path.open("a") as f:
+        f.write(json.dumps(old) + "\n")
+    assert [(e.request_id, e.outcome) for e in AuditReader(log.directory)] == [
+        ("new", "budget_exhausted"),
+        ("old", ""),
+    ]
+    assert main(["audit", "--state-dir", str(tmp_path), "--route", "REFUSED"]) == 0
+    rows = [line.split()[2:5] for line in capsys.readouterr().out.splitlines()[1:]]
+    assert rows == [["new", "REFUSED", "budget_exhausted"], ["old", "REFUSED", "-"]]
+
+
 def test_a_failed_write_is_counted_not_raised(tmp_path: Path) -> None:
     log = AuditLog(tmp_path / "audit")
     messages, verdict = conversation()
