@@ -112,7 +112,7 @@ def run(args: argparse.Namespace) -> int:
                 where = pb.Source.Name(p.source)
                 notes = ["degraded", *p.reasons] if p.degraded else list(p.reasons)  # a fallback happened
                 if p.invented:  # the cloud made up values or placeholders the request did not have
-                    notes.append("invented=" + ",".join(f"{k}x{v}" for k, v in sorted(p.invented.items())))
+                    notes.append("invented=" + ",".join(f"{k}×{v}" for k, v in sorted(p.invented.items())))
                 print(f"[{where} {p.model}; {'; '.join(notes)}]", file=sys.stderr)
             return 0
     except grpc.RpcError as exc:
