@@ -90,6 +90,25 @@ async def test_a_request_while_the_link_is_down_fails_at_once() -> None:
         await client.stop()
 
 
+@run_async
+async def test_on_sent_is_called_only_for_a_request_handed_to_the_broker(mosquitto: MosquittoBroker) -> None:
+    """What the audit's "may have left the device" rests on: a request refused before publishing (link down)
+    never calls on_sent; one the broker received does, even when nobody answers it."""
+    sent: list[str] = []
+    offline = await _client_without_broker()
+    online = await start_client(mosquitto.url)
+    try:
+        for client, name in ((offline, "offline"), (online, "online")):
+            events = client.stream(request(), time.monotonic() + 3600, on_sent=lambda n=name: sent.append(n))
+            with pytest.raises(CloudUnavailable):
+                async for _event in events:
+                    pass
+        assert sent == ["online"]  # refused on its PUBACK (no subscriber), after it reached the broker
+    finally:
+        await offline.stop()
+        await online.stop()
+
+
 async def _client_without_broker() -> EscalationClient:
     client = EscalationClient(broker_settings(f"mqtt://127.0.0.1:{free_port()}"), "dev-a")
     await client.start()
