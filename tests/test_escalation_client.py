@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from pathlib import Path
 
@@ -99,7 +100,9 @@ async def test_on_sent_is_called_only_for_a_request_handed_to_the_broker(mosquit
     online = await start_client(mosquitto.url)
     try:
         for client, name in ((offline, "offline"), (online, "online")):
-            events = client.stream(request(), time.monotonic() + 3600, on_sent=lambda n=name: sent.append(n))
+            events = client.stream(
+                request(), time.monotonic() + 3600, on_sent=functools.partial(sent.append, name)
+            )
             with pytest.raises(CloudUnavailable):
                 async for _event in events:
                     pass
