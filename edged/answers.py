@@ -102,6 +102,7 @@ def cloud_answer(
             router_score=router_score,
             redacted=outcome.release.redacted,
             data_classes=data_classes,
+            invented=outcome.invented,
         ),
         usage=usage_of(outcome.result),
         timing=stream.timing(request, queue_ms=0.0),

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from collections import Counter
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
 
 from edged.domain import Delta, InferenceRequest, Usage
 from edged.errors import CloudUnavailable
@@ -19,6 +21,8 @@ from edged.sovereignty.redaction import CloudRelease
 from edged.sovereignty.verdict import Verdict
 from edged.v1 import inference_pb2 as pb
 from edged.v1.escalation_pb2 import EscalationRequest
+
+logger = logging.getLogger(__name__)
 
 # Without a caller deadline a cloud answer may take this long; with one, the caller's deadline rules, up to
 # MAX_CLOUD_WAIT_S (what a worker accepts by default: cloud_bridge's max_deadline_s).
@@ -33,6 +37,9 @@ class CloudOutcome:
     result: EscalationResult
     release: CloudRelease
     reply: ReplyReport | None
+    # What the cloud made up, by entity type: values that occur nowhere in the conversation (left in the answer)
+    # and placeholders that stand for no value of the request (shown as markers: see restore.py).
+    invented: dict[str, int] = field(default_factory=dict)
 
 
 class CloudAnswerer:
@@ -74,9 +81,16 @@ class CloudAnswerer:
         return await asyncio.to_thread(self._gate.release_request, request, verdict)
 
     async def answer(
-        self, request: InferenceRequest, release: CloudRelease, deadline: float
+        self,
+        request: InferenceRequest,
+        release: CloudRelease,
+        deadline: float,
+        *,
+        on_sent: Callable[[], None] | None = None,
     ) -> AsyncIterator[Delta | CloudOutcome]:
         """Restored deltas, then one CloudOutcome. Raises CloudUnavailable, DeadlineExceeded, BudgetExhausted.
+        `on_sent` is called once the escalation is handed to the broker (from then on it may have left the
+        device, whatever happens to the answer).
 
         The request is charged before it is sent; its tokens when the result comes (the worker's usage, or an
         estimate when it reports none). An answer that fails or is abandoned is charged an estimate of what
@@ -86,7 +100,7 @@ class CloudAnswerer:
         restorer = release.stream_restorer()
         raw: list[str] = []
         escalation = self._escalation(request, release)
-        events = self._client.stream(escalation, deadline)
+        events = self._client.stream(escalation, deadline, on_sent=on_sent)
         charged = False
         try:
             async with contextlib.aclosing(events):
@@ -104,12 +118,19 @@ class CloudAnswerer:
                     charged = True
                     self._budget.charge_tokens(usage or _estimate(escalation, raw))
                     reply = await asyncio.to_thread(self._gate.scan_reply, "".join(raw), release)
-                    yield CloudOutcome(event, release, reply)
+                    yield CloudOutcome(event, release, reply, self._invented(reply, restorer.invented))
                     return
             raise CloudUnavailable("the cloud reply ended without a result")
         finally:
             if not charged:  # failed, cancelled or closed by the caller
                 self._budget.charge_tokens(_estimate(escalation, raw))
+
+    def _invented(self, reply: ReplyReport, placeholders: Counter[str]) -> dict[str, int]:
+        """Invented values (the reply scan's) and invented placeholders (the restorer's), by entity type."""
+        if placeholders:
+            logger.info("cloud reply holds placeholders the request did not have: %s", dict(placeholders))
+            self._gate.counters.record_invented(placeholders)
+        return dict(sorted((Counter(reply.invented) + placeholders).items()))
 
     def _escalation(self, request: InferenceRequest, release: CloudRelease) -> EscalationRequest:
         params = request.params

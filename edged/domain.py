@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -122,6 +123,9 @@ class Provenance:
     router_score: float | None = None
     redacted: bool = False
     data_classes: tuple[str, ...] = ()
+    # What the cloud's answer made up, by entity type: values that occur nowhere in the conversation (left in
+    # the text) and placeholders that stand for no value (shown as `[unknown email address]`).
+    invented: Mapping[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,7 +4,7 @@
       -> LOCAL: the engine, watched by the confidence cascade; an unsure answer may still escalate
       -> CLOUD: released (redacted) by the gate, escalated over MQTT, restored; on failure the device answers
                 when the mode allows it (degraded, with the reason)
-    -> provenance, audit record, metrics
+    -> provenance, metrics, and one audit record, however the request ends (edged.trail)
 
 The transport layers call `answer()` and get text deltas followed by one final Answer; they decide nothing.
 The caller sees one coherent answer: local text that might still be replaced by the cloud's is held back until
@@ -58,11 +58,11 @@ from edged.routing.decision import Link, Route, RouteDecision, RouteInputs, deci
 from edged.routing.load import EngineLoad, LoadSnapshot, SystemReading
 from edged.routing.router import PromptRouter, effective_weights
 from edged.routing.score import auto_score
-from edged.sovereignty.audit import AuditLog
-from edged.sovereignty.audit import Route as AuditRoute
+from edged.sovereignty.audit import ANSWERED_CLOUD, ANSWERED_LOCAL, AuditLog
 from edged.sovereignty.gate import SensitivityGate, control_fields
 from edged.sovereignty.verdict import Verdict, declared_classes
-from edged.telemetry.metrics import EdgedMetrics
+from edged.telemetry.metrics import EdgedMetrics, outcome_of
+from edged.trail import RequestTrail
 
 logger = logging.getLogger(__name__)
 
@@ -110,20 +110,22 @@ class InferencePipeline:
         """Text deltas as they are produced, then the final Answer; domain errors are raised.
 
         streaming=False (a unary call) lets the pipeline buffer: nothing the caller sees is fixed until the end.
+        Every request ends its trail once, before its answer or error reaches the caller: metrics and one audit
+        record.
         """
+        trail = RequestTrail()
         try:
-            async for item in self._answer(request, streaming):
+            async for item in self._answer(request, streaming, trail):
                 if isinstance(item, Answer):
                     self._count(request, item)
+                    self._end(request, trail, answer=item)
                 yield item
-        except EdgedError as exc:
-            if self.metrics is not None:
-                self.metrics.record_failure(request.mode, exc)
-            raise
         except (asyncio.CancelledError, GeneratorExit):
-            # the caller went away (cancelled, disconnected or past its deadline)
-            if self.metrics is not None:
-                self.metrics.record_failure(request.mode, Cancelled("the caller went away"))
+            if not trail.ended:  # the caller went away (cancelled, disconnected or past its deadline)
+                self._fail(request, trail, Cancelled("the caller went away"))
+            raise
+        except Exception as exc:  # a domain error, or a fault of edged's own (counted as internal_error)
+            self._fail(request, trail, exc)
             raise
 
     async def answer_whole(self, request: InferenceRequest) -> Answer:
@@ -141,6 +143,11 @@ class InferencePipeline:
         if self.metrics is not None:
             self.metrics.record_failure(mode, error)
 
+    def _fail(self, request: InferenceRequest, trail: RequestTrail, error: Exception) -> None:
+        if self.metrics is not None:
+            self.metrics.record_failure(request.mode, error, trail.side)
+        self._end(request, trail, error=error)
+
     def _count(self, request: InferenceRequest, answer: Answer) -> None:
         if answer.provenance.source is Source.CLOUD:
             self.answered_cloud += 1
@@ -149,26 +156,31 @@ class InferencePipeline:
         if self.metrics is not None:
             self.metrics.record_answer(request.mode, answer)
 
-    async def _answer(self, request: InferenceRequest, streaming: bool) -> AsyncIterator[Delta | Answer]:
+    async def _answer(
+        self, request: InferenceRequest, streaming: bool, trail: RequestTrail
+    ) -> AsyncIterator[Delta | Answer]:
         profile = self._profile()
-        verdict = await self._assess(request)
+        verdict = trail.verdict = await self._assess(request)
         router_score = self._router_score(request)
         inputs = self._inputs(request, profile, verdict, router_score)
         decision = decide(inputs)
+        trail.reasons = decision.reasons
         stream = AnswerStream(streaming)
         if decision.route is Route.REFUSE:
-            self._record_audit(request, verdict, AuditRoute.DENIED, decision.reasons)
             if decision.refusal is SensitiveDataBlocked and verdict is not None:
                 if self.metrics is not None:
                     self.metrics.record_blocked_escalation(verdict.forced_by or "unknown")
                 raise verdict.blocked_error()
+            trail.refused = True
             raise refusal(decision)
         if decision.route is Route.CLOUD:
-            async for item in self._cloud_first(request, verdict, decision, inputs, router_score, stream):
+            async for item in self._cloud_first(
+                request, verdict, decision, inputs, router_score, stream, trail
+            ):
                 yield item
             return
         async for item in self._via_local(
-            request, verdict, decision.reasons, decision.degraded, inputs, router_score, stream
+            request, verdict, decision.reasons, decision.degraded, inputs, router_score, stream, trail
         ):
             yield item
 
@@ -220,6 +232,7 @@ class InferencePipeline:
         inputs: RouteInputs,
         router_score: float | None,
         stream: AnswerStream,
+        trail: RequestTrail,
     ) -> AsyncIterator[Delta | Answer]:
         may_fall_back = request.mode is not Mode.CLOUD_ONLY
         if self.metrics is not None:
@@ -231,16 +244,14 @@ class InferencePipeline:
                 decision.reasons,
                 decision.degraded,
                 stream,
+                trail,
                 keep_for_local=may_fall_back,
                 router_score=router_score,
             ):
                 yield item
             return
         except (*_CLOUD_FAILURES, SensitiveDataBlocked) as exc:
-            if isinstance(exc, SensitiveDataBlocked):
-                self._record_audit(
-                    request, verdict, AuditRoute.DENIED, (*decision.reasons, failure_reason(exc))
-                )
+            trail.reasons = (*decision.reasons, failure_reason(exc))
             if not may_fall_back or stream.sent:
                 raise
             failure = exc
@@ -249,7 +260,7 @@ class InferencePipeline:
             self.metrics.record_fallback(failure_reason(failure))
         plain = dataclasses.replace(inputs, link=Link.DOWN)  # no second escalation for this request
         async for item in self._via_local(
-            request, verdict, reasons, True, plain, router_score, AnswerStream(stream.streaming)
+            request, verdict, reasons, True, plain, router_score, AnswerStream(stream.streaming), trail
         ):
             yield item
 
@@ -260,6 +271,7 @@ class InferencePipeline:
         reasons: tuple[str, ...],
         degraded: bool,
         stream: AnswerStream,
+        trail: RequestTrail,
         *,
         keep_for_local: bool,
         router_score: float | None,
@@ -267,13 +279,16 @@ class InferencePipeline:
         """The cloud's answer (restored), buffered unless streaming; raises on any cloud failure."""
         assert self.cloud is not None
         assert verdict is not None
+        trail.side = Source.CLOUD
         release = await self.cloud.release(request, verdict)
         deadline = cloud_deadline(request, time.monotonic(), keep_for_local)
-        route = AuditRoute.CLOUD_REDACTED if release.redacted else AuditRoute.CLOUD
         buffered: list[Delta] = []
         outcome: CloudOutcome | None = None
         try:
-            async for item in self.cloud.answer(request, release, deadline):
+            answer = self.cloud.answer(
+                request, release, deadline, on_sent=lambda: trail.handed_to_broker(release)
+            )
+            async for item in answer:
                 if isinstance(item, CloudOutcome):
                     outcome = item
                     continue
@@ -284,11 +299,7 @@ class InferencePipeline:
                     yield delta
                 else:
                     buffered.append(delta)
-        except EdgedError as exc:
-            # what was released may have left the device: the audit says so even though no answer came back
-            self._record_audit(
-                request, verdict, route, (*reasons, failure_reason(exc)), redacted_values=release.replacements
-            )
+        except EdgedError:
             if not stream.streaming:
                 stream.parts.clear()
                 stream.first_token_at = None
@@ -297,14 +308,7 @@ class InferencePipeline:
         for delta in buffered:
             yield delta
         final_reasons = (*reasons, "answered=cloud")
-        self._record_audit(
-            request,
-            verdict,
-            route,
-            final_reasons,
-            redacted_values=release.replacements,
-            invented=outcome.reply.invented if outcome.reply else None,
-        )
+        trail.invented = outcome.invented
         yield cloud_answer(
             request,
             stream,
@@ -347,7 +351,10 @@ class InferencePipeline:
         inputs: RouteInputs,
         router_score: float | None,
         stream: AnswerStream,
+        trail: RequestTrail,
     ) -> AsyncIterator[Delta | Answer]:
+        trail.side = Source.LOCAL
+        trail.reasons = reasons
         profile = self._profile()
         routing = profile.routing
         weights = effective_weights(profile, self.router)
@@ -398,7 +405,7 @@ class InferencePipeline:
         )
         if escalate:
             async for item in self._escalate_after_local(
-                request, verdict, final_reasons, inputs, router_score, finish, held, stream
+                request, verdict, final_reasons, inputs, router_score, finish, held, stream, trail
             ):
                 yield item
             return
@@ -406,7 +413,6 @@ class InferencePipeline:
             delta = stream.emit(text)
             if delta is not None:
                 yield delta
-        self._record_audit(request, verdict, AuditRoute.LOCAL, (*final_reasons, "answered=local"))
         yield self._local(
             request, verdict, finish, (*final_reasons, "answered=local"), degraded, router_score, stream
         )
@@ -468,6 +474,7 @@ class InferencePipeline:
         local_finish: FinishEvent,
         local_held: list[str],
         stream: AnswerStream,
+        trail: RequestTrail,
     ) -> AsyncIterator[Delta | Answer]:
         """The local answer was judged too unsure: answer from the cloud; if the cloud fails, answer locally."""
         if self.metrics is not None:
@@ -478,11 +485,19 @@ class InferencePipeline:
             stream.first_token_at = None  # the caller's first token will be the cloud's
         try:
             async for item in self._via_cloud(
-                request, verdict, reasons, False, stream, keep_for_local=True, router_score=router_score
+                request,
+                verdict,
+                reasons,
+                False,
+                stream,
+                trail,
+                keep_for_local=True,
+                router_score=router_score,
             ):
                 yield item
             return
         except (*_CLOUD_FAILURES, SensitiveDataBlocked) as exc:
+            trail.reasons = (*reasons, failure_reason(exc))
             if stream.sent:
                 raise
             failure = exc
@@ -491,11 +506,11 @@ class InferencePipeline:
             self.metrics.record_fallback(failure_reason(failure))
         if local_finish.finish_reason != "low_confidence":
             # the local answer is whole: give it after all
+            trail.side = Source.LOCAL
             for text in local_held:
                 delta = stream.emit(text)
                 if delta is not None:
                     yield delta
-            self._record_audit(request, verdict, AuditRoute.LOCAL, (*fallback, "answered=local"))
             yield self._local(
                 request, verdict, local_finish, (*fallback, "answered=local"), True, router_score, stream
             )
@@ -503,7 +518,7 @@ class InferencePipeline:
         # the cascade cut the local answer short: generate it again, to the end this time
         plain = dataclasses.replace(inputs, link=Link.DOWN)
         async for item in self._via_local(
-            request, verdict, fallback, True, plain, router_score, AnswerStream(stream.streaming)
+            request, verdict, fallback, True, plain, router_score, AnswerStream(stream.streaming), trail
         ):
             yield item
 
@@ -537,30 +552,39 @@ class InferencePipeline:
             data_classes=classes,
         )
 
-    def _record_audit(
+    def _end(
         self,
         request: InferenceRequest,
-        verdict: Verdict | None,
-        route: AuditRoute,
-        reasons: tuple[str, ...],
+        trail: RequestTrail,
         *,
-        redacted_values: int = 0,
-        invented: dict[str, int] | None = None,
+        answer: Answer | None = None,
+        error: Exception | None = None,
     ) -> None:
-        if self.audit is None or verdict is None:
+        """The request's one audit record (`answer` or `error` ends it): what left the device (trail.route),
+        how it ended and why."""
+        if trail.ended:
             return
+        trail.ended = True
+        if self.audit is None or trail.verdict is None:
+            return  # no gate (no cloud link): nothing was judged, nothing could leave
+        if answer is not None:
+            cloud = answer.provenance.source is Source.CLOUD
+            outcome, reasons = (ANSWERED_CLOUD if cloud else ANSWERED_LOCAL), answer.provenance.reasons
+        else:
+            outcome, reasons = outcome_of(error or EngineError("no answer")), trail.reasons
         try:
             self.audit.record(
                 request_id=request.request_id,
-                route=route,
-                verdict=verdict,
+                route=trail.route(error),
+                verdict=trail.verdict,
                 messages=request.messages,
+                outcome=outcome,
                 fields=[
                     text for _name, text in control_fields(request.params.stop, request.params.json_schema)
                 ],
                 reasons=reasons,
-                redacted_values=redacted_values,
-                invented=invented,
+                redacted_values=trail.redacted_values,
+                invented=trail.invented,
             )
         except OSError as exc:
             logger.error("audit record for request %s could not be written: %s", request.request_id, exc)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from pathlib import Path
 
@@ -88,6 +89,27 @@ async def test_a_request_while_the_link_is_down_fails_at_once() -> None:
         assert client.link_state().failed_attempts >= 1
     finally:
         await client.stop()
+
+
+@run_async
+async def test_on_sent_is_called_only_for_a_request_handed_to_the_broker(mosquitto: MosquittoBroker) -> None:
+    """What the audit's "may have left the device" rests on: a request refused before publishing (link down)
+    never calls on_sent; one the broker received does, even when nobody answers it."""
+    sent: list[str] = []
+    offline = await _client_without_broker()
+    online = await start_client(mosquitto.url)
+    try:
+        for client, name in ((offline, "offline"), (online, "online")):
+            events = client.stream(
+                request(), time.monotonic() + 3600, on_sent=functools.partial(sent.append, name)
+            )
+            with pytest.raises(CloudUnavailable):
+                async for _event in events:
+                    pass
+        assert sent == ["online"]  # refused on its PUBACK (no subscriber), after it reached the broker
+    finally:
+        await offline.stop()
+        await online.stop()
 
 
 async def _client_without_broker() -> EscalationClient:

@@ -60,7 +60,12 @@ def test_record_holds_counts_classes_and_salted_hashes_never_content(tmp_path: P
     log = AuditLog(tmp_path / "audit", clock=Clock(T0))
     messages, verdict = conversation()
     entry = log.record(
-        request_id="req-1", route=Route.DENIED, verdict=verdict, messages=messages, reasons=("cloud_only",)
+        request_id="req-1",
+        route=Route.DENIED,
+        verdict=verdict,
+        messages=messages,
+        outcome="sensitive_data_blocked",
+        reasons=("cloud_only",),
     )
     raw = (tmp_path / "audit" / LOG_NAME).read_text()
     assert CARD not in raw
@@ -70,6 +75,7 @@ def test_record_holds_counts_classes_and_salted_hashes_never_content(tmp_path: P
     assert data["request_id"] == "req-1"
     assert data["route"] == "DENIED"
     assert data["policy"] == "LOCAL_ONLY"
+    assert data["outcome"] == "sensitive_data_blocked"
     assert data["forced_by"] == "financial"
     assert data["data_classes"] == ["contact", "financial"]
     assert data["entities"] == {"CREDIT_CARD": 1, "EMAIL_ADDRESS": 2}
@@ -155,6 +161,28 @@ def test_reader_skips_and_counts_malformed_lines(tmp_path: Path) -> None:
     assert reader.skipped == 2
 
 
+def test_a_record_written_before_outcomes_reads_with_an_empty_one(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    log = AuditLog(tmp_path / "audit", clock=Clock(T0))
+    messages, verdict = conversation()
+    entry = log.record(
+        request_id="new", route=Route.REFUSED, verdict=verdict, messages=messages, outcome="budget_exhausted"
+    )
+    old = json.loads(entry.to_json())
+    del old["outcome"]
+    old["request_id"] = "old"
+    with log.path.open("a") as f:
+        f.write(json.dumps(old) + "\n")
+    assert [(e.request_id, e.outcome) for e in AuditReader(log.directory)] == [
+        ("new", "budget_exhausted"),
+        ("old", ""),
+    ]
+    assert main(["audit", "--state-dir", str(tmp_path), "--route", "REFUSED"]) == 0
+    rows = [line.split()[2:5] for line in capsys.readouterr().out.splitlines()[1:]]
+    assert rows == [["new", "REFUSED", "budget_exhausted"], ["old", "REFUSED", "-"]]
+
+
 def test_a_failed_write_is_counted_not_raised(tmp_path: Path) -> None:
     log = AuditLog(tmp_path / "audit")
     messages, verdict = conversation()
@@ -200,17 +228,33 @@ def state_dir(tmp_path: Path) -> Path:
     clock = Clock(datetime.now(UTC) - timedelta(days=3))
     log = AuditLog(tmp_path / "audit", clock=clock)
     messages, verdict = conversation()
-    log.record(request_id="three-days-ago", route=Route.LOCAL, verdict=verdict, messages=messages)
+    log.record(
+        request_id="three-days-ago",
+        route=Route.LOCAL,
+        verdict=verdict,
+        messages=messages,
+        outcome="answered_local",
+    )
     clock.now = datetime.now(UTC)
-    log.record(request_id="just-now", route=Route.DENIED, verdict=verdict, messages=messages)
+    log.record(
+        request_id="just-now",
+        route=Route.DENIED,
+        verdict=verdict,
+        messages=messages,
+        outcome="sensitive_data_blocked",
+    )
     return tmp_path
 
 
 def test_cli_table(state_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["audit", "--state-dir", str(state_dir)]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0].split() == ["TIME", "(UTC)", "REQUEST", "ROUTE", "POLICY", "CLASSES", "ENTITIES"]
-    assert [line.split()[2] for line in lines[1:]] == ["three-days-ago", "just-now"]
+    header = ["TIME", "(UTC)", "REQUEST", "ROUTE", "OUTCOME", "POLICY", "CLASSES", "ENTITIES", "INVENTED"]
+    assert lines[0].split() == header
+    assert [line.split()[2:5] for line in lines[1:]] == [
+        ["three-days-ago", "LOCAL", "answered_local"],
+        ["just-now", "DENIED", "sensitive_data_blocked"],
+    ]
     assert "CREDIT_CARD×1, EMAIL_ADDRESS×2" in lines[1]
 
 

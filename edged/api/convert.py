@@ -191,6 +191,7 @@ def encode_provenance(p: Provenance) -> pb.Provenance:
         device_id=p.device_id,
         redacted=p.redacted,
         data_classes=list(p.data_classes),
+        invented=dict(p.invented),
     )
     if p.router_score is not None:
         msg.router_score = p.router_score
@@ -250,6 +251,7 @@ def decode_provenance(msg: pb.Provenance) -> Provenance:
         router_score=msg.router_score if msg.HasField("router_score") else None,
         redacted=msg.redacted,
         data_classes=tuple(msg.data_classes),
+        invented=dict(sorted(msg.invented.items())),
     )
 
 

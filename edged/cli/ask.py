@@ -107,6 +107,8 @@ def run(args: argparse.Namespace) -> int:
                 sys.stdout.write("\n")
                 p = item.provenance
                 notes = ["degraded", *p.reasons] if p.degraded else list(p.reasons)  # a fallback happened
+                if p.invented:  # the cloud made up values or placeholders the request did not have
+                    notes.append("invented=" + ",".join(f"{k}×{v}" for k, v in sorted(p.invented.items())))
                 print(f"[{p.source.value} {p.model}; {'; '.join(notes)}]", file=sys.stderr)
             return 0
     except EdgedError as exc:

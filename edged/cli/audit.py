@@ -95,14 +95,17 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-_COLUMNS = ("TIME (UTC)", "REQUEST", "ROUTE", "POLICY", "CLASSES", "ENTITIES")
+# ROUTE: what left the device; OUTCOME: how the request ended (answered_local, answered_cloud or the error's code)
+_COLUMNS = ("TIME (UTC)", "REQUEST", "ROUTE", "OUTCOME", "POLICY", "CLASSES", "ENTITIES", "INVENTED")
 
 
 def _row(entry: AuditRecord) -> tuple[str, ...]:
     entities = ", ".join(f"{k}×{v}" for k, v in entry.entities.items()) or "-"
+    invented = ", ".join(f"{k}×{v}" for k, v in entry.invented.items()) or "-"
     classes = ",".join(entry.data_classes) or "-"
     when = entry.time.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
-    return (when, entry.request_id, entry.route.value, entry.policy, classes, entities)
+    outcome = entry.outcome or "-"
+    return (when, entry.request_id, entry.route.value, outcome, entry.policy, classes, entities, invented)
 
 
 def _print_table(reader: AuditReader) -> None:

@@ -229,19 +229,24 @@ class EscalationClient:
         return len(self._pending)
 
     async def stream(
-        self, request: EscalationRequest, deadline: float
+        self, request: EscalationRequest, deadline: float, *, on_sent: Callable[[], None] | None = None
     ) -> AsyncGenerator[EscalationEvent, None]:
         """Escalate `request`; yields Delta pieces of the answer, then one EscalationResult.
 
         `deadline` is a time.monotonic() value. Raises CloudUnavailable when the link is down or no worker
         answers in time, DeadlineExceeded when the answer started but the deadline passed, CloudRefused (an
-        InvalidRequest naming the field) when the worker refused the request as invalid."""
+        InvalidRequest naming the field) when the worker refused the request as invalid. `on_sent` is called
+        as the request is handed to the link for publishing: from then on it may reach the broker, whatever
+        happens next."""
         correlation = secrets.token_bytes(16)
         pending = _Pending(self._settings.reply_buffer)
         try:
             message = self._prepare(request, deadline)
             pending.request_id = message.request_id
             self._pending[correlation] = pending
+            if on_sent is not None:
+                # before the publish call: paho may queue the message even when the call then reports an error
+                on_sent()
             ack = self._link.publish(
                 self._escalate_topic,
                 message.SerializeToString(),

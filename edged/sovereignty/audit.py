@@ -4,9 +4,11 @@
     <state_dir>/audit/audit.jsonl.1    rotated when the current file would pass max_bytes; .1 is the newest
     <state_dir>/audit/audit.salt       32 random bytes (mode 0600) keying the value hashes
 
-A record holds the time, request id, route, policy, data classes, reasons, entity types with counts, and for
-each entity type the salted hashes (HMAC-SHA256, truncated) of the values found, so an auditor with access to
-the device can check whether a given value passed through without the log holding it.
+One record per request, written once when it ends (answered, refused, failed, or abandoned by its caller). It
+holds the time, request id, route (what left the device), outcome (how the request ended), policy, data classes,
+reasons, entity types with counts, and for each entity type the salted hashes (HMAC-SHA256, truncated) of the
+values found, so an auditor with access to the device can check whether a given value passed through without
+the log holding it.
 """
 
 from __future__ import annotations
@@ -41,10 +43,22 @@ MAX_REQUEST_ID = 128
 
 
 class Route(StrEnum):
-    LOCAL = "LOCAL"  # answered on the device
-    CLOUD = "CLOUD"  # escalated as it was (ALLOW)
-    CLOUD_REDACTED = "CLOUD_REDACTED"  # escalated with values replaced by placeholders
-    DENIED = "DENIED"  # refused: the caller required the cloud and the policy keeps the data local
+    """What left the device. CLOUD and CLOUD_REDACTED are written once the request was handed to the broker,
+    whoever answered in the end (a fallback to the device, an error, or a caller that went away)."""
+
+    LOCAL = "LOCAL"  # nothing left the device: it stayed here (answered here, or failed or cancelled here)
+    CLOUD = "CLOUD"  # sent to the cloud as it was (ALLOW)
+    CLOUD_REDACTED = "CLOUD_REDACTED"  # sent with values replaced by placeholders
+    DENIED = (
+        "DENIED"  # nothing left: the privacy policy keeps the data local and the caller required the cloud
+    )
+    REFUSED = "REFUSED"  # nothing left: refused for a reason that is not privacy (budget, link); see outcome
+
+
+# How a request ended: ANSWERED_LOCAL, ANSWERED_CLOUD, or the error's code (edged.telemetry.metrics.outcome_of:
+# sensitive_data_blocked, budget_exhausted, no_cloud_link, cloud_unavailable, deadline_exceeded, cancelled, ...).
+ANSWERED_LOCAL = "answered_local"
+ANSWERED_CLOUD = "answered_cloud"
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +67,7 @@ class AuditRecord:
     request_id: str
     route: Route
     policy: str
+    outcome: str = ""  # "" only in records written before edged recorded it
     data_classes: tuple[str, ...] = ()
     forced_by: str | None = None
     reasons: tuple[str, ...] = ()
@@ -77,6 +92,7 @@ class AuditRecord:
                 request_id=str(data["request_id"]),
                 route=Route(data["route"]),
                 policy=str(data["policy"]),
+                outcome=str(data.get("outcome", "")),
                 data_classes=tuple(data.get("data_classes", ())),
                 forced_by=data.get("forced_by"),
                 reasons=tuple(data.get("reasons", ())),
@@ -134,19 +150,22 @@ class AuditLog:
         route: Route,
         verdict: Verdict,
         messages: Sequence[Message],
+        outcome: str = "",
         fields: Sequence[str] = (),
         reasons: Sequence[str] = (),
         redacted_values: int = 0,
         invented: Mapping[str, int] | None = None,
     ) -> AuditRecord:
-        """Write the record of one request. `fields` are the texts of the control fields the verdict scanned
-        (`verdict.fields`, in order), so values found there are hashed too. `reasons` are the pipeline's
-        (routing) reasons, added to the verdict's; they must be edged's own codes, never user text."""
+        """Write the record of one request (once: see the module docstring). `fields` are the texts of the
+        control fields the verdict scanned (`verdict.fields`, in order), so values found there are hashed too.
+        `reasons` are the pipeline's (routing) reasons, added to the verdict's; they must be edged's own codes,
+        never user text."""
         entry = AuditRecord(
             time=self._clock(),
             request_id=request_id[:MAX_REQUEST_ID],
             route=route,
             policy=verdict.policy.value,
+            outcome=outcome,
             data_classes=verdict.data_classes,
             forced_by=verdict.forced_by,
             reasons=(*verdict.reasons, *reasons),

@@ -33,10 +33,16 @@ class CloudRelease:
     json_schema: str | None = field(default=None, repr=False)
 
     def restorer(self) -> Restorer:
-        return Restorer(self.mapping)
+        return Restorer(self.mapping, self.own_placeholders())
 
     def stream_restorer(self) -> StreamRestorer:
-        return StreamRestorer(self.mapping)
+        return StreamRestorer(self.mapping, self.own_placeholders())
+
+    def own_placeholders(self) -> frozenset[str]:
+        """Placeholder-shaped texts the caller wrote (in the conversation or its control fields): an answer
+        may quote them; they are not placeholders the cloud made up."""
+        texts = (*(m.content for m in self.originals), *self.stop, self.json_schema or "")
+        return frozenset(m.group(0) for text in texts for m in PLACEHOLDER.finditer(text))
 
     def in_conversation(self, value: str) -> bool:
         """Whether `value` occurs in the original conversation or its control fields (so the cloud did not

@@ -246,6 +246,26 @@ Global___Confidence: _TypeAlias = Confidence  # noqa: Y015
 class Provenance(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
+    @_typing.final
+    class InventedEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.int
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.int = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
     SOURCE_FIELD_NUMBER: _builtins.int
     MODEL_FIELD_NUMBER: _builtins.int
     CONFIDENCE_FIELD_NUMBER: _builtins.int
@@ -255,6 +275,7 @@ class Provenance(_message.Message):
     ROUTER_SCORE_FIELD_NUMBER: _builtins.int
     REDACTED_FIELD_NUMBER: _builtins.int
     DATA_CLASSES_FIELD_NUMBER: _builtins.int
+    INVENTED_FIELD_NUMBER: _builtins.int
     source: Global___Source.ValueType
     model: _builtins.str
     """Id of the model that produced the answer."""
@@ -276,6 +297,12 @@ class Provenance(_message.Message):
     def data_classes(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Data classes detected or declared for this request."""
 
+    @_builtins.property
+    def invented(self) -> _containers.ScalarMap[_builtins.str, _builtins.int]:
+        """What the cloud's answer made up, by entity type: values that occur nowhere in the conversation (left in
+        the text) and placeholders that stand for no value of the request (shown as "[unknown email address]").
+        """
+
     def __init__(
         self,
         *,
@@ -288,10 +315,11 @@ class Provenance(_message.Message):
         router_score: _builtins.float | None = ...,
         redacted: _builtins.bool = ...,
         data_classes: _abc.Iterable[_builtins.str] | None = ...,
+        invented: _abc.Mapping[_builtins.str, _builtins.int] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_router_score", b"_router_score", "confidence", b"confidence", "router_score", b"router_score"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_router_score", b"_router_score", "confidence", b"confidence", "data_classes", b"data_classes", "degraded", b"degraded", "device_id", b"device_id", "model", b"model", "reasons", b"reasons", "redacted", b"redacted", "router_score", b"router_score", "source", b"source"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_router_score", b"_router_score", "confidence", b"confidence", "data_classes", b"data_classes", "degraded", b"degraded", "device_id", b"device_id", "invented", b"invented", "model", b"model", "reasons", b"reasons", "redacted", b"redacted", "router_score", b"router_score", "source", b"source"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__router_score: _TypeAlias = _typing.Literal["router_score"]  # noqa: Y015
     _WhichOneofArgType__router_score: _TypeAlias = _typing.Literal["_router_score", b"_router_score"]  # noqa: Y015
