@@ -56,6 +56,7 @@ from edged.v1 import inference_pb2 as pb
 from edged.v1 import inference_pb2_grpc
 
 MODEL_ID = "smollm2-135m-instruct-q4_1"
+START_TIMEOUT_S = 600  # a loaded shared machine takes minutes to start a server
 CONTEXT_PER_SLOT = 1024  # both sides: llama-server -c slots x 1024, edged engine.context_per_slot
 # llama-server's sampling set to edged's defaults (repeat_penalty 1.1 over the last 64 tokens), so both sides
 # do the same work per token. Both keep their prompt cache on, as shipped (llama-server's cache_prompt, edged's
@@ -160,7 +161,7 @@ def edged_server(
     proc = subprocess.Popen([sys.executable, "-m", "edged.cli.main", "serve", "--config", str(config)])
     target = f"unix:{sock}"
     try:
-        deadline = time.monotonic() + 120
+        deadline = time.monotonic() + START_TIMEOUT_S
         while True:
             try:
                 with grpc.insecure_channel(target) as channel:
@@ -170,7 +171,7 @@ def edged_server(
             except grpc.RpcError:
                 pass
             if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("edged did not start")
+                raise RuntimeError(f"edged did not start (exit status {proc.poll()})")
             time.sleep(0.2)
         yield target, proc.pid
     finally:
@@ -179,7 +180,7 @@ def edged_server(
 
 
 def wait_http(url: str, proc: subprocess.Popen[bytes], what: str) -> None:
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + START_TIMEOUT_S
     while True:
         try:
             if httpx.get(url, timeout=1).status_code == 200:
@@ -187,7 +188,7 @@ def wait_http(url: str, proc: subprocess.Popen[bytes], what: str) -> None:
         except httpx.HTTPError:
             pass
         if proc.poll() is not None or time.monotonic() > deadline:
-            raise RuntimeError(f"{what} did not start")
+            raise RuntimeError(f"{what} did not start (exit status {proc.poll()})")
         time.sleep(0.2)
 
 
