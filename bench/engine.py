@@ -1,15 +1,22 @@
-"""Local engine benchmark: edged vs a raw llama.cpp decode loop and vs llama-cpp-python's own server.
+"""Local engine benchmark: edged vs llama.cpp's own C++ server (llama-server), in one run on one machine.
 
 Everything runs in one go on the same machine, the same model file and the same thread count, and the table
 prints ratios (absolute times on a shared 2-core machine are noise; ratios taken in the same run are not):
 
-  1. single stream tok/s: edged over gRPC vs a raw llama.cpp low-level decode loop (goal >= 0.95x), with the
-     default stream chunking (api.stream_interval_ms = 20) and with a chunk per token (0)
-  2. aggregate tok/s at 1, 4, 8, 16 concurrent streaming clients: edged vs `python -m llama_cpp.server`
-     (OpenAI API, streaming) (goal >= 1.8x at 8 clients), with time to first token p50/p95 at 8 clients
-  3. confidence signals on vs off, single stream and 8 clients, in interleaved rounds (goal <= 5% slower)
+  1. aggregate tok/s and time to first token (TTFT) p50/p95 at 1, 4, 8, 16 concurrent streaming clients:
+     edged over gRPC (confidence signals on, the default) vs `llama-server` (OpenAI API, streaming), built from
+     the llama.cpp that the installed llama-cpp-python vendors (bench/llama_server.py; built once and cached)
+     and started with continuous batching and as many slots as the largest client count
+     (`-np 16 -c 16384 -cb`). Goals (issue 15): tok/s >= 1.0x at every level, TTFT p50 <= 1.2x at 1 and 8.
+  2. confidence signals on vs off (a second edged daemon) at every level (goal <= 5% slower)
+  3. single stream tok/s: edged vs a raw llama.cpp low-level decode loop in Python (goal >= 0.95x)
 
-    .venv/bin/python bench/engine.py [--threads 2] [--tokens 64] [--requests-per-client 2] [--markdown FILE]
+Every level is measured in interleaved rounds (edged, edged without signals, llama-server, in an order that
+rotates each round), so a change in the machine's load hits every side alike. Each client keeps its own
+connection (a gRPC channel, an HTTP client) for the whole run, connected before the clock starts.
+`--reference` adds `python -m llama_cpp.server` (it serialises requests) and edged with a chunk per token.
+
+    .venv/bin/python bench/engine.py [--threads 2] [--tokens 64] [--rounds 3] [--markdown FILE]
 """
 
 from __future__ import annotations
@@ -21,7 +28,6 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import argparse
 import ctypes
-import functools
 import json
 import os
 import signal
@@ -40,6 +46,8 @@ import grpc
 import httpx
 import llama_cpp as llama
 import numpy as np
+import psutil
+from llama_server import ensure_built  # bench/llama_server.py (this script's directory is on sys.path)
 
 from edged.domain import Message
 from edged.engine.template import ChatTemplate
@@ -48,6 +56,12 @@ from edged.v1 import inference_pb2 as pb
 from edged.v1 import inference_pb2_grpc
 
 MODEL_ID = "smollm2-135m-instruct-q4_1"
+START_TIMEOUT_S = 600  # a loaded shared machine takes minutes to start a server
+CONTEXT_PER_SLOT = 1024  # both sides: llama-server -c slots x 1024, edged engine.context_per_slot
+# llama-server's sampling set to edged's defaults (repeat_penalty 1.1 over the last 64 tokens), so both sides
+# do the same work per token. Both keep their prompt cache on, as shipped (llama-server's cache_prompt, edged's
+# engine.prompt_cache): a prompt this bench repeats is prefilled once per slot on both sides.
+SERVER_SAMPLING: dict[str, object] = {"repeat_penalty": 1.1, "repeat_last_n": 64}
 PROMPTS = [
     "Write a long story about a lighthouse keeper and a storm.",
     "Describe in detail how a steam engine works.",
@@ -132,7 +146,8 @@ def total(runs: list[Run]) -> Run:
 @contextmanager
 def edged_server(
     threads: int, slots: int, confidence: bool, workdir: Path, stream_interval_ms: float | None = None
-) -> Iterator[str]:
+) -> Iterator[tuple[str, int]]:
+    """`edged serve` with `slots` slots of CONTEXT_PER_SLOT tokens, serving; yields (gRPC target, pid)."""
     name = f"edged-{slots}-{int(confidence)}-{stream_interval_ms}"
     sock = workdir / f"{name}.sock"
     config = workdir / f"{name}.toml"
@@ -140,13 +155,13 @@ def edged_server(
     config.write_text(
         f'device_id = "bench"\nstate_dir = "{workdir / "state"}"\nlog_level = "WARNING"\n'
         f'[api]\nsocket = "{sock}"\nmax_concurrent_rpcs = 256\n{interval}'
-        f"[engine]\nthreads = {threads}\nslots = {slots}\ncontext_per_slot = 512\nqueue_size = 64\n"
+        f"[engine]\nthreads = {threads}\nslots = {slots}\ncontext_per_slot = {CONTEXT_PER_SLOT}\nqueue_size = 64\n"
         f"confidence = {'true' if confidence else 'false'}\n"
     )
     proc = subprocess.Popen([sys.executable, "-m", "edged.cli.main", "serve", "--config", str(config)])
     target = f"unix:{sock}"
     try:
-        deadline = time.monotonic() + 120
+        deadline = time.monotonic() + START_TIMEOUT_S
         while True:
             try:
                 with grpc.insecure_channel(target) as channel:
@@ -156,63 +171,77 @@ def edged_server(
             except grpc.RpcError:
                 pass
             if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("edged did not start")
+                raise RuntimeError(f"edged did not start (exit status {proc.poll()})")
             time.sleep(0.2)
-        yield target
+        yield target, proc.pid
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(60)
+
+
+def wait_http(url: str, proc: subprocess.Popen[bytes], what: str) -> None:
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while True:
+        try:
+            if httpx.get(url, timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"{what} did not start (exit status {proc.poll()})")
+        time.sleep(0.2)
+
+
+@contextmanager
+def serving(argv: list[str], base: str, ready_path: str, what: str) -> Iterator[tuple[str, int]]:
+    """A server subprocess, ready (GET `base + ready_path` answers 200); yields (base URL, pid)."""
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_http(base + ready_path, proc, what)
+        yield base, proc.pid
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(60)
 
 
 @contextmanager
-def llama_cpp_server(path: Path, threads: int) -> Iterator[str]:
+def llama_server(binary: Path, path: Path, threads: int, slots: int) -> Iterator[tuple[str, int]]:
+    """llama.cpp's C++ server: continuous batching, `slots` slots of CONTEXT_PER_SLOT, the GGUF's Jinja template."""
     port = free_port()
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "llama_cpp.server",
-            "--model",
-            str(path),
-            "--n_threads",
-            str(threads),
-            "--n_threads_batch",
-            str(threads),
-            "--n_ctx",
-            "2048",
-            "--interrupt_requests",  # queue concurrent requests instead of aborting the running one
-            "False",
-            "--port",
-            str(port),
-            "--host",
-            "127.0.0.1",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                if httpx.get(f"{url}/v1/models", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("llama_cpp.server did not start")
-            time.sleep(0.2)
-        yield url
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(60)
+    argv = [str(binary), "-m", str(path), "-t", str(threads), "-tb", str(threads), "-np", str(slots)]
+    argv += [
+        "-c",
+        str(slots * CONTEXT_PER_SLOT),
+        "-cb",
+        "--jinja",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+    ]
+    with serving(argv, f"http://127.0.0.1:{port}", "/health", "llama-server") as served:
+        yield served
+
+
+@contextmanager
+def llama_cpp_server(path: Path, threads: int) -> Iterator[tuple[str, int]]:
+    port = free_port()
+    argv = [sys.executable, "-m", "llama_cpp.server", "--model", str(path), "--n_threads", str(threads)]
+    argv += ["--n_threads_batch", str(threads), "--n_ctx", "2048", "--host", "127.0.0.1", "--port", str(port)]
+    # queue concurrent requests instead of aborting the running one
+    argv += ["--interrupt_requests", "False"]
+    with serving(argv, f"http://127.0.0.1:{port}", "/v1/models", "llama_cpp.server") as served:
+        yield served
 
 
 # ----------------------------------------------------------------------------- clients
 
+Client = Callable[[str], tuple[int, float]]  # prompt -> (completion tokens, seconds to the first text)
 
-def edged_client(target: str, tokens: int) -> Callable[[str], tuple[int, float]]:  # a Client
+
+def edged_client(target: str, tokens: int) -> Client:
     channel = grpc.insecure_channel(target)
+    grpc.channel_ready_future(channel).result(timeout=30)  # connected before the clock starts
     stub = inference_pb2_grpc.InferenceStub(channel)
 
     def one(prompt: str) -> tuple[int, float]:
@@ -231,52 +260,55 @@ def edged_client(target: str, tokens: int) -> Callable[[str], tuple[int, float]]
     return one
 
 
-def openai_client(url: str, tokens: int) -> Callable[[str], tuple[int, float]]:
-    client = httpx.Client(base_url=url, timeout=600)
+def openai_client(url: str, tokens: int, extra: dict[str, object] | None = None) -> Client:
+    # llama-server (cpp-httplib) closes a connection idle for 5 s: drop idle ones first rather than reuse a dead one
+    client = httpx.Client(base_url=url, timeout=600, limits=httpx.Limits(keepalive_expiry=1.0))
 
     def one(prompt: str) -> tuple[int, float]:
-        body = {
+        body: dict[str, object] = {
             "messages": [{"role": "user", "content": prompt}],
             "max_tokens": tokens,
             "temperature": 0.0,
             "stream": True,
+            "stream_options": {"include_usage": True},
+            **(extra or {}),
         }
         start = time.perf_counter()
         ttft = 0.0
-        count = 0
+        chunks = 0
+        usage = 0
         with client.stream("POST", "/v1/chat/completions", json=body) as response:
+            response.raise_for_status()
             for line in response.iter_lines():
                 if not line.startswith("data: ") or line == "data: [DONE]":
                     continue
-                delta = json.loads(line[6:])["choices"][0].get("delta", {}).get("content")
-                if delta:
-                    count += 1  # the server sends one chunk per generated token
+                data = json.loads(line[6:])
+                if data.get("usage"):
+                    usage = int(data["usage"].get("completion_tokens") or 0)
+                choices = data.get("choices") or [{}]
+                if choices[0].get("delta", {}).get("content"):
+                    chunks += 1  # both servers send one chunk per generated token
                     if not ttft:
                         ttft = time.perf_counter() - start
-        return count, ttft
+        return usage or chunks, ttft
 
     return one
 
 
-Client = Callable[[str], tuple[int, float]]
-
-
-def concurrent(
-    make_client: Callable[[], Callable[[str], tuple[int, float]]], clients: int, per_client: int
-) -> Run:
+def concurrent(clients: list[Client], per_client: int) -> Run:
+    """Every client sends `per_client` requests one after another, all clients at once."""
     results: list[tuple[int, float]] = []
     lock = threading.Lock()
-    workers = [make_client() for _ in range(clients)]
-    barrier = threading.Barrier(clients + 1)
+    barrier = threading.Barrier(len(clients) + 1)
 
     def work(index: int) -> None:
         barrier.wait()
         for r in range(per_client):
-            outcome = workers[index](PROMPTS[(index + r) % len(PROMPTS)])
+            outcome = clients[index](PROMPTS[(index + r) % len(PROMPTS)])
             with lock:
                 results.append(outcome)
 
-    threads = [threading.Thread(target=work, args=(i,)) for i in range(clients)]
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(len(clients))]
     for t in threads:
         t.start()
     barrier.wait()
@@ -295,7 +327,96 @@ def pct(values: list[float], q: float) -> float:
     return float(np.percentile(values, q)) * 1000 if values else float("nan")
 
 
+def rss_mib(pid: int) -> float:
+    proc = psutil.Process(pid)
+    return sum(p.memory_info().rss for p in [proc, *proc.children(recursive=True)]) / 2**20
+
+
 # ----------------------------------------------------------------------------- main
+
+EDGED, NOCONF, SERVER = "edged", "edged, confidence off", "llama-server"
+
+
+@dataclass
+class Sides:
+    """The client pools of every side, and the measurements."""
+
+    pools: dict[str, list[Client]]
+    runs: dict[str, dict[int, list[Run]]]
+
+    def measure(
+        self, levels: list[int], rounds: int, per_client: int, raw: RawLoop, tokens: int
+    ) -> list[Run]:
+        """Interleaved rounds over every level and side; returns the raw loop's single-stream runs."""
+        names = list(self.pools)
+        raw_runs: list[Run] = []
+        for r in range(rounds):
+            order = names[r % len(names) :] + names[: r % len(names)]
+            log(f"round {r + 1}/{rounds}: {', '.join(order)} at {levels} clients ...")
+            raw_runs.append(raw.run(tokens))
+            for n in levels:
+                for name in order:
+                    self.runs[name].setdefault(n, []).append(concurrent(self.pools[name][:n], per_client))
+        return raw_runs
+
+    def total(self, name: str, n: int) -> Run:
+        return total(self.runs[name][n])
+
+
+def level_rows(sides: Sides, levels: list[int]) -> list[tuple[str, str, str, str]]:
+    rows: list[tuple[str, str, str, str]] = []
+    for n in levels:
+        e, s = sides.total(EDGED, n), sides.total(SERVER, n)
+        ratio = f"{e.tok_s / s.tok_s:.2f}x (goal >= 1.0x)"
+        rows.append((f"aggregate tok/s, {n} clients", f"{e.tok_s:.1f}", f"{s.tok_s:.1f}", ratio))
+    for q in (50, 95):
+        for n in levels:
+            e, s = sides.total(EDGED, n), sides.total(SERVER, n)
+            goal = " (goal <= 1.2x)" if q == 50 and n in (1, 8) else ""
+            rows.append(
+                (
+                    f"TTFT p{q} ms, {n} clients",
+                    f"{pct(e.ttft, q):.0f}",
+                    f"{pct(s.ttft, q):.0f}",
+                    f"{pct(e.ttft, q) / pct(s.ttft, q):.2f}x{goal}",
+                )
+            )
+    return rows
+
+
+def confidence_rows(sides: Sides, levels: list[int]) -> list[tuple[str, str, str, str]]:
+    rows = []
+    for n in levels:
+        on, off = sides.total(EDGED, n), sides.total(NOCONF, n)
+        rows.append(
+            (
+                f"edged tok/s, {n} clients: confidence on vs off",
+                f"{on.tok_s:.1f}",
+                f"{off.tok_s:.1f}",
+                f"{(1 - on.tok_s / off.tok_s) * 100:+.1f}% slower (goal <= 5%)",
+            )
+        )
+    return rows
+
+
+def reference_rows(
+    args: argparse.Namespace, path: Path, work: Path, levels: list[int]
+) -> list[tuple[str, str, str, str]]:
+    """llama_cpp.server and edged with a chunk per token, measured after the main rounds (not interleaved)."""
+    rows = []
+    with edged_server(args.threads, max(levels), True, work, stream_interval_ms=0) as (target, _pid):
+        per_token = [edged_client(target, args.tokens)]
+        per_token[0](PROMPTS[0])
+        single = concurrent(per_token, args.requests_per_client)
+    with llama_cpp_server(path, args.threads) as (url, _pid):
+        pool = [openai_client(url, args.tokens) for _ in range(max(levels))]
+        pool[0](PROMPTS[0])
+        for n in levels:
+            log(f"llama_cpp.server, {n} clients ...")
+            run = concurrent(pool[:n], args.requests_per_client)
+            rows.append((f"reference: llama_cpp.server tok/s, {n} clients", "", f"{run.tok_s:.1f}", ""))
+    rows.append(("reference: edged tok/s, a chunk per token, 1 client", f"{single.tok_s:.1f}", "", ""))
+    return rows
 
 
 def main() -> int:
@@ -303,139 +424,77 @@ def main() -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 2)
-    parser.add_argument("--tokens", type=int, default=64)
-    parser.add_argument("--requests-per-client", type=int, default=2)
+    parser.add_argument("--tokens", type=int, default=64, help="max_tokens of every request")
+    parser.add_argument("--requests-per-client", type=int, default=2, help="per level and round")
     parser.add_argument("--clients", default="1,4,8,16")
-    parser.add_argument("--rounds", type=int, default=10, help="interleaved single-stream rounds")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds over every level")
+    parser.add_argument("--reference", action="store_true", help="also llama_cpp.server, a chunk per token")
     parser.add_argument("--markdown", type=Path, help="also write the table here")
     args = parser.parse_args()
+    began = time.monotonic()
     path = ModelRegistry.from_dir().resolve(MODEL_ID).path
     levels = [int(c) for c in args.clients.split(",")]
+    binary = ensure_built()
     rows: list[tuple[str, str, str, str]] = []
+    memory: dict[str, float] = {}
 
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        results: dict[str, dict[int, Run]] = {
-            "edged": {},
-            "edged-conf": {},
-            "edged-noconf": {},
-            "llama_cpp.server": {},
-        }
         raw_loop = RawLoop(path, args.threads, PROMPTS[0])
+        slots = max(levels)
         with (
-            edged_server(args.threads, max(levels), True, work) as target,
-            edged_server(args.threads, max(levels), False, work) as target_off,
-            edged_server(args.threads, max(levels), True, work, stream_interval_ms=0) as target_per_token,
+            edged_server(args.threads, slots, True, work) as (target, edged_pid),
+            edged_server(args.threads, slots, False, work) as (target_off, _),
+            llama_server(binary, path, args.threads, slots) as (url, server_pid),
         ):
-            on = functools.partial(edged_client, target, args.tokens)
-            off = functools.partial(edged_client, target_off, args.tokens)
-            per_token = functools.partial(edged_client, target_per_token, args.tokens)
-            for warm in (on, off, per_token):
-                warm()(PROMPTS[0])
-            # Interleaved rounds, so drifts of a shared machine hit every side alike.
-            log(
-                f"single stream: raw loop, edged, edged without confidence, edged with a chunk per token, "
-                f"{args.rounds} rounds ..."
+            sides = Sides(
+                pools={
+                    EDGED: [edged_client(target, args.tokens) for _ in range(slots)],
+                    NOCONF: [edged_client(target_off, args.tokens) for _ in range(slots)],
+                    SERVER: [openai_client(url, args.tokens, SERVER_SAMPLING) for _ in range(slots)],
+                },
+                runs={EDGED: {}, NOCONF: {}, SERVER: {}},
             )
-            raw_runs, on_runs, off_runs, per_token_runs = [], [], [], []
-            for _ in range(args.rounds):
-                raw_runs.append(raw_loop.run(args.tokens))
-                on_runs.append(concurrent(on, 1, 1))
-                off_runs.append(concurrent(off, 1, 1))
-                per_token_runs.append(concurrent(per_token, 1, 1))
-            raw, single, single_off = total(raw_runs), total(on_runs), total(off_runs)
-            single_per_token = total(per_token_runs)
-            for n in levels:
-                log(f"edged, {n} clients ...")
-                results["edged"][n] = concurrent(on, n, args.requests_per_client)
-            log("confidence signals on and off, 8 clients, interleaved rounds ...")
-            conf_on, conf_off = [], []
-            for _ in range(max(3, args.requests_per_client)):
-                conf_on.append(concurrent(on, 8, 1))
-                conf_off.append(concurrent(off, 8, 1))
-            results["edged-conf"][8], results["edged-noconf"][8] = total(conf_on), total(conf_off)
+            for pool in sides.pools.values():
+                pool[0](PROMPTS[0])  # warm-up
+            raw_runs = sides.measure(levels, args.rounds, args.requests_per_client, raw_loop, args.tokens)
+            memory = {EDGED: rss_mib(edged_pid), SERVER: rss_mib(server_pid)}
         raw_loop.close()
-        with llama_cpp_server(path, args.threads) as url:
-            openai_client(url, 8)(PROMPTS[0])
-            for n in levels:
-                log(f"llama_cpp.server, {n} clients ...")
-                results["llama_cpp.server"][n] = concurrent(
-                    functools.partial(openai_client, url, args.tokens), n, args.requests_per_client
+        rows += level_rows(sides, levels)
+        rows += confidence_rows(sides, levels)
+        if 1 in levels:
+            single, raw = sides.total(EDGED, 1), total(raw_runs)
+            rows.append(
+                (
+                    "single stream tok/s: edged (gRPC) vs a raw llama.cpp loop",
+                    f"{single.tok_s:.1f}",
+                    f"{raw.tok_s:.1f}",
+                    f"{single.tok_s / raw.tok_s:.2f}x (goal >= 0.95x)",
                 )
+            )
+        rows.append(
+            (
+                f"RSS MiB after the run ({slots} slots)",
+                f"{memory[EDGED]:.0f}",
+                f"{memory[SERVER]:.0f}",
+                f"{memory[EDGED] / memory[SERVER]:.2f}x",
+            )
+        )
+        if args.reference:
+            rows += reference_rows(args, path, work, levels)
 
-    rows.append(
-        (
-            "single stream tok/s: edged (gRPC) vs raw llama.cpp loop",
-            f"{single.tok_s:.1f}",
-            f"{raw.tok_s:.1f}",
-            f"{single.tok_s / raw.tok_s:.2f}x (goal >= 0.95x)",
-        )
-    )
-    rows.append(
-        (
-            "single stream tok/s, a chunk per token (stream_interval_ms = 0) vs raw loop",
-            f"{single_per_token.tok_s:.1f}",
-            f"{raw.tok_s:.1f}",
-            f"{single_per_token.tok_s / raw.tok_s:.2f}x",
-        )
-    )
-    for n in levels:
-        e, s = results["edged"][n], results["llama_cpp.server"][n]
-        goal = " (goal >= 1.8x)" if n == 8 else ""
-        rows.append(
-            (
-                f"aggregate tok/s, {n} clients: edged vs llama_cpp.server",
-                f"{e.tok_s:.1f}",
-                f"{s.tok_s:.1f}",
-                f"{e.tok_s / s.tok_s:.2f}x{goal}",
-            )
-        )
-    if 8 in results["edged"]:
-        e, s = results["edged"][8], results["llama_cpp.server"][8]
-        rows.append(
-            (
-                "TTFT p50 ms, 8 clients: edged vs llama_cpp.server",
-                f"{pct(e.ttft, 50):.0f}",
-                f"{pct(s.ttft, 50):.0f}",
-                f"{pct(s.ttft, 50) / pct(e.ttft, 50):.2f}x faster",
-            )
-        )
-        rows.append(
-            (
-                "TTFT p95 ms, 8 clients: edged vs llama_cpp.server",
-                f"{pct(e.ttft, 95):.0f}",
-                f"{pct(s.ttft, 95):.0f}",
-                f"{pct(s.ttft, 95) / pct(e.ttft, 95):.2f}x faster",
-            )
-        )
-        conf, no_conf = results["edged-conf"][8], results["edged-noconf"][8]
-        rows.append(
-            (
-                "confidence on vs off, 8 clients tok/s",
-                f"{conf.tok_s:.1f}",
-                f"{no_conf.tok_s:.1f}",
-                f"{(1 - conf.tok_s / no_conf.tok_s) * 100:+.1f}% slower (goal <= 5%)",
-            )
-        )
-    rows.append(
-        (
-            "confidence on vs off, single stream tok/s",
-            f"{single.tok_s:.1f}",
-            f"{single_off.tok_s:.1f}",
-            f"{(1 - single.tok_s / single_off.tok_s) * 100:+.1f}% slower (goal <= 5%)",
-        )
-    )
-
-    header = ("measure", "edged", "competitor", "ratio")
+    header = ("measure", "edged", "llama-server", "ratio")
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(4)]
     lines = [" | ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in [header, *rows]]
-    print(
+    title = (
         f"model {MODEL_ID}, {args.threads} threads, {args.tokens} tokens per request, "
-        f"{args.requests_per_client} requests per client"
+        f"{args.requests_per_client} requests per client per level, {args.rounds} interleaved rounds, "
+        f"{time.monotonic() - began:.0f} s"
     )
+    print(title)
     print("\n".join(lines))
     if args.markdown:
-        md = ["| " + " | ".join(header) + " |", "|" + "---|" * 4]
+        md = [title, "", "| " + " | ".join(header) + " |", "|" + "---|" * 4]
         md += ["| " + " | ".join(r) + " |" for r in rows]
         args.markdown.write_text("\n".join(md) + "\n")
     return 0

@@ -1,4 +1,5 @@
-"""Start-to-READY time and resident memory: `edged serve` vs `python -m llama_cpp.server`, same model file.
+"""Start-to-READY time and resident memory: `edged serve` vs `python -m llama_cpp.server` and llama.cpp's C++
+`llama-server` (built by bench/llama_server.py, with edged's default slots and total context), same model file.
 
     .venv/bin/python bench/startup_memory.py [--runs 3] [--threads N] [--markdown FILE] [--breakdown]
 
@@ -48,6 +49,7 @@ from typing import Any
 
 import grpc
 import psutil
+from llama_server import ensure_built  # bench/llama_server.py (this script's directory is on sys.path)
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -233,6 +235,33 @@ def llama_server_once(workdir: Path, n_ctx: int, threads: int) -> Run:
     return Run(ready_at - started, answered_at - started, rss)
 
 
+def cpp_server_once(workdir: Path, binary: Path, slots: int, n_ctx: int, threads: int) -> Run:
+    """llama.cpp's C++ llama-server (bench/llama_server.py builds it) with edged's slots and total context."""
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    argv = [
+        str(binary),
+        "-m",
+        str(model_file()),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "-np",
+        str(slots),
+    ]
+    argv += ["-c", str(n_ctx), "-t", str(threads), "-tb", str(threads), "-cb", "--jinja"]
+    log = workdir / "cpp_server.log"
+    started = time.monotonic()
+    with running(argv, dict(os.environ), log) as proc:
+        ready_at = poll_until(lambda: _http_ok(base + "/health"), proc, log, "llama-server")
+        answered_at = poll_until(lambda: _chat_ok(base, 1), proc, log, "llama-server answer")
+        if not _chat_ok(base, MAX_TOKENS):
+            raise RuntimeError("llama-server failed the 16-token request")
+        rss = rss_with_children(proc.pid)
+    return Run(ready_at - started, answered_at - started, rss)
+
+
 def _http_ok(url: str) -> bool:
     try:
         with urllib.request.urlopen(url, timeout=1) as response:
@@ -283,6 +312,7 @@ def goal_line(row: Row, baseline: Row) -> str:
 def measure(args: argparse.Namespace, broker_url: str, workdir: Path) -> tuple[list[Row], list[str]]:
     """Every row's runs, interleaved; returns the rows (baseline second) and the names the goals apply to."""
     engine = EngineSettings()
+    binary = ensure_built()
     edged_ctx = engine.slots * engine.context_per_slot
     shape = f"{engine.slots} slots x {engine.context_per_slot}"
     broker: Variant = {"broker": {"url": broker_url}}
@@ -297,6 +327,9 @@ def measure(args: argparse.Namespace, broker_url: str, workdir: Path) -> tuple[l
             lambda work: llama_server_once(work, edged_ctx, args.threads)
         ),
         linked: lambda work: edged_once(work, args.threads, broker),
+        f"llama-server (C++, -np {engine.slots} -c {edged_ctx}, as edged)": (
+            lambda work: cpp_server_once(work, binary, engine.slots, edged_ctx, args.threads)
+        ),
     }
     if args.breakdown:
         once |= {
@@ -340,6 +373,11 @@ def main() -> int:
     )
     lines = [header, "", *table(rows, baseline), ""]
     lines += [goal_line(by_name[name], baseline) for name in goal_rows]
+    cpp = next(row for row in rows if row.name.startswith("llama-server"))
+    for name in goal_rows:
+        ratio = by_name[name].rss_bytes / cpp.rss_bytes
+        lines.append(f"{name}: RSS {ratio:.2f}x llama-server with the same slots and context")
+    lines.append("(issue 15: edged's default config <= 1.20x llama-server's; with a broker, reported)")
     clouded = [row.name for row in rows for run in row.runs if run.answered_by != "local"]
     if clouded:
         lines.append(f"note: answered off the device (not a local measurement): {sorted(set(clouded))}")

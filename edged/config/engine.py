@@ -72,6 +72,12 @@ class EngineSettings(StrictModel):
         description="Element type of the KV cache: q8_0 halves its memory (with flash attention) at a "
         "negligible quality cost.",
     )
+    prompt_cache: bool = Field(
+        default=True,
+        description="Keep a finished request's KV cells in its slot and prefill the next request placed there "
+        "only after their common prefix (the system prompt, an earlier turn), as llama-server's cache_prompt; "
+        "off = every prompt is prefilled from its first token.",
+    )
     confidence: bool = Field(
         default=True, description="Compute per-token confidence signals (logprob, top-2 margin, entropy)."
     )

@@ -32,6 +32,7 @@ class FinishEvent:
     completion_tokens: int
     confidence: ConfidenceSummary
     queue_ms: float
+    cached_tokens: int = 0  # prompt tokens whose KV cells were kept from the slot's previous request
 
 
 @dataclass(frozen=True, slots=True)

@@ -229,6 +229,11 @@ class NativeContext:
         """Free every KV cell of a sequence."""
         llama.llama_memory_seq_rm(self._memory, seq, -1, -1)
 
+    def truncate(self, seq: int, keep: int) -> bool:
+        """Free a sequence's KV cells from position `keep` on; False when the model's memory cannot do that
+        (a recurrent model keeps no per-position cells), leaving the cells as they were."""
+        return bool(llama.llama_memory_seq_rm(self._memory, seq, keep, -1))
+
     def reset(self) -> None:
         llama.llama_memory_clear(self._memory, True)
 

@@ -60,7 +60,9 @@ class _Sequence:
     sampler: NativeSampler | None  # None: greedy without grammar, taken from the argmax we compute anyway
     admitted_at: float
     prefilled: int = 0
-    n_past: int = 0
+    reused: int = 0  # prompt tokens found in the slot's kept KV cells (engine.prompt_cache)
+    n_past: int = 0  # KV cells held: prompt[:prefilled] + decoded
+    decoded: list[int] = field(default_factory=list)  # generated tokens already in the KV cache
     generated: int = 0
     last_token: int = -1
     signals: list[TokenSignals] = field(default_factory=list)
@@ -104,6 +106,9 @@ class LlamaEngine:
         self._signals = SignalComputer()
         self._waiting: deque[GenerationJob] = deque()
         self._slots: list[_Sequence | None] = [None] * settings.slots
+        # The tokens whose KV cells a free slot still holds (its last request's prompt and answer), so the next
+        # request in that slot prefills only what follows their common prefix (engine.prompt_cache).
+        self._kept: list[list[int]] = [[] for _ in range(settings.slots)]
 
     # ----------------------------------------------------------------- lifecycle (any thread)
 
@@ -307,7 +312,10 @@ class LlamaEngine:
     def _retire(self, seq: _Sequence, event: FinishEvent | ErrorEvent) -> None:
         """Free the slot and its KV cells at once, then tell the caller."""
         assert self._ctx is not None
-        self._ctx.forget(seq.slot)
+        if self._settings.prompt_cache:
+            self._kept[seq.slot] = [*seq.prompt[: seq.prefilled], *seq.decoded]
+        else:
+            self._ctx.forget(seq.slot)
         if seq.sampler is not None:
             seq.sampler.close()
         self._slots[seq.slot] = None
@@ -349,7 +357,7 @@ class LlamaEngine:
         while self._waiting and None in self._slots:
             job = self._waiting.popleft()
             try:
-                seq = self._prepare(job, self._slots.index(None))
+                seq = self._prepare(job)
             except EdgedError as exc:
                 self._finish_job(job, ErrorEvent(exc))
                 continue
@@ -357,14 +365,33 @@ class LlamaEngine:
                 logger.exception("request %s: preparing it failed", job.request_id)
                 self._finish_job(job, ErrorEvent(EngineError(f"preparing the request failed: {_named(exc)}")))
                 continue
-            self._slots[seq.slot] = seq
+            self._place(seq)
             with self._lock:
                 self._busy += 1
         with self._lock:
             self._waiting_count = len(self._waiting)  # stats() then shows no job that was refused or admitted
 
-    def _prepare(self, job: GenerationJob, slot: int) -> _Sequence:
-        """Render, tokenize and check a job against the slot's context; build its sampler."""
+    def _place(self, seq: _Sequence) -> None:
+        """Put a sequence in the free slot whose kept tokens share the longest prefix with its prompt, and start
+        its prefill after that prefix (at least the prompt's last token is decoded: its logits are needed)."""
+        assert self._ctx is not None
+        free = [slot for slot, occupant in enumerate(self._slots) if occupant is None]
+        shared = {slot: _common_prefix(self._kept[slot], seq.prompt) for slot in free}
+        # the longest common prefix; among equals the slot keeping least, so other slots keep their prompts
+        slot = max(free, key=lambda s: (shared[s], -len(self._kept[s])))
+        reuse = min(shared[slot], len(seq.prompt) - 1)
+        if reuse < len(self._kept[slot]) and not self._ctx.truncate(slot, reuse):
+            # a model whose memory cannot be cut at a position (recurrent): start afresh
+            self._ctx.forget(slot)
+            reuse = 0
+        self._kept[slot] = []
+        seq.slot = slot
+        seq.prefilled = seq.n_past = seq.reused = reuse
+        self._slots[slot] = seq
+
+    def _prepare(self, job: GenerationJob) -> _Sequence:
+        """Render, tokenize and check a job against a slot's context; build its sampler (its slot is chosen
+        by _place)."""
         assert self._model is not None
         assert self._template is not None
         model = self._model
@@ -386,7 +413,7 @@ class LlamaEngine:
                 sampler = NativeSampler(model, params.temperature, params.top_p, seed, job.grammar)
             except ValueError as exc:
                 raise InvalidRequest("json_schema", str(exc)) from None
-        seq = _Sequence(slot=slot, job=job, prompt=prompt, sampler=sampler, admitted_at=time.monotonic())
+        seq = _Sequence(slot=-1, job=job, prompt=prompt, sampler=sampler, admitted_at=time.monotonic())
         seq.stops = StopMatcher(params.stop)
         seq.recent = RecentTokens(self._settings.repeat_last_n, self._settings.repeat_penalty)
         seq.loop = LoopGuard(self._settings.loop_guard_tokens)
@@ -408,6 +435,7 @@ class LlamaEngine:
             if not seq.prefilling and seq.last_token >= 0:
                 outputs.append((seq, ctx.add(seq.last_token, seq.n_past, seq.slot, want_logits=True)))
                 seq.n_past += 1
+                seq.decoded.append(seq.last_token)
         budget = min(self._settings.prefill_chunk, ctx.n_batch - ctx.n_tokens)
         for seq in sorted((s for s in active if s.prefilling), key=lambda s: s.admitted_at):
             if budget <= 0:
@@ -509,6 +537,7 @@ class LlamaEngine:
             completion_tokens=seq.generated,
             confidence=ConfidenceSummary.of(seq.signals),
             queue_ms=(seq.admitted_at - seq.job.submitted_at) * 1000.0,
+            cached_tokens=seq.reused,
         )
         self._retire(seq, event)
 
@@ -519,6 +548,15 @@ class LlamaEngine:
         except Exception:
             # A caller's sink must never take the engine down; the caller is gone or broken.
             logger.exception("request %s: delivering an engine event failed", job.request_id)
+
+
+def _common_prefix(a: list[int], b: list[int]) -> int:
+    """How many leading tokens two token lists share."""
+    n = min(len(a), len(b))
+    i = 0
+    while i < n and a[i] == b[i]:
+        i += 1
+    return i
 
 
 def _named(exc: Exception) -> str:

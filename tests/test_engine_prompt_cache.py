@@ -1,0 +1,76 @@
+"""The prompt cache (engine.prompt_cache), on the real model: a request placed in a slot whose kept KV cells share a
+prefix with its prompt prefills only the rest, and gets the same greedy answer as a prompt prefilled in full."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from edged.config.engine import EngineSettings
+from edged.engine import FinishEvent, LlamaEngine
+from edged.models import ModelRegistry
+from tests.engine_parts import submit
+
+pytestmark = pytest.mark.slow
+
+MODEL_ID = "smollm2-135m-instruct-q4_1"
+FIRST = "Describe in detail how a steam engine works."
+OTHER = "Name three fruits and say which one is the sweetest."
+
+
+def make_engine(**settings: object) -> LlamaEngine:
+    path = ModelRegistry.from_dir().resolve(MODEL_ID).path
+    config = {"threads": 2, "slots": 1, "context_per_slot": 512, **settings}
+    engine = LlamaEngine(MODEL_ID, path, EngineSettings.model_validate(config))
+    engine.start()
+    return engine
+
+
+@pytest.fixture(scope="module")
+def cached() -> Iterator[LlamaEngine]:
+    engine = make_engine()
+    yield engine
+    engine.close()
+
+
+@pytest.fixture(scope="module")
+def uncached() -> Iterator[LlamaEngine]:
+    engine = make_engine(prompt_cache=False)
+    yield engine
+    engine.close()
+
+
+def answer(engine: LlamaEngine, prompt: str) -> tuple[str, FinishEvent]:
+    job = submit(engine, prompt, 24)
+    end = job.wait()
+    assert isinstance(end, FinishEvent), end
+    return job.text, end
+
+
+def test_a_repeated_prompt_reuses_all_but_its_last_token_and_answers_alike(
+    cached: LlamaEngine, uncached: LlamaEngine
+) -> None:
+    expected, plain = answer(uncached, FIRST)
+    assert plain.cached_tokens == 0
+    answer(cached, OTHER)  # whatever the slot held before
+    text, first = answer(cached, FIRST)
+    again, second = answer(cached, FIRST)
+    assert first.cached_tokens < first.prompt_tokens - 1  # only the shared chat-template head was kept
+    assert second.cached_tokens == second.prompt_tokens - 1  # the last prompt token is decoded for its logits
+    assert text == again == expected
+
+
+def test_a_different_prompt_reuses_only_the_shared_head(cached: LlamaEngine, uncached: LlamaEngine) -> None:
+    """SmolLM2's template opens every prompt with the same system turn: that part is kept, the rest prefilled."""
+    answer(cached, FIRST)
+    text, end = answer(cached, OTHER)
+    expected, plain = answer(uncached, OTHER)
+    assert 0 < end.cached_tokens < end.prompt_tokens - 1
+    assert plain.cached_tokens == 0
+    assert text == expected
+
+
+def test_without_the_cache_nothing_is_reused(uncached: LlamaEngine) -> None:
+    answer(uncached, FIRST)
+    assert answer(uncached, FIRST)[1].cached_tokens == 0
