@@ -310,12 +310,14 @@ class LlamaEngine:
                 self._retire(seq, ErrorEvent(DeadlineExceeded("the deadline passed during generation")))
 
     def _retire(self, seq: _Sequence, event: FinishEvent | ErrorEvent) -> None:
-        """Free the slot and its KV cells at once, then tell the caller."""
+        """Free the slot (a finished answer's KV cells stay for the next prompt there, engine.prompt_cache; an
+        ended one's are freed at once), then tell the caller."""
         assert self._ctx is not None
-        if self._settings.prompt_cache:
+        if self._settings.prompt_cache and isinstance(event, FinishEvent):
             self._kept[seq.slot] = [*seq.prompt[: seq.prefilled], *seq.decoded]
-        else:
+        else:  # an error may have left cells of a batch that did not decode: nothing of it is trusted
             self._ctx.forget(seq.slot)
+            self._kept[seq.slot] = []
         if seq.sampler is not None:
             seq.sampler.close()
         self._slots[seq.slot] = None
