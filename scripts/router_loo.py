@@ -296,6 +296,7 @@ def main() -> None:
     parser.add_argument("--router", type=Path, default=Path("models/router"))
     parser.add_argument("--synthetic", action="store_true", help="train on the synthetic set too")
     parser.add_argument("--json", type=Path, help="write the figures here as JSON")
+    parser.add_argument("--part", choices=("both", "loo", "in-distribution"), default="both")
     args = parser.parse_args()
     public = load(sorted(args.public.glob("*.jsonl")), args.public_labels, None)
     synthetic = load([args.items], args.labels, "synthetic")
@@ -305,9 +306,14 @@ def main() -> None:
         f"public datasets{' and the synthetic set' if args.synthetic else ''}",
         flush=True,
     )
-    rows = leave_one_out(public, synthetic if args.synthetic else None, shipped)
-    inside = in_distribution(public, synthetic, shipped)
-    print(table(rows))
+    rows = (
+        leave_one_out(public, synthetic if args.synthetic else None, shipped)
+        if args.part != "in-distribution"
+        else []
+    )
+    inside = in_distribution(public, synthetic, shipped) if args.part != "loo" else {}
+    if rows:
+        print(table(rows))
     if args.json:
         held = [dataclasses.asdict(r) for r in rows]
         args.json.write_text(json.dumps({"leave_one_out": held, "in_distribution": inside}, indent=1))
