@@ -50,7 +50,7 @@ FloatArray = npt.NDArray[np.float64]
 SEED = 5
 FOLDS = 5
 STACK_FOLDS = 3  # out-of-fold answer scores for the AUTO stacking inside each training set
-SETS = ("shipped", "router", "auto", "confidence", "confidence+cues", "auto+cues")
+SETS = ["shipped", "router", "auto", "confidence", "confidence+cues", "auto+cues"]
 
 
 @dataclass
@@ -297,7 +297,9 @@ def main() -> None:
     parser.add_argument("--synthetic", action="store_true", help="train on the synthetic set too")
     parser.add_argument("--json", type=Path, help="write the figures here as JSON")
     parser.add_argument("--part", choices=("both", "loo", "in-distribution"), default="both")
+    parser.add_argument("--sets", nargs="+", choices=tuple(SETS), default=list(SETS), help="signal sets to compare")
     args = parser.parse_args()
+    SETS[:] = args.sets  # the one switch every figure below reads
     public = load(sorted(args.public.glob("*.jsonl")), args.public_labels, None)
     synthetic = load([args.items], args.labels, "synthetic")
     shipped = PromptRouter.load(args.router)
