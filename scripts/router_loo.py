@@ -297,7 +297,9 @@ def main() -> None:
     parser.add_argument("--synthetic", action="store_true", help="train on the synthetic set too")
     parser.add_argument("--json", type=Path, help="write the figures here as JSON")
     parser.add_argument("--part", choices=("both", "loo", "in-distribution"), default="both")
-    parser.add_argument("--sets", nargs="+", choices=tuple(SETS), default=list(SETS), help="signal sets to compare")
+    parser.add_argument(
+        "--sets", nargs="+", choices=tuple(SETS), default=list(SETS), help="signal sets to compare"
+    )
     args = parser.parse_args()
     SETS[:] = args.sets  # the one switch every figure below reads
     public = load(sorted(args.public.glob("*.jsonl")), args.public_labels, None)
