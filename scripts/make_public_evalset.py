@@ -7,7 +7,7 @@ licence); this script only reads them from SOURCES, a folder holding each reposi
 SOURCES/<owner>/<name>/<path>, and writes eval items (edged.evaluation.items), one dataset a file. Nothing is
 fetched here and nothing at run time: the items are committed files.
 
-    .venv/bin/python scripts/make_public_evalset.py SOURCES [--per-dataset 80] [--seed 14]
+    .venv/bin/python scripts/make_public_evalset.py SOURCES --per-dataset 60 [--seed 14]   # the committed samples
 
 Every dataset is sampled with random.Random(f"{seed}:{dataset}") from the items that pass its filter (below),
 so adding a dataset does not change the others' samples.
