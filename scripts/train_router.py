@@ -5,8 +5,9 @@ their sha256 manifest.
 Reproducible: the data are files in the repository, every random choice comes from --seed, and the ONNX
 graphs are written with fixed names, so the same inputs give the same bytes (and the same sha256).
 
-    inputs   bench/evalsets/train.jsonl (prompts) + models/router/train_labels.jsonl (SmolLM2's graded answers
-             and per-token signals, from scripts/label_evalset.py)
+    inputs   --items (default bench/evalsets/train.jsonl; several allowed, e.g. + bench/evalsets/public/*.jsonl)
+             + --labels (default models/router/train_labels.jsonl, + models/router/public_labels.jsonl):
+             SmolLM2's graded answers and per-token signals, from scripts/label_evalset.py
     router   prompt features only (before generation); candidates (logistic regression at several L2
              strengths, a one-hidden-layer MLP) are compared by 5-fold cross-validated AUROC on the train
              items only; the best is refitted on all of them
@@ -223,9 +224,12 @@ class Training:
     summaries: list[ConfidenceSummary]
 
 
-def load_training(items_path: Path, labels_path: Path) -> Training:
-    prompts = {item.id: item.prompt for item in load_items(items_path)}
-    rows = [json.loads(line) for line in labels_path.read_text().splitlines() if line.strip()]
+def load_training(items_paths: Sequence[Path], labels_paths: Sequence[Path]) -> Training:
+    """Every labelled item of the label files, its prompt from whichever items file holds its id."""
+    prompts = {item.id: item.prompt for path in items_paths for item in load_items(path)}
+    rows = [
+        json.loads(line) for path in labels_paths for line in path.read_text().splitlines() if line.strip()
+    ]
     return Training(
         prompts=[prompts[row["id"]] for row in rows],
         replies=[row["reply"] for row in rows],
@@ -328,8 +332,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--items", type=Path, default=Path("bench/evalsets/train.jsonl"))
-    parser.add_argument("--labels", type=Path, default=Path("models/router/train_labels.jsonl"))
+    parser.add_argument("--items", type=Path, nargs="+", default=[Path("bench/evalsets/train.jsonl")])
+    parser.add_argument("--labels", type=Path, nargs="+", default=[Path("models/router/train_labels.jsonl")])
     parser.add_argument("--out", type=Path, default=Path("models/router"))
     parser.add_argument("--seed", type=int, default=5)
     parser.add_argument("--id", default="router-smollm2-v2")
@@ -372,7 +376,8 @@ def main() -> None:
     description = (
         f"router {best} over edged.routing.features v{FEATURE_VERSION}, answer model {best_answer} over "
         f"edged.routing.answer_features v{ANSWER_FEATURE_VERSION}; trained with seed {args.seed} on {len(y)} "
-        f"items of {args.items} labelled through the engine by SmolLM2-135M-Instruct Q4_1 (greedy, 48 tokens)"
+        f"items of {', '.join(str(p) for p in args.items)} labelled through the engine by SmolLM2-135M-Instruct "
+        "Q4_1 (greedy, 48 tokens)"
     )
     (args.out / "manifest.toml").write_text(manifest_text(args.id, exported, description, report))
     print(f"wrote router.onnx ({exported.digest}), answer.onnx ({exported.answer_digest}) and the manifest")

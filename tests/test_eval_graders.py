@@ -57,6 +57,36 @@ def test_choice(reply: str, expected: bool) -> None:
     assert grade("choice", reply, "positive", ("positive", "negative")) is expected
 
 
+_OPTIONS = ("Dyslexia", "Epilepsy", "Hydrocephalus", "Narcolepsy")
+
+
+@pytest.mark.parametrize(
+    ("reply", "expected"),
+    [
+        ("D", True),
+        ("(D)", True),
+        ("D. Narcolepsy", True),
+        ("d", False),  # a lower-case letter alone is not an option letter
+        ("The answer is D.", True),
+        ("Answer: (D)", True),
+        ("Narcolepsy is a disorder of sleep.", True),  # the option's text
+        ("A person with narcolepsy falls asleep.", True),  # "A" as an article is not option A
+        ("B", False),
+        ("The answer is B: Epilepsy", False),
+        ("D, or maybe (B)", False),  # names another option by letter
+        ("Narcolepsy or epilepsy", False),  # names another option by text
+        ("I am not sure.", False),
+    ],
+)
+def test_option(reply: str, expected: bool) -> None:
+    assert grade("option", reply, "Narcolepsy", _OPTIONS) is expected
+
+
+def test_option_letters_beyond_the_choices_do_not_count() -> None:
+    assert grade("option", "C", "yes", ("yes", "no")) is False
+    assert grade("option", "A", "yes", ("yes", "no")) is True
+
+
 def test_regex() -> None:
     assert grade("regex", "It is March 15.", r"(?i)\bmarch\s+15(?!\d)")
     assert not grade("regex", "It is March 150.", r"(?i)\bmarch\s+15(?!\d)")
@@ -103,7 +133,10 @@ def test_items_parse_and_keep_choices_and_task() -> None:
             "set.jsonl:1.answer: '(' is not a valid pattern",
         ),
         (_line(id="a", prompt="p", answer="1", grader="number", extra=1), "set.jsonl:1.extra: unknown key"),
-        (_line(id="a", prompt="p", answer="1", grader="number", choices=["1"]), "only a 'choice' item"),
+        (
+            _line(id="a", prompt="p", answer="1", grader="number", choices=["1"]),
+            "only a 'choice' or 'option' item",
+        ),
     ],
 )
 def test_bad_items_name_line_key_and_value(line: str, message: str) -> None:

@@ -1,7 +1,8 @@
 """Eval items: one JSON object per line, validated field by field.
 
-{"id": str, "prompt": str, "answer": str, "grader": "number"|"contains"|"choice"|"regex",
- "choices": [str] (choice only), "task": str (optional: a label for per-task breakdowns)}
+{"id": str, "prompt": str, "answer": str, "grader": "number"|"contains"|"choice"|"regex"|"option",
+ "choices": [str] (choice and option only; an option item lists them in letter order A, B, ...),
+ "task": str (optional: a label for per-task breakdowns)}
 """
 
 from __future__ import annotations
@@ -14,10 +15,11 @@ from pathlib import Path
 from typing import Any, cast
 
 from edged.errors import InvalidRequest
-from edged.evaluation.graders import GRADERS, GraderName, grade
+from edged.evaluation.graders import GRADERS, OPTION_LETTERS, GraderName, grade
 
 MAX_PROMPT_CHARS = 32_000
 _KEYS = {"id", "prompt", "answer", "grader", "choices", "task"}
+_WITH_CHOICES = ("choice", "option")
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,7 +41,7 @@ class EvalItem:
             "answer": self.answer,
             "grader": self.grader,
         }
-        if self.grader == "choice":
+        if self.grader in _WITH_CHOICES:
             out["choices"] = list(self.choices)
         if self.task:
             out["task"] = self.task
@@ -80,12 +82,16 @@ def parse_item(raw: object, where: str) -> EvalItem:
 
 def _choices(raw: dict[str, Any], where: str, grader: GraderName, answer: str) -> tuple[str, ...]:
     choices = raw.get("choices")
-    if grader != "choice":
+    if grader not in _WITH_CHOICES:
         if choices is not None:
             raise InvalidRequest(
-                f"{where}.choices", f"only a 'choice' item has choices, grader is {grader!r}"
+                f"{where}.choices", f"only a 'choice' or 'option' item has choices, grader is {grader!r}"
             )
         return ()
+    if grader == "option" and isinstance(choices, list) and len(choices) > len(OPTION_LETTERS):
+        raise InvalidRequest(
+            f"{where}.choices", f"{len(choices)} options exceeds {len(OPTION_LETTERS)} (A-J)"
+        )
     if (
         not isinstance(choices, list)
         or len(choices) < 2
