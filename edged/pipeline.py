@@ -79,6 +79,17 @@ def _why_not_cloud(exc: BaseException) -> str:
     return f"{reason}:{exc.field}" if isinstance(exc, CloudRefused) else reason
 
 
+DEADLINE_PASSED = "the deadline passed before the answer was complete"
+
+
+def _ended_early(request: InferenceRequest) -> EdgedError:
+    """Why an answer was closed before it ended: its deadline (the transport ends the call at it), else the
+    caller left."""
+    if request.deadline is not None and time.monotonic() >= request.deadline:
+        return DeadlineExceeded(DEADLINE_PASSED)
+    return Cancelled("the caller went away")
+
+
 class InferencePipeline:
     def __init__(
         self,
@@ -121,8 +132,8 @@ class InferencePipeline:
                     self._end(request, trail, answer=item)
                 yield item
         except (asyncio.CancelledError, GeneratorExit):
-            if not trail.ended:  # the caller went away (cancelled, disconnected or past its deadline)
-                self._fail(request, trail, Cancelled("the caller went away"))
+            if not trail.ended:  # the caller went away (cancelled, disconnected), or its deadline cut it off
+                self._fail(request, trail, _ended_early(request))
             raise
         except Exception as exc:  # a domain error, or a fault of edged's own (counted as internal_error)
             self._fail(request, trail, exc)

@@ -50,6 +50,16 @@ def scraped(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scraped]:
         with pytest.raises(grpc.RpcError) as refused:
             edged.generate(prompt=QUESTION, max_tokens=100_000)
         assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        with pytest.raises(grpc.RpcError) as late:  # edged ends the call at its deadline, mid-answer
+            list(
+                edged.stub.GenerateStream(
+                    pb.GenerateRequest(
+                        prompt="Write a long essay about rivers.", max_tokens=256, mode=pb.PREFER_LOCAL
+                    ),
+                    timeout=1.0,
+                )
+            )
+        assert late.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
         yield Scraped(scrape(port), usages)
 
 
@@ -63,6 +73,17 @@ def test_a_refused_request_is_counted_with_its_outcome(scraped: Scraped) -> None
     """Operators see clients sending bad requests: outcome invalid_request, route none (never routed)."""
     families = scraped.families
     assert sample(families, "edged_requests_total", mode="auto", route="none", outcome="invalid_request") == 1
+
+
+def test_a_request_cut_off_at_its_deadline_is_counted_as_deadline_exceeded(scraped: Scraped) -> None:
+    """Not as `cancelled`: edged itself ended the call at the caller's deadline."""
+    families = scraped.families
+    labels = {"mode": "prefer_local", "route": "local"}
+    assert sample(families, "edged_requests_total", outcome="deadline_exceeded", **labels) == 1
+    counted = [
+        s.labels["outcome"] for s in families["edged_requests"].samples if s.name == "edged_requests_total"
+    ]
+    assert "cancelled" not in counted
 
 
 def test_tokens_add_up_to_the_answers_usage(scraped: Scraped) -> None:

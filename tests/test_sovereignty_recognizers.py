@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from presidio_analyzer.context_aware_enhancers import LemmaContextAwareEnhancer
 from presidio_analyzer.predefined_recognizers import PhoneRecognizer
 
 from edged.config import parse_profile
@@ -15,7 +16,7 @@ from edged.errors import ConfigError
 from edged.sovereignty.cued import luhn_valid
 from edged.sovereignty.detector import Finding, disjoint
 from edged.sovereignty.evaluation import load_corpus
-from edged.sovereignty.presidio import PresidioDetector
+from edged.sovereignty.presidio import IndexedContextEnhancer, PresidioDetector
 from edged.sovereignty.shapes import RegionsPhoneRecognizer
 
 PEM = (
@@ -337,3 +338,25 @@ def test_capitalised_verbs_opening_a_sentence_are_not_names(
     detector: PresidioDetector, text: str, not_a_name: str
 ) -> None:
     assert all(not_a_name not in value for entity, value in found(detector, text) if entity == "PERSON")
+
+
+def test_the_indexed_context_enhancer_finds_the_token_presidio_finds() -> None:
+    """The bisection gives, for every start offset, the token Presidio's own linear walk gives."""
+    tokens = ["Call", " ", "Ms", ".", "Okonkwo", "on", "+44", "20", "7946", "0958", "today", "!"]
+    indices, at = [], 0
+    for token in tokens:
+        indices.append(at)
+        at += len(token) + (token != " ")  # single spaces between most tokens, as a tokenizer leaves them
+    indexed = IndexedContextEnhancer()
+    for start in range(at):
+        try:
+            expected: int | None = LemmaContextAwareEnhancer._find_index_of_match_token(
+                "w", start, tokens, indices
+            )
+        except ValueError:
+            expected = None
+        try:
+            got: int | None = indexed._find_index_of_match_token("w", start, tokens, indices)
+        except ValueError:
+            got = None
+        assert got == expected, start

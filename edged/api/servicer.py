@@ -21,7 +21,7 @@ from edged.api.convert import (
 from edged.api.status import stream_errors, unary_errors
 from edged.domain import Delta, InferenceRequest, Mode
 from edged.errors import DeadlineExceeded, EdgedError, InvalidRequest
-from edged.pipeline import InferencePipeline
+from edged.pipeline import DEADLINE_PASSED, InferencePipeline
 from edged.status import DaemonStatus
 from edged.v1 import inference_pb2 as pb
 
@@ -40,7 +40,7 @@ def answer_time(remaining_s: float) -> float:
 
 
 def _late() -> DeadlineExceeded:
-    return DeadlineExceeded("the deadline passed before the answer was complete")
+    return DeadlineExceeded(DEADLINE_PASSED)  # the pipeline counts and audits the request with the same words
 
 
 class MalformedRequest:
