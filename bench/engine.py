@@ -161,32 +161,33 @@ def edged_server(
     proc = subprocess.Popen([sys.executable, "-m", "edged.cli.main", "serve", "--config", str(config)])
     target = f"unix:{sock}"
     try:
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while True:
-            try:
-                with grpc.insecure_channel(target) as channel:
-                    stub = inference_pb2_grpc.InferenceStub(channel)
-                    if stub.GetStatus(pb.GetStatusRequest(), timeout=1).state == "serving":
-                        break
-            except grpc.RpcError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"edged did not start (exit status {proc.poll()})")
-            time.sleep(0.2)
+        wait_ready(lambda: _grpc_serving(target), proc, "edged")
         yield target, proc.pid
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(60)
 
 
-def wait_http(url: str, proc: subprocess.Popen[bytes], what: str) -> None:
+def _grpc_serving(target: str) -> bool:
+    try:
+        with grpc.insecure_channel(target) as channel:
+            stub = inference_pb2_grpc.InferenceStub(channel)
+            return bool(stub.GetStatus(pb.GetStatusRequest(), timeout=1).state == "serving")
+    except grpc.RpcError:
+        return False
+
+
+def _http_ok(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def wait_ready(ready: Callable[[], bool], proc: subprocess.Popen[bytes], what: str) -> None:
+    """Poll `ready` until it holds; fail naming the exit status if the process ends or START_TIMEOUT_S passes."""
     deadline = time.monotonic() + START_TIMEOUT_S
-    while True:
-        try:
-            if httpx.get(url, timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
+    while not ready():
         if proc.poll() is not None or time.monotonic() > deadline:
             raise RuntimeError(f"{what} did not start (exit status {proc.poll()})")
         time.sleep(0.2)
@@ -197,7 +198,7 @@ def serving(argv: list[str], base: str, ready_path: str, what: str) -> Iterator[
     """A server subprocess, ready (GET `base + ready_path` answers 200); yields (base URL, pid)."""
     proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        wait_http(base + ready_path, proc, what)
+        wait_ready(lambda: _http_ok(base + ready_path), proc, what)
         yield base, proc.pid
     finally:
         proc.send_signal(signal.SIGTERM)

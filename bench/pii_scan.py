@@ -49,7 +49,7 @@ from pii_corpus import generate  # bench/pii_corpus.py, beside this script
 from edged.config.privacy import DataPolicy, PrivacySettings
 from edged.domain import Message
 from edged.sovereignty.detector import Finding
-from edged.sovereignty.evaluation import EntityScore, load_corpus, score, total
+from edged.sovereignty.evaluation import EntityScore, load_corpus, released_text, score, total
 from edged.sovereignty.gate import SensitivityGate
 
 CORPORA = {
@@ -216,11 +216,7 @@ def print_generated(slice_name: str, presidio: Scan) -> None:
             if verdict.policy is not DataPolicy.ALLOW:
                 clean_flagged.append(f"{entry['id']} ({verdict.reasons[0]})")
             continue
-        sent = (
-            "\n".join(m.content for m in gate.release(messages, verdict).messages)
-            if verdict.allows_cloud
-            else ""
-        )
+        sent = released_text(gate, messages, verdict)
         for gold in entry["entities"]:
             value, gold_type = gold["value"], gold["type"]
             stays = value not in sent

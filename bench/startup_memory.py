@@ -224,15 +224,7 @@ def llama_server_once(workdir: Path, n_ctx: int, threads: int) -> Run:
     base = f"http://127.0.0.1:{port}"
     argv = [sys.executable, "-m", "llama_cpp.server", "--model", str(model_file()), "--host", "127.0.0.1"]
     argv += ["--port", str(port), "--n_ctx", str(n_ctx), "--n_threads", str(threads), "--verbose", "false"]
-    log = workdir / "llama_server.log"
-    started = time.monotonic()
-    with running(argv, dict(os.environ), log) as proc:
-        ready_at = poll_until(lambda: _http_ok(base + "/v1/models"), proc, log, "llama_cpp.server")
-        answered_at = poll_until(lambda: _chat_ok(base, 1), proc, log, "llama_cpp.server answer")
-        if not _chat_ok(base, MAX_TOKENS):
-            raise RuntimeError("llama_cpp.server failed the 16-token request")
-        rss = rss_with_children(proc.pid)
-    return Run(ready_at - started, answered_at - started, rss)
+    return _openai_server_run(argv, base, "/v1/models", workdir / "llama_server.log", "llama_cpp.server")
 
 
 def cpp_server_once(workdir: Path, binary: Path, slots: int, n_ctx: int, threads: int) -> Run:
@@ -251,13 +243,18 @@ def cpp_server_once(workdir: Path, binary: Path, slots: int, n_ctx: int, threads
         str(slots),
     ]
     argv += ["-c", str(n_ctx), "-t", str(threads), "-tb", str(threads), "-cb", "--jinja"]
-    log = workdir / "cpp_server.log"
+    return _openai_server_run(argv, base, "/health", workdir / "cpp_server.log", "llama-server")
+
+
+def _openai_server_run(argv: list[str], base: str, ready_path: str, log: Path, what: str) -> Run:
+    """Start an OpenAI-compatible server; ready when GET `ready_path` answers, then its first 1-token answer,
+    one MAX_TOKENS answer and its RSS."""
     started = time.monotonic()
     with running(argv, dict(os.environ), log) as proc:
-        ready_at = poll_until(lambda: _http_ok(base + "/health"), proc, log, "llama-server")
-        answered_at = poll_until(lambda: _chat_ok(base, 1), proc, log, "llama-server answer")
+        ready_at = poll_until(lambda: _http_ok(base + ready_path), proc, log, what)
+        answered_at = poll_until(lambda: _chat_ok(base, 1), proc, log, f"{what} answer")
         if not _chat_ok(base, MAX_TOKENS):
-            raise RuntimeError("llama-server failed the 16-token request")
+            raise RuntimeError(f"{what} failed the {MAX_TOKENS}-token request")
         rss = rss_with_children(proc.pid)
     return Run(ready_at - started, answered_at - started, rss)
 

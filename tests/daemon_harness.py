@@ -31,6 +31,11 @@ class RunningDaemon:
         self.stub: Any = inference_pb2_grpc.InferenceStub(self.channel)
         self.exit_code: int | None = None
 
+    def openai_base_url(self) -> str:
+        """The HTTP API's TCP listener as an OpenAI base URL (http://HOST:PORT/v1; [http] tcp must be set)."""
+        tcp = [a for a in self.status().http_listeners if a.startswith("http://")]
+        return tcp[0] + "/v1"
+
     def health(self, service: str = "") -> int:
         stub = health_pb2_grpc.HealthStub(self.channel)
         response = stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=5)

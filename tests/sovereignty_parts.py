@@ -11,6 +11,8 @@ recorded when it returns.
 from __future__ import annotations
 
 import asyncio
+import functools
+import importlib.util
 import json
 import re
 import threading
@@ -35,6 +37,7 @@ from edged.v1.escalation_pb2 import EscalationChunk, EscalationRequest, WorkerPr
 from tests.escalation_parts import start_worker
 
 CORPUS = Path(__file__).parent / "data" / "pii_corpus.jsonl"
+GENERATOR = Path(__file__).resolve().parents[1] / "bench" / "pii_corpus.py"
 WAIT_S = 30.0
 TAP_TOPIC = "wiretap-barrier"
 
@@ -94,6 +97,17 @@ def load_sample(ids: Iterable[str] = SAMPLE_IDS) -> list[CorpusCase]:
     missing = [i for i in wanted if i not in cases]
     assert not missing, f"corpus ids not found in {CORPUS}: {missing}"
     return [cases[i] for i in wanted]
+
+
+@functools.cache
+def generated_corpus(slice_name: str) -> tuple[dict[str, Any], ...]:
+    """bench/pii_corpus.py's slice (loaded from its file: bench/ is scripts, not a package), generated once."""
+    spec = importlib.util.spec_from_file_location("pii_corpus", GENERATOR)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return tuple(module.generate(slice_name))
 
 
 # ---- searching for raw values ----------------------------------------------------------------------------

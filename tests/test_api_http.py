@@ -42,19 +42,14 @@ def edged(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningDaemon]:
         yield daemon
 
 
-def base_url(edged: RunningDaemon) -> str:
-    tcp = [a for a in edged.status().http_listeners if a.startswith("http://")]
-    return tcp[0] + "/v1"
-
-
 @pytest.fixture(scope="module")
 def client(edged: RunningDaemon) -> Iterator[openai.OpenAI]:
-    with openai.OpenAI(base_url=base_url(edged), api_key=TOKEN, max_retries=0, timeout=60) as c:
+    with openai.OpenAI(base_url=edged.openai_base_url(), api_key=TOKEN, max_retries=0, timeout=60) as c:
         yield c
 
 
 def raw(edged: RunningDaemon, path: str, body: Any, token: str = TOKEN) -> httpx.Response:
-    url = base_url(edged).removesuffix("/v1") + path
+    url = edged.openai_base_url().removesuffix("/v1") + path
     content = body if isinstance(body, bytes) else json.dumps(body).encode()
     headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
     return httpx.post(url, content=content, headers=headers, timeout=60)
@@ -196,7 +191,7 @@ def test_edged_controls_through_extra_body(client: openai.OpenAI) -> None:
 
 def test_async_openai_client(edged: RunningDaemon) -> None:
     async def ask_twice() -> tuple[str, str]:
-        async with openai.AsyncOpenAI(base_url=base_url(edged), api_key=TOKEN, max_retries=0) as c:
+        async with openai.AsyncOpenAI(base_url=edged.openai_base_url(), api_key=TOKEN, max_retries=0) as c:
             messages: Any = [{"role": "user", "content": QUESTION}]
             one = await c.chat.completions.create(
                 model=MODEL, messages=messages, max_tokens=16, temperature=0
@@ -296,7 +291,7 @@ def test_the_sdk_raises_its_typed_errors(client: openai.OpenAI, edged: RunningDa
     with pytest.raises(openai.NotFoundError):
         client.chat.completions.create(model="nope", messages=[{"role": "user", "content": "hi"}])
     with (
-        openai.OpenAI(base_url=base_url(edged), api_key="wrong", max_retries=0) as wrong,
+        openai.OpenAI(base_url=edged.openai_base_url(), api_key="wrong", max_retries=0) as wrong,
         pytest.raises(openai.AuthenticationError),
     ):
         chat(wrong, max_tokens=4)
@@ -334,7 +329,7 @@ def test_a_client_that_closes_mid_stream_frees_its_slot(edged: RunningDaemon, cl
 
 
 def test_health_needs_no_token(edged: RunningDaemon) -> None:
-    response = httpx.get(base_url(edged).removesuffix("/v1") + "/health", timeout=10)
+    response = httpx.get(edged.openai_base_url().removesuffix("/v1") + "/health", timeout=10)
     assert response.status_code == 200
     assert response.json() == {"status": "serving"}
 

@@ -504,8 +504,9 @@ def test_ctrl_c_stops_the_demo_in_order(tmp_path: Path) -> None:
 
 
 def openai_client(daemon: RunningDaemon) -> openai.OpenAI:
-    url = next(a for a in daemon.status().http_listeners if a.startswith("http://"))
-    return openai.OpenAI(base_url=url + "/v1", api_key="unused", max_retries=0, timeout=DEADLINE_S)
+    return openai.OpenAI(
+        base_url=daemon.openai_base_url(), api_key="unused", max_retries=0, timeout=DEADLINE_S
+    )
 
 
 def test_cloud_only_over_http_is_answered_by_the_worker_unary_and_streamed(

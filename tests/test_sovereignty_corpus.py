@@ -7,19 +7,26 @@ afterwards and never tuned against. Their scores are in docs/sovereignty.md (ben
 
 from __future__ import annotations
 
-import importlib.util
 import re
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from edged.config import parse_profile
 from edged.config.privacy import DataPolicy, PrivacySettings
 from edged.domain import Message
-from edged.sovereignty.evaluation import CorpusEntry, EntityScore, gold_spans, load_corpus, score, total
+from edged.sovereignty.evaluation import (
+    CorpusEntry,
+    EntityScore,
+    gold_spans,
+    load_corpus,
+    released_text,
+    score,
+    total,
+)
 from edged.sovereignty.gate import SensitivityGate
 from edged.sovereignty.presidio import PresidioDetector
+from tests.sovereignty_parts import generated_corpus
 
 DATA = Path(__file__).parent / "data"
 DEV = load_corpus(DATA / "pii_corpus.jsonl")
@@ -105,36 +112,19 @@ def test_gold_spans_find_every_occurrence() -> None:
 # -- the generated corpus (bench/pii_corpus.py): dev slice only; the held-back slice is never tested on ----------
 
 
-def _generated(slice_name: str) -> list[dict[str, Any]]:
-    """bench/pii_corpus.py's slice (loaded from its file: bench/ is scripts, not a package)."""
-    spec = importlib.util.spec_from_file_location(
-        "pii_corpus", DATA.parent.parent / "bench" / "pii_corpus.py"
-    )
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    entries: list[dict[str, Any]] = module.generate(slice_name)
-    return entries
-
-
 def test_generated_dev_slice_keeps_every_value_on_the_device(detector: PresidioDetector) -> None:
     """PREFER_CLOUD with the default policy: a verdict kept local sends nothing, otherwise the released
     messages must not hold the value (bench/pii_scan.py prints the same per type and locale)."""
     gate = SensitivityGate(PrivacySettings(), detector)
     leaked, values, flagged, clean = [], 0, [], 0
-    for entry in _generated("dev"):
+    for entry in generated_corpus("dev"):
         messages = [Message(m["role"], m["content"]) for m in entry["messages"]]
         verdict = gate.assess(messages)
         if not entry["entities"]:
             clean += 1
             flagged += [entry["id"]] if verdict.policy is not DataPolicy.ALLOW else []
             continue
-        sent = (
-            "\n".join(m.content for m in gate.release(messages, verdict).messages)
-            if verdict.allows_cloud
-            else ""
-        )
+        sent = released_text(gate, messages, verdict)
         for gold in entry["entities"]:
             values += 1
             leaked += [f"{entry['id']} {gold['type']}"] if gold["value"] in sent else []
@@ -145,7 +135,7 @@ def test_generated_dev_slice_keeps_every_value_on_the_device(detector: PresidioD
 
 def test_generated_clean_prompts_cover_what_the_issue_names() -> None:
     for slice_name in ("dev", "test"):
-        clean = [e["messages"][0]["content"] for e in _generated(slice_name) if not e["entities"]]
+        clean = [e["messages"][0]["content"] for e in generated_corpus(slice_name) if not e["entities"]]
         first_words = {text.split()[0] for text in clean}
         assert {"Email", "Call", "Text", "Message"} & first_words  # verbs opening a sentence
         assert any(re.search(r"\b\d+\.\d+(?:\.\d+)?\b", t) for t in clean)  # version strings

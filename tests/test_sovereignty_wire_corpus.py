@@ -11,24 +11,27 @@ bench/pii_scan.py and never tuned on.
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import grpc
 import pytest
 
-from cloud_bridge.config import parse_bridge_config
 from edged.config.privacy import DEFAULT_DATA_CLASSES
 from edged.v1 import inference_pb2 as pb
 from tests.brokers import MosquittoBroker
 from tests.daemon_harness import RunningDaemon, running_daemon
-from tests.sovereignty_parts import WireMessage, leaks, wire_haystacks, wire_tap, worker_thread
+from tests.escalation_parts import bridge_config
+from tests.sovereignty_parts import (
+    WireMessage,
+    generated_corpus,
+    leaks,
+    wire_haystacks,
+    wire_tap,
+    worker_thread,
+)
 
 pytestmark = [pytest.mark.slow, pytest.mark.mqtt]
 
@@ -40,18 +43,7 @@ CALLERS = 4  # requests in flight together: the engine's slots and the MQTT roun
 CLEAN_ESCALATED_AT_LEAST = 0.9  # issue 13: clean prompts kept local or redacted needlessly <= 10%
 
 
-def _generator() -> ModuleType:
-    path = Path(__file__).resolve().parents[1] / "bench" / "pii_corpus.py"
-    spec = importlib.util.spec_from_file_location("pii_corpus", path)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault("pii_corpus", module)
-    spec.loader.exec_module(module)
-    return module
-
-
-ENTRIES: list[dict[str, Any]] = _generator().generate("dev")
+ENTRIES = generated_corpus("dev")
 PERSONAL = [e for e in ENTRIES if e["entities"]]
 CLEAN = [e for e in ENTRIES if not e["entities"]]
 
@@ -103,15 +95,7 @@ def _ask(daemon: RunningDaemon, entry: dict[str, Any], mode: str) -> Outcome:
 def corpus_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CorpusRun]:
     tmp = tmp_path_factory.mktemp("wire-corpus")
     with MosquittoBroker(workdir=tmp / "broker") as broker:
-        worker = parse_bridge_config(
-            {
-                "broker": {"url": broker.url, "reconnect_min_s": 0.1, "reconnect_max_s": 0.5},
-                "worker_id": "echo-corpus",
-                "state_dir": str(tmp / "worker"),
-                "backend": {"type": "echo", "chunk_chars": 8},
-            },
-            "test",
-        )
+        worker = bridge_config(broker.url, "echo-corpus", tmp, backend={"type": "echo", "chunk_chars": 8})
         config = {
             "device_id": "dev-corpus",
             # one llama.cpp thread: on a shared 2-core machine two wait on each other (10x slower at load 15)

@@ -17,9 +17,14 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from edged.domain import Message
 from edged.sovereignty.detector import Finding
+
+if TYPE_CHECKING:
+    from edged.sovereignty.gate import SensitivityGate
+    from edged.sovereignty.verdict import Verdict
 
 Scan = Callable[[str], Sequence[Finding]]
 
@@ -71,6 +76,14 @@ def load_corpus(path: Path) -> list[CorpusEntry]:
                 raise ValueError(f"{path}:{number}: {entity_type} value is not in the messages")
         entries.append(CorpusEntry(data["id"], messages, entities))
     return entries
+
+
+def released_text(gate: SensitivityGate, messages: Sequence[Message], verdict: Verdict) -> str:
+    """The text a PREFER_CLOUD request would send with the default policy: its released (redacted) messages, or
+    nothing when the verdict keeps it on the device."""
+    if not verdict.allows_cloud:
+        return ""
+    return "\n".join(m.content for m in gate.release(messages, verdict).messages)
 
 
 def gold_spans(text: str, entities: Iterable[tuple[str, str]]) -> set[tuple[int, int, str]]:
