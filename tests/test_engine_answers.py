@@ -101,6 +101,32 @@ def test_cmake_args_never_enable_amx_and_name_each_isa_level() -> None:
     assert cmake_args(arm) == ["-DGGML_NATIVE=OFF", "-DGGML_CPU_ARM_ARCH=armv8.2-a+dotprod+i8mm"]
 
 
+def test_each_isa_flag_is_read_as_the_kernel_spells_it(tmp_path: Path) -> None:
+    """The AVX-512 names in /proc/cpuinfo are not regular (avx512vbmi but avx512_vbmi2, avx512_vnni): the flags
+    line here is the one an Intel Xeon Sapphire Rapids reported, verbatim but for cut-out unrelated flags."""
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text(
+        "processor\t: 0\nmodel name\t: Intel(R) Xeon(R) Processor\n"
+        "flags\t\t: fpu sse4_2 avx f16c bmi2 avx2 fma avx512f avx512dq avx512ifma avx512cd avx512bw avx512vl "
+        "avx_vnni avx512_bf16 avx512vbmi avx512_vbmi2 avx512_vnni avx512_bitalg avx512_fp16 amx_bf16 "
+        "amx_tile amx_int8\n"
+    )
+    args = set(cmake_args(read_cpu_info(cpuinfo)))
+    wanted = (
+        "AVX512",
+        "AVX512_VBMI",
+        "AVX512_VNNI",
+        "AVX512_BF16",
+        "AVX_VNNI",
+        "AVX2",
+        "FMA",
+        "F16C",
+        "BMI2",
+    )
+    assert {f"-DGGML_{name}=ON" for name in wanted} <= args
+    assert {"-DGGML_AMX_TILE=OFF", "-DGGML_AMX_INT8=OFF", "-DGGML_AMX_BF16=OFF"} <= args
+
+
 def test_cpu_flags_script_runs_with_a_bare_python() -> None:
     """scripts/install runs edged/engine/cpu.py before anything is installed: standard library only."""
     script = Path(__file__).resolve().parent.parent / "edged" / "engine" / "cpu.py"

@@ -63,7 +63,9 @@ class RpcLimit:
     def __init__(self, limit: int) -> None:
         self.limit = limit
         self.active = 0
-        self._calls: set[asyncio.Task[Any]] = set()  # the tasks running the counted calls
+        # The tasks running the counted calls, each with whether it now waits inside edged's handler (True) or
+        # inside gRPC, sending what the handler yielded (False).
+        self._calls: dict[asyncio.Task[Any], bool] = {}
         self._cut: ShuttingDown | None = None  # set by cut(): why the running calls are ended
 
     async def _admit(self, context: Context) -> None:
@@ -76,16 +78,21 @@ class RpcLimit:
         self.active += 1
         task = asyncio.current_task()
         if task is not None:
-            self._calls.add(task)
+            self._calls[task] = True
 
     def _leave(self) -> None:
         self.active -= 1
         task = asyncio.current_task()
         if task is not None:
-            self._calls.discard(task)
+            self._calls.pop(task, None)
+
+    def _waiting_in_handler(self, inside: bool) -> None:
+        task = asyncio.current_task()
+        if task is not None and task in self._calls:
+            self._calls[task] = inside
 
     async def _abort_if_cut(self, context: Context) -> None:
-        """In a call that was cancelled: cut() did it, so end with its status; otherwise the caller went away."""
+        """End the call with cut()'s status if cut() ran; otherwise (a cancel) the caller went away."""
         if self._cut is None:
             return
         await context.abort(status_code(self._cut), str(self._cut))
@@ -99,8 +106,12 @@ class RpcLimit:
         """End every call still running with UNAVAILABLE and `reason` (waiting at most `timeout_s`)."""
         self._cut = reason
         calls = set(self._calls)
-        for task in calls:
-            task.cancel()
+        for task, inside in self._calls.items():
+            # A cancel delivered while gRPC sends a streamed message lands in gRPC's code, which drops the
+            # call silently (it is then cancelled with gRPC's own words); such a call checks the cut itself
+            # when gRPC asks it for the next message.
+            if inside:
+                task.cancel()
         if calls:
             await asyncio.wait(calls, timeout=timeout_s)
 
@@ -122,7 +133,10 @@ class RpcLimit:
             await self._admit(context)
             try:
                 async for item in handler(request, context):
+                    self._waiting_in_handler(False)
                     yield item
+                    await self._abort_if_cut(context)
+                    self._waiting_in_handler(True)
             except asyncio.CancelledError:
                 await self._abort_if_cut(context)
                 raise

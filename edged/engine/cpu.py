@@ -36,7 +36,7 @@ _X86_OPTIONS: tuple[tuple[str, str], ...] = (
     ("f16c", "GGML_F16C"),
     ("avx_vnni", "GGML_AVX_VNNI"),
     ("avx512f", "GGML_AVX512"),
-    ("avx512_vbmi", "GGML_AVX512_VBMI"),
+    ("avx512vbmi", "GGML_AVX512_VBMI"),  # the kernel spells this one without "_" (but avx512_vbmi2)
     ("avx512_vnni", "GGML_AVX512_VNNI"),
     ("avx512_bf16", "GGML_AVX512_BF16"),
 )
