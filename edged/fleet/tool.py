@@ -186,7 +186,7 @@ def broker_settings(args: argparse.Namespace) -> BrokerSettings:
             tls_key_file=args.cert_key_file,
         )
     except ValidationError as exc:
-        raise config_error("edged-fleet", exc, "broker") from None
+        raise config_error("options", exc, "broker") from None
 
 
 def _connect(args: argparse.Namespace, listener: Listener | None = None) -> tuple[ThreadLink, FleetObserver]:
