@@ -5,6 +5,7 @@ uses the same link. Against a real Mosquitto; the dynamic-security broker refuse
 from __future__ import annotations
 
 import queue
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,7 +14,7 @@ import pytest
 from edged.comms import MqttLink, ThreadLink
 from edged.comms.messages import LinkPhase
 from edged.config.broker import BrokerSettings
-from edged.errors import CloudUnavailable, SubscriptionRefused
+from edged.errors import CloudUnavailable, ConfigError, SubscriptionRefused
 from tests.brokers import MosquittoBroker, dynsec_broker, free_port, password_file
 from tests.escalation_parts import WAIT_S, broker_settings, run_async
 
@@ -132,3 +133,16 @@ def test_thread_link_delivers_to_the_link_s_handler_type(mosquitto: MosquittoBro
         assert got.get(timeout=WAIT_S) == "second"
     finally:
         link.stop()
+
+
+def test_thread_link_start_with_a_bad_password_file_names_it_and_leaves_nothing_running(
+    mosquitto: MosquittoBroker, tmp_path: Path
+) -> None:
+    missing = tmp_path / "no-such.password"
+    link = ThreadLink.own(
+        broker_settings(mosquitto.url, username="dev-a", password_file=str(missing)), "dev-a"
+    )
+    with pytest.raises(ConfigError, match=r"broker\.password_file = '.*no-such\.password': No such file"):
+        link.start()
+    assert not any(thread.name == "edged-mqtt" for thread in threading.enumerate())
+    link.stop()  # nothing to stop: a no-op

@@ -135,7 +135,15 @@ class ThreadLink:
         self._thread.start()
         ready.wait()
         self._loop = loop
-        self._call(self.link.start(), self.link.settings.connect_timeout_s)
+        try:
+            self._call(self.link.start(), self.link.settings.connect_timeout_s)
+        except BaseException:
+            # a bad password or TLS file (ConfigError): leave no loop thread behind
+            loop.call_soon_threadsafe(loop.stop)
+            self._thread.join()
+            self._thread = None
+            self._loop = None
+            raise
 
     def wait_connected(self, timeout_s: float) -> None:
         """Block until connected (the first connect with its subscriptions granted); CloudUnavailable naming
