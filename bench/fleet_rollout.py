@@ -28,9 +28,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from edged.comms import ThreadLink
+from edged.config.broker import BrokerSettings
 from edged.fleet.envelope import Target
 from edged.fleet.keys import Signer, load_private_key, write_key_pair
-from edged.fleet.mqtt import MqttLink
 from edged.fleet.observer import Ack, FleetObserver
 from edged.fleet.simulation import SimulatedFleet
 from edged.fleet.topics import FleetTopics
@@ -55,7 +56,10 @@ def fleet_on_broker(
     root: Path, key: Path, count: int, per_connection: int, workers: int
 ) -> Iterator[tuple[SimulatedFleet, FleetObserver, float]]:
     with MosquittoBroker(workdir=root / "broker") as broker:
-        link = MqttLink(broker.url, "bench-tool", max_inflight=1000)
+        link = ThreadLink.own(
+            BrokerSettings(url=broker.url, max_inflight_messages=1000, max_queued_messages=1_000_000),
+            "bench-tool",
+        )
         observer = FleetObserver(link, FleetTopics())
         link.start()
         link.wait_connected(10)

@@ -2,6 +2,7 @@
 
     EdgedError
      ├── InvalidRequest        a request field is out of bounds           -> INVALID_ARGUMENT
+     │    └── CloudRefused          a cloud_bridge worker refused a field
      ├── ModelNotFound         unknown model id                           -> NOT_FOUND
      ├── LimitReached          (a base: a limit refused the request)      -> RESOURCE_EXHAUSTED
      │    ├── Overloaded            slots and queue full
@@ -39,6 +40,13 @@ class InvalidRequest(EdgedError):
     def __init__(self, field: str, message: str) -> None:
         super().__init__(f"{field}: {message}")
         self.field = field
+
+
+class CloudRefused(InvalidRequest):
+    """A cloud_bridge worker refused the request as invalid (e.g. max_tokens over its max_tokens_cap).
+
+    An InvalidRequest, so CLOUD_ONLY callers get INVALID_ARGUMENT naming the field; but the request passed the
+    device's own checks, so a mode that may answer on the device falls back to it."""
 
 
 class ModelNotFound(EdgedError):

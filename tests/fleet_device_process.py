@@ -12,12 +12,13 @@ import sys
 import threading
 from pathlib import Path
 
+from edged.comms import ThreadLink
+from edged.config.broker import BrokerSettings
 from edged.config.daemon import DaemonConfig
 from edged.config.fleet import FleetSettings
 from edged.config.profile import DeviceProfile
 from edged.fleet.agent import FleetAgent
 from edged.fleet.device import ApplyOutcome
-from edged.fleet.mqtt import MqttLink
 
 CRASH_MODEL = "crash-on-apply"
 
@@ -39,7 +40,7 @@ def main() -> None:
     config = DaemonConfig(
         device_id=args.device, state_dir=args.state_dir, fleet=FleetSettings(group=args.group, key=args.key)
     )
-    link = MqttLink(args.broker, args.device, keepalive_s=5)
+    link = ThreadLink.own(BrokerSettings(url=args.broker, keepalive_s=5), args.device)
     agent = FleetAgent.from_config(config, link, apply, dict)
     agent.start()
     link.start()

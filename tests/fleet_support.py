@@ -9,13 +9,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from edged.comms import ThreadLink
+from edged.config.broker import BrokerSettings
 from edged.config.daemon import DaemonConfig
 from edged.config.fleet import FleetSettings
 from edged.fleet.agent import FleetAgent
 from edged.fleet.device import ProfileBase
 from edged.fleet.envelope import Target
 from edged.fleet.keys import Signer, load_private_key, write_key_pair
-from edged.fleet.mqtt import MqttLink
 from edged.fleet.observer import Ack, FleetObserver
 from edged.fleet.simulation import SimulatedApplier
 from edged.fleet.topics import FleetTopics
@@ -35,7 +36,7 @@ def make_signer(directory: Path, name: str) -> tuple[Signer, Path]:
 @dataclass
 class RunningAgent:
     agent: FleetAgent
-    link: MqttLink
+    link: ThreadLink
     applier: SimulatedApplier
     config: DaemonConfig
 
@@ -52,7 +53,7 @@ class FleetKit:
     public_key: Path
     topics: FleetTopics = field(default_factory=FleetTopics)
     observer: FleetObserver = field(init=False)
-    _links: list[MqttLink] = field(default_factory=list)
+    _links: list[ThreadLink] = field(default_factory=list)
     _agents: list[RunningAgent] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -61,8 +62,8 @@ class FleetKit:
         link.start()
         link.wait_connected(WAIT_S)
 
-    def _link(self, client_id: str) -> MqttLink:
-        link = MqttLink(self.broker.url, client_id)
+    def _link(self, client_id: str) -> ThreadLink:
+        link = ThreadLink.own(BrokerSettings(url=self.broker.url), client_id)
         self._links.append(link)
         return link
 
@@ -81,7 +82,7 @@ class FleetKit:
         """Start an agent the way the daemon does: agent first (Last Will, subscriptions), then the link."""
         config = self.config(device_id, group, **fleet)
         applier = applier or SimulatedApplier()
-        link = MqttLink(self.broker.url, device_id)
+        link = ThreadLink.own(BrokerSettings(url=self.broker.url), device_id)
         agent = FleetAgent(
             device_id,
             config.fleet,

@@ -1,4 +1,4 @@
-"""The fleet agent over the daemon's shared asyncio MQTT link (edged.comms) through CommsFleetLink."""
+"""The fleet agent over the daemon's shared asyncio MQTT link (edged.comms) through ThreadLink."""
 
 from __future__ import annotations
 
@@ -9,11 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from edged.comms import MqttLink
+from edged.comms import MqttLink, ThreadLink
 from edged.config.broker import BrokerSettings
 from edged.errors import ConfigError
-from edged.fleet.agent import FleetAgent
-from edged.fleet.comms_link import CommsFleetLink, fleet_will
+from edged.fleet.agent import FleetAgent, fleet_will
 from edged.fleet.envelope import Target
 from edged.fleet.simulation import SimulatedApplier
 from tests.brokers import MosquittoBroker
@@ -54,7 +53,7 @@ def test_agent_applies_and_reports_over_the_comms_link(
     will = fleet_will(config)
     link = MqttLink(config.broker, config.device_id, will=will)
     applier = SimulatedApplier()
-    agent = FleetAgent.from_config(config, CommsFleetLink(link, loop, will), applier, dict)
+    agent = FleetAgent.from_config(config, ThreadLink.over(link, loop, will), applier, dict)
     agent.start()
     _run(loop, link.start())
     try:
@@ -74,6 +73,6 @@ def test_a_comms_link_built_without_the_fleet_will_is_refused(
 ) -> None:
     config = kit.config("pi-nowill").model_copy(update={"broker": BrokerSettings(url=kit.broker.url)})
     link = MqttLink(config.broker, config.device_id)
-    agent = FleetAgent.from_config(config, CommsFleetLink(link, loop, None), SimulatedApplier(), dict)
+    agent = FleetAgent.from_config(config, ThreadLink.over(link, loop, None), SimulatedApplier(), dict)
     with pytest.raises(ConfigError, match="fleet_will"):
         agent.start()

@@ -7,8 +7,7 @@ from typing import cast
 
 import pytest
 
-from edged.fleet.link import MessageHandler
-from edged.fleet.mqtt import MqttLink
+from edged.comms import ThreadLink, TopicHandler
 from edged.fleet.observer import MAX_ACKED_VERSIONS, FleetObserver
 from edged.fleet.topics import FleetTopics
 
@@ -19,9 +18,9 @@ class RecordingLink:
     """The observer's side of a link (a seam): what it subscribed, and a way to deliver to it."""
 
     def __init__(self) -> None:
-        self.handlers: list[tuple[str, MessageHandler]] = []
+        self.handlers: list[tuple[str, TopicHandler]] = []
 
-    def subscribe(self, topic: str, handler: MessageHandler, qos: int = 1) -> None:
+    def subscribe(self, topic: str, handler: TopicHandler, qos: int = 1) -> None:
         self.handlers.append((topic, handler))
 
     def deliver(self, topic: str, payload: bytes) -> None:
@@ -33,7 +32,7 @@ class RecordingLink:
 
 def observer(max_devices: int = 100, max_acks: int = 100) -> tuple[FleetObserver, RecordingLink]:
     link = RecordingLink()
-    return FleetObserver(cast(MqttLink, link), TOPICS, max_devices=max_devices, max_acks=max_acks), link
+    return FleetObserver(cast(ThreadLink, link), TOPICS, max_devices=max_devices, max_acks=max_acks), link
 
 
 def ack(device: str, version: int) -> bytes:

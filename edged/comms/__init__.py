@@ -3,6 +3,7 @@
 from edged.comms.dispatch import BoundedInbox, TopicDispatcher
 from edged.comms.link import MqttLink
 from edged.comms.messages import InboundMessage, LinkPhase, LinkState, MessageHandler, StateListener, Will
+from edged.comms.threaded import ThreadLink, TopicHandler
 from edged.comms.wire import NO_MATCHING_SUBSCRIBERS, puback_reason
 
 __all__ = [
@@ -14,7 +15,9 @@ __all__ = [
     "MessageHandler",
     "MqttLink",
     "StateListener",
+    "ThreadLink",
     "TopicDispatcher",
+    "TopicHandler",
     "Will",
     "puback_reason",
 ]

@@ -11,6 +11,11 @@ wait for a publish. State listeners are called with call_soon, outside paho's ca
 Reconnection is one explicit loop (_supervise): connect, wait until the link is lost, back off, try again.
 The owner sees each step in `state()` (phase, failed attempts, last error, seconds to the next try) and
 through state listeners. Subscriptions are re-made on every connect (the session is always clean).
+
+`async with MqttLink(...) as link:` starts the link and waits for its first connect (CloudUnavailable if it
+failed, SubscriptionRefused if the broker refused a subscription), and stops it on the way out. Code on other
+threads (the fleet agent's worker, the `edged-fleet` tool) reaches the same link through ThreadLink
+(edged/comms/threaded.py): there is one MQTT client in edged.
 """
 
 from __future__ import annotations
@@ -19,7 +24,8 @@ import asyncio
 import contextlib
 import logging
 import time
-from typing import Any
+from types import TracebackType
+from typing import Any, Self
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
@@ -52,14 +58,23 @@ class MqttLink:
     """An MQTT v5 client with reconnect, re-subscription, a topic dispatcher and a visible state."""
 
     def __init__(
-        self, settings: BrokerSettings, client_id: str, *, will: Will | None = None, section: str = "broker"
+        self,
+        settings: BrokerSettings,
+        client_id: str,
+        *,
+        will: Will | None = None,
+        section: str = "broker",
+        password: str | None = None,
     ) -> None:
+        """`password` is for callers that hold it already (`edged-fleet` reads $EDGED_FLEET_PASSWORD); it is
+        used only when settings name no password file or credential."""
         if settings.url is None:
             raise NoCloudLink(f"{section}.url is not set: no MQTT broker is configured")
         self._settings = settings
         self._section = section
         self._client_id = settings.client_id or client_id
         self._will = will
+        self._password = password
         self._dispatcher = TopicDispatcher()
         self._listeners: list[StateListener] = []
         self._backoff = Backoff(settings.reconnect_min_s, settings.reconnect_max_s)
@@ -153,6 +168,29 @@ class MqttLink:
         self._first_connect = self._loop.create_future()
         self._supervisor = asyncio.create_task(self._supervise(), name=f"mqtt-link-{self._client_id}")
 
+    async def __aenter__(self) -> Self:
+        """Start and wait for the first connect: CloudUnavailable naming the broker and the reason if it
+        failed, SubscriptionRefused if the broker refused a subscription (the link is stopped either way)."""
+        await self.start()
+        try:
+            connected = await self.wait_first_connect()
+        except BaseException:
+            await self.stop()
+            raise
+        if not connected:
+            error = self._last_error
+            await self.stop()
+            raise CloudUnavailable(f"MQTT broker {self.broker} not reachable: {error}")
+        return self
+
+    async def __aexit__(
+        self,
+        _type: type[BaseException] | None,
+        _value: BaseException | None,
+        _traceback: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
     async def wait_up(self, timeout: float) -> bool:
         """Wait until connected; False if that did not happen within `timeout` seconds."""
         try:
@@ -201,6 +239,26 @@ class MqttLink:
         subscription = self._dispatcher.add(topic_filter, qos, handler)
         if self.is_up():
             self._send_subscribe([subscription])
+
+    async def subscribe_and_wait(
+        self, topic_filter: str, handler: MessageHandler, qos: int = 1, timeout: float | None = None
+    ) -> None:
+        """subscribe(), then wait for the broker's SUBACK while connected: SubscriptionRefused naming the
+        filter when the broker refused it, CloudUnavailable when the link is down or no SUBACK came within
+        `timeout` (default: broker.connect_timeout_s). The subscription stays registered either way."""
+        subscription = self._dispatcher.add(topic_filter, qos, handler)
+        if not self.is_up():
+            raise CloudUnavailable(
+                f"MQTT link to {self.broker} is down: {self._last_error or self._phase.value}"
+            )
+        suback = self._send_subscribe([subscription])
+        if suback is None:
+            raise CloudUnavailable(f"MQTT subscribe to {topic_filter!r} on {self.broker} was not sent")
+        wait_s = self._settings.connect_timeout_s if timeout is None else timeout
+        try:
+            await asyncio.wait_for(asyncio.shield(suback), wait_s)
+        except TimeoutError:
+            raise CloudUnavailable(f"no SUBACK for {topic_filter!r} within {wait_s}s") from None
 
     def unsubscribe(self, topic_filter: str) -> None:
         if self._dispatcher.remove(topic_filter) and self.is_up() and self._client is not None:
@@ -357,7 +415,10 @@ class MqttLink:
         client.max_inflight_messages_set(self._settings.max_inflight_messages)
         client.max_queued_messages_set(self._settings.max_queued_messages)
         if self._settings.username is not None:
-            client.username_pw_set(self._settings.username, read_password(self._settings, self._section))
+            password = read_password(self._settings, self._section)
+            client.username_pw_set(
+                self._settings.username, password if password is not None else self._password
+            )
         context = tls_context(self._settings, self._section)
         if context is not None:
             client.tls_set_context(context)

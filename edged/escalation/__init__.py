@@ -1,7 +1,7 @@
 """Escalation: requests leave the device over MQTT v5 for cloud_bridge workers (topics in topics.py)."""
 
+from edged.errors import CloudRefused
 from edged.escalation.client import (
-    CloudRefused,
     EscalationAnswer,
     EscalationClient,
     EscalationEvent,

@@ -32,7 +32,8 @@ from edged.comms.messages import InboundMessage, LinkState
 from edged.comms.wire import NO_MATCHING_SUBSCRIBERS, puback_reason
 from edged.config.broker import BrokerSettings
 from edged.domain import Delta, Usage
-from edged.errors import CloudUnavailable, DeadlineExceeded, EdgedError, InvalidRequest
+from edged.errors import CloudRefused as CloudRefused  # noqa: PLC0414 - re-exported for edged.pipeline (mypy)
+from edged.errors import CloudUnavailable, DeadlineExceeded, EdgedError
 from edged.escalation.sequencer import ChunkSequencer
 from edged.escalation.topics import EscalationTopics
 from edged.v1.escalation_pb2 import EscalationChunk, EscalationError, EscalationRequest, WorkerPresence
@@ -44,13 +45,6 @@ _FIELD = re.compile(
     r"^[A-Za-z_][A-Za-z0-9_.\[\]]{0,63}$"
 )  # what a worker's refusal names: max_tokens, stop[2]
 MAX_REFUSAL_CHARS = 400
-
-
-class CloudRefused(InvalidRequest):
-    """A cloud_bridge worker refused the request as invalid (e.g. max_tokens over its max_tokens_cap).
-
-    An InvalidRequest, so CLOUD_ONLY callers get INVALID_ARGUMENT naming the field; but the request passed the
-    device's own checks, so a mode that may answer on the device falls back to it."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,7 +5,7 @@ SIGHUP, `FleetAgent.rebase` with the re-read config; the cloud side uses the `ed
 See docs/fleet.md.
 """
 
-from edged.fleet.agent import FleetAgent, TelemetrySource, last_good_profile
+from edged.fleet.agent import FleetAgent, TelemetrySource, fleet_will, last_good_profile
 from edged.fleet.device import (
     Applier,
     ApplyOutcome,
@@ -16,7 +16,6 @@ from edged.fleet.device import (
 )
 from edged.fleet.envelope import Rejected, RejectReason, Target
 from edged.fleet.keys import KeyRing, Signer
-from edged.fleet.link import FleetLink
 from edged.fleet.topics import FleetTopics
 
 __all__ = [
@@ -26,7 +25,6 @@ __all__ = [
     "ChangeListener",
     "FleetAgent",
     "FleetDevice",
-    "FleetLink",
     "FleetTopics",
     "KeyRing",
     "ProfileBase",
@@ -35,5 +33,6 @@ __all__ = [
     "Signer",
     "Target",
     "TelemetrySource",
+    "fleet_will",
     "last_good_profile",
 ]

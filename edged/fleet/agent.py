@@ -23,13 +23,13 @@ from pathlib import Path
 from typing import Any
 
 from edged import __version__
+from edged.comms import ThreadLink, Will
 from edged.config.daemon import DaemonConfig
 from edged.config.fleet import FleetSettings
 from edged.config.profile import DeviceProfile
 from edged.errors import ConfigError
 from edged.fleet.device import Applier, ApplyOutcome, ChangeListener, FleetDevice, ProfileBase
 from edged.fleet.keys import KeyRing, load_public_key
-from edged.fleet.link import FleetLink
 from edged.fleet.store import FleetStore
 from edged.fleet.topics import FleetTopics
 
@@ -62,6 +62,14 @@ def presence_will(device_id: str, group: str | None, topics: FleetTopics) -> tup
         "cause": "connection lost",
     }
     return topics.device(device_id, "status"), _json(will)
+
+
+def fleet_will(config: DaemonConfig) -> Will:
+    """The Last Will to build the daemon's MqttLink with when the fleet is enabled."""
+    topic, payload = presence_will(
+        config.device_id, config.fleet.group, FleetTopics(config.broker.topic_prefix)
+    )
+    return Will(topic, payload, qos=1, retain=True)
 
 
 def last_good_profile(config: DaemonConfig, local: Sequence[DeviceProfile] = ()) -> DeviceProfile | None:
@@ -98,7 +106,7 @@ class FleetAgent:
         device_id: str,
         settings: FleetSettings,
         state_dir: Path,
-        link: FleetLink,
+        link: ThreadLink,
         *,
         applier: Applier,
         telemetry: TelemetrySource,
@@ -135,7 +143,7 @@ class FleetAgent:
     def from_config(
         cls,
         config: DaemonConfig,
-        link: FleetLink,
+        link: ThreadLink,
         applier: Applier,
         telemetry: TelemetrySource,
         local: Sequence[DeviceProfile] = (),

@@ -1,6 +1,7 @@
 """FleetObserver: the cloud side's view of the fleet over one MQTT link (acks, presence, state, envelopes).
 
-Handlers run on paho's thread and only record under a lock; callers wait on a condition from their own thread.
+Handlers run on the link's event loop thread and only record under a lock; callers wait on a condition from
+their own thread.
 `sync()` makes "every retained message has arrived" observable: it publishes a marker to a topic this observer
 subscribed last, and the broker delivers to one client in order, so the marker comes after the retained ones.
 
@@ -21,9 +22,9 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from edged.comms import ThreadLink
 from edged.errors import CloudUnavailable
 from edged.fleet.envelope import Envelope, Rejected, Target, decode
-from edged.fleet.mqtt import MqttLink
 from edged.fleet.rollout import FleetStatus, fleet_status
 from edged.fleet.topics import FleetTopics
 
@@ -67,7 +68,7 @@ Listener = Callable[[str, str, Any], None]  # (leaf, device or topic, parsed doc
 class FleetObserver:
     def __init__(
         self,
-        link: MqttLink,
+        link: ThreadLink,
         topics: FleetTopics,
         *,
         envelopes: bool = True,
@@ -106,7 +107,7 @@ class FleetObserver:
     def add_listener(self, listener: Listener) -> None:
         self._listeners.append(listener)
 
-    # -- paho thread -------------------------------------------------------------------------------
+    # -- the link's loop thread -------------------------------------------------------------------------------
 
     def _on_device_message(self, topic: str, payload: bytes) -> None:
         parsed = self.topics.parse(topic)

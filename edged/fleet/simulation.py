@@ -2,8 +2,9 @@
 
 Each simulated device has its own state directory, key ring, version store and merge, so it verifies,
 records durably, applies and acks exactly as a daemon does; only the applier is SimulatedApplier (no model)
-and devices share a few MQTT connections (one paho thread each) instead of one each. A device's messages are
-handled on one worker thread (shard = device index % workers), as FleetAgent's single worker would.
+and devices share a few MQTT connections (one ThreadLink, so one event loop thread, each) instead of one each.
+A device's messages are handled on one worker thread (shard = device index % workers), as FleetAgent's single
+worker would.
 
 Used by tests (tests/test_fleet_simulation.py) and by bench/fleet_rollout.py.
 """
@@ -18,13 +19,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from edged.comms import ThreadLink
+from edged.config.broker import BrokerSettings
 from edged.config.daemon import DaemonConfig
 from edged.config.engine import EngineSettings
 from edged.config.fleet import FleetSettings
 from edged.config.profile import DeviceProfile
 from edged.fleet.agent import load_keyring
 from edged.fleet.device import ApplyOutcome, FleetDevice, ProfileBase
-from edged.fleet.mqtt import Credentials, MqttLink
 from edged.fleet.store import FleetStore
 from edged.fleet.topics import FleetTopics
 
@@ -68,17 +70,18 @@ class SimulatedFleet:
         workers: int = 4,
         prefix: str = "sim",
         topics: FleetTopics | None = None,
-        credentials: Credentials | None = None,
+        broker: BrokerSettings | None = None,
         applier_factory: Callable[[], SimulatedApplier] = SimulatedApplier,
     ) -> None:
         self.topics = topics or FleetTopics()
         self.settings = FleetSettings(group=group, key=key_file)
         base = ProfileBase(DaemonConfig(state_dir=root, engine=EngineSettings(threads=1)))
+        # Many devices share each connection: far more in flight and queued than one daemon's link.
+        settings = (broker or BrokerSettings()).model_copy(
+            update={"url": url, "max_inflight_messages": 1000, "max_queued_messages": 1_000_000}
+        )
         self.appliers = [applier_factory() for _ in range(count)]
-        self.links = [
-            MqttLink(url, f"{prefix}-link-{k}", credentials, max_inflight=1000)
-            for k in range(min(connections, count))
-        ]
+        self.links = [ThreadLink.own(settings, f"{prefix}-link-{k}") for k in range(min(connections, count))]
         self.devices = [self._device(f"{prefix}-{i:05d}", root, base, i) for i in range(count)]
         self._queues: list[queue.Queue[tuple[int, str | None, bytes] | None]] = [
             queue.Queue() for _ in range(min(workers, count))
@@ -113,7 +116,7 @@ class SimulatedFleet:
         for link in self.links:
             link.wait_connected(connect_timeout_s)
 
-    def _subscribe(self, link: MqttLink, members: Sequence[int]) -> None:
+    def _subscribe(self, link: ThreadLink, members: Sequence[int]) -> None:
         by_topic: dict[str, list[int]] = {}
         for index in members:
             for topic in self.devices[index].inbound_topics():
@@ -122,7 +125,7 @@ class SimulatedFleet:
             link.subscribe(topic, lambda t, p, indexes=indexes: self._dispatch(indexes, t, p))  # type: ignore[misc]
 
     def _dispatch(self, indexes: Sequence[int], topic: str, payload: bytes) -> None:
-        # On paho's thread: only queue (each device's own shard keeps its messages in order).
+        # On the link's loop thread: only queue (each device's own shard keeps its messages in order).
         for index in indexes:
             self._queues[index % len(self._queues)].put((index, topic, payload))
 

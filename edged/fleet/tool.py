@@ -26,11 +26,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
+from edged.comms import ThreadLink
+from edged.config.base import config_error
+from edged.config.broker import BrokerSettings
 from edged.config.loader import load_profile
 from edged.errors import CloudUnavailable, ConfigError
 from edged.fleet.envelope import Rejected, Target, decode
 from edged.fleet.keys import Signer, key_announcement, load_private_key, load_public_key, write_key_pair
-from edged.fleet.mqtt import Credentials, MqttLink
 from edged.fleet.observer import FleetObserver, Listener
 from edged.fleet.rollout import FleetStatus
 from edged.fleet.topics import FleetTopics
@@ -169,12 +173,26 @@ def cmd_sign(args: argparse.Namespace) -> int:
 # -- broker commands -------------------------------------------------------------------------------
 
 
-def _connect(args: argparse.Namespace, listener: Listener | None = None) -> tuple[MqttLink, FleetObserver]:
-    password = os.environ.get("EDGED_FLEET_PASSWORD")
-    if args.password_file is not None:
-        password = args.password_file.read_text().strip()
-    credentials = Credentials(args.username, password, args.ca_file, args.cert_file, args.cert_key_file)
-    link = MqttLink(args.broker, f"edged-fleet-{uuid.uuid4().hex[:12]}", credentials)
+def broker_settings(args: argparse.Namespace) -> BrokerSettings:
+    """The [broker] schema the daemon uses, from the command line: one URL, TLS and password parser."""
+    try:
+        return BrokerSettings(
+            url=args.broker,
+            topic_prefix=args.topic_prefix,
+            username=args.username,
+            password_file=args.password_file,
+            tls_ca_file=args.ca_file,
+            tls_cert_file=args.cert_file,
+            tls_key_file=args.cert_key_file,
+        )
+    except ValidationError as exc:
+        raise config_error("options", exc, "broker") from None
+
+
+def _connect(args: argparse.Namespace, listener: Listener | None = None) -> tuple[ThreadLink, FleetObserver]:
+    password = os.environ.get("EDGED_FLEET_PASSWORD")  # used when --password-file is not given
+    client_id = f"edged-fleet-{uuid.uuid4().hex[:12]}"
+    link = ThreadLink.own(broker_settings(args), client_id, password=password)
     topics = FleetTopics(args.topic_prefix)
     observer = FleetObserver(link, topics)
     if listener is not None:

@@ -28,15 +28,14 @@ from edged.api.convert import RequestLimits
 from edged.api.server import ApiServer
 from edged.api.servicer import InferenceServicer
 from edged.cloud import CloudAnswerer
-from edged.comms.link import MqttLink
+from edged.comms import MqttLink, ThreadLink
 from edged.config import DaemonConfig, DeviceProfile, effective_profile, load_config, load_profile
 from edged.config.api import ApiSettings
 from edged.config.loader import read_toml
 from edged.errors import BackendCrashed, ConfigError, EdgedError
 from edged.escalation.client import EscalationClient
 from edged.files import FileWriter
-from edged.fleet.agent import FleetAgent, last_good_profile
-from edged.fleet.comms_link import CommsFleetLink, fleet_will
+from edged.fleet.agent import FleetAgent, fleet_will, last_good_profile
 from edged.fleet.device import ApplyOutcome, ApplyResult, ProfileBase
 from edged.local import LocalAnswerer
 from edged.models import ModelRegistry
@@ -245,7 +244,7 @@ class Daemon:
         await self._escalation.start()
         if config.fleet.enabled:
             assert self._applier is not None
-            fleet_link = CommsFleetLink(self._link, asyncio.get_running_loop(), fleet_will(config))
+            fleet_link = ThreadLink.over(self._link, asyncio.get_running_loop(), fleet_will(config))
             self._fleet = FleetAgent.from_config(
                 config,
                 fleet_link,
