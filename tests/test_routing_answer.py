@@ -1,5 +1,6 @@
 """The answer model: features of a finished local answer, the shipped ONNX model (sha256-checked, version
-checked), and the AUTO score of a finished answer stacking its score with the confidence signals."""
+checked), the AUTO score of a finished answer stacking its score with the signals and cues, and the
+signal-only fallback for another local model."""
 
 from __future__ import annotations
 
@@ -12,8 +13,8 @@ from edged.config.routing import ScoreWeights
 from edged.domain import ConfidenceSummary, TokenSignals
 from edged.errors import ModelError, ModelIntegrityError
 from edged.routing.answer_features import N_ANSWER_FEATURES, answer_features, reply_properties
-from edged.routing.features import N_FEATURES, prompt_features
 from edged.routing.cues import N_CUES, transfer_cues
+from edged.routing.features import N_FEATURES, prompt_features
 from edged.routing.router import MANIFEST_NAME, PromptRouter, effective_weights
 from edged.routing.score import auto_score
 from edged.routing.stack import STACK_INPUTS, stacked_score
