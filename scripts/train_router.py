@@ -11,11 +11,13 @@ graphs are written with fixed names, so the same inputs give the same bytes (and
     router   prompt features only (before generation); candidates (logistic regression at several L2
              strengths, a one-hidden-layer MLP) are compared by 5-fold cross-validated AUROC on the train
              items only; the best is refitted on all of them
-    answer   the same selection over answer features (prompt + reply text + confidence summary, known after
-             generation at no extra model call)
-    AUTO     the AUTO score's weights are fitted on out-of-fold answer-model scores plus each answer's
-             confidence summary; the cascade's weights on out-of-fold router scores (a partial answer has no
-             finished reply). Out-of-fold, so neither is fooled by a model's in-sample confidence
+    answer   logistic regression (L2 0.001, ANSWER_MODEL) over answer features v2 (prompt + reply text +
+             confidence summary + transfer cues, known after generation at no extra model call)
+    AUTO     [answer.stack]: a logistic model over [logit(answer score), 7 signals, 12 cues] fitted on
+             out-of-fold answer-model scores whose folds hold out one dataset at a time (the first --items
+             file, the in-distribution set, in random folds); [score_weights] (the cascade) on out-of-fold
+             router scores; [signal_weights] on the signals alone (the fallback for another local model).
+             Out-of-fold, so none is fooled by a model's in-sample confidence
     outputs  models/router/router.onnx, models/router/answer.onnx and models/router/manifest.toml
 
     .venv/bin/pip install -e '.[train]'    # onnx, for writing the graph
