@@ -206,7 +206,11 @@ class InferencePipeline:
         return await asyncio.to_thread(self.gate.assess_request, request)
 
     def _router_score(self, request: InferenceRequest) -> float | None:
-        if self.router is None or request.mode not in (Mode.AUTO, Mode.PREFER_LOCAL):
+        if (
+            self.router is None
+            or self.router.signal_only
+            or request.mode not in (Mode.AUTO, Mode.PREFER_LOCAL)
+        ):
             return None
         return self.router.score(prompt_text(request))
 
@@ -231,6 +235,7 @@ class InferencePipeline:
             if request.router_threshold is None
             else request.router_threshold,
             confidence_threshold=routing.confidence_threshold,
+            router_signal_only=self.router is not None and self.router.signal_only,
         )
 
     # ------------------------------------------------------------------ cloud first

@@ -16,7 +16,10 @@ out of the main mean. The in-distribution figure beside it: 5-fold cross-validat
     confidence      logprob / margin / entropy summary only (AUTO score    none
                     without a router)
     confidence+cues the summary plus transfer cues (edged.routing.cues)    none (regexes on prompt and reply)
-    auto+cues       the answer features with the cues appended, stacked    the answer model
+    stacked         the shipped design (scripts/train_router.py): the      the answer model + cues
+                    answer model (features v2, cues included) and the
+                    stack over [its score, signals, cues] fitted on
+                    out-of-fold scores that hold out one dataset at a time
 
     PYTHONPATH=. .venv/bin/python scripts/router_loo.py [--synthetic] [--json out.json]
 """
@@ -33,15 +36,25 @@ from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
-from train_router import PROMPT_DENSE, Network, fit_network
+from train_router import (
+    ANSWER_MODEL,
+    PROMPT_DENSE,
+    Network,
+    answer_candidates,
+    fit_network,
+    fit_stack,
+    grouped_out_of_fold,
+    stack_folds,
+    stacked_scores,
+)
 
 from edged.config.routing import ScoreWeights
 from edged.domain import ConfidenceSummary, TokenSignals
 from edged.evaluation import metrics
 from edged.evaluation.fit import fit_auto_weights, fit_logistic
 from edged.evaluation.items import EvalItem, load_items
-from edged.routing.answer_features import DENSE_COLUMNS, N_ANSWER_FEATURES, answer_features
-from edged.routing.cues import N_CUES, transfer_cues
+from edged.routing.answer_features import DENSE_COLUMNS, answer_features
+from edged.routing.cues import transfer_cues
 from edged.routing.features import prompt_features
 from edged.routing.router import PromptRouter
 from edged.routing.score import SIGNALS, auto_score, signal_values
@@ -50,7 +63,7 @@ FloatArray = npt.NDArray[np.float64]
 SEED = 5
 FOLDS = 5
 STACK_FOLDS = 3  # out-of-fold answer scores for the AUTO stacking inside each training set
-SETS = ["shipped", "router", "auto", "confidence", "confidence+cues", "auto+cues"]
+SETS = ["shipped", "router", "auto", "confidence", "confidence+cues", "stacked"]
 
 
 @dataclass
@@ -124,18 +137,10 @@ def _logistic(x: FloatArray, y: FloatArray, l2: float) -> Callable[[FloatArray],
     return lambda z: np.asarray(1.0 / (1.0 + np.exp(-(((z - mean) / std) @ w + b))), dtype=np.float64)
 
 
-def _answer_x(d: Data, cues: bool) -> FloatArray:
-    return np.hstack([d.x_answer, d.cues]) if cues else d.x_answer
-
-
-def _dense(cues: bool) -> tuple[int, ...]:
-    return (*DENSE_COLUMNS, *range(N_ANSWER_FEATURES, N_ANSWER_FEATURES + N_CUES)) if cues else DENSE_COLUMNS
-
-
-def _auto(train: Data, cues: bool) -> Scorer:
+def _auto(train: Data) -> Scorer:
     """The answer model on all of `train`, its AUTO stacking fitted on out-of-fold answer scores."""
-    x, y = _answer_x(train, cues), train.labels
-    dense = _dense(cues)
+    x, y = train.x_answer, train.labels
+    dense = DENSE_COLUMNS
 
     def fit(a: FloatArray, b: FloatArray, seed: int) -> Network:
         return fit_network(a, b, 1e-3, seed, hidden=0, dense=dense)
@@ -149,20 +154,35 @@ def _auto(train: Data, cues: bool) -> Scorer:
     net = fit(x, y, SEED)
 
     def score(d: Data) -> FloatArray:
-        answer = net.predict(_answer_x(d, cues))
+        answer = net.predict(d.x_answer)
         return np.array([auto_score(float(a), c, weights) for a, c in zip(answer, d.summaries, strict=True)])
 
     return score
 
 
-def train_set(name: str, train: Data, shipped: PromptRouter) -> Scorer:
+def _stacked(train: Data) -> Scorer:
+    """The shipped design, exactly as scripts/train_router.py trains it, on `train` only."""
+    trainer = answer_candidates()[ANSWER_MODEL]
+    prompts = [i.prompt for i in train.items]
+    oof = grouped_out_of_fold(
+        trainer, train.x_answer, train.labels, list(stack_folds(train.groups, SEED)), SEED
+    )
+    stack = fit_stack(oof, prompts, train.replies, train.summaries, train.labels)
+    net = trainer(train.x_answer, train.labels, SEED)
+    return lambda d: stacked_scores(
+        net.predict(d.x_answer), [i.prompt for i in d.items], d.replies, d.summaries, stack
+    )
+
+
+def train_set(name: str, train: Data, shipped: PromptRouter | None) -> Scorer:
     y = train.labels
     if name == "shipped":
+        if shipped is None:
+            raise ValueError("the shipped set needs --router")
+        router = shipped
         return lambda d: np.array(
             [
-                shipped.finished_score(
-                    i.prompt, r, shipped.score(i.prompt), c, shipped.manifest.score_weights
-                )
+                router.finished_score(i.prompt, r, router.score(i.prompt), c, router.manifest.score_weights)
                 for i, r, c in zip(d.items, d.replies, d.summaries, strict=True)
             ]
         )
@@ -170,9 +190,9 @@ def train_set(name: str, train: Data, shipped: PromptRouter) -> Scorer:
         net = fit_network(train.x_prompt, y, 1e-2, SEED, hidden=0, dense=PROMPT_DENSE)
         return lambda d: net.predict(d.x_prompt)
     if name == "auto":
-        return _auto(train, cues=False)
-    if name == "auto+cues":
-        return _auto(train, cues=True)
+        return _auto(train)
+    if name == "stacked":
+        return _stacked(train)
     if name == "confidence":
         weights: ScoreWeights = fit_auto_weights([None] * len(y), train.summaries, list(y > 0.5))
         return lambda d: np.array([auto_score(None, c, weights) for c in d.summaries])
@@ -214,7 +234,7 @@ class HeldOut:
     skill: dict[str, float | None] = field(default_factory=dict)
 
 
-def leave_one_out(public: Data, synthetic: Data | None, shipped: PromptRouter) -> list[HeldOut]:
+def leave_one_out(public: Data, synthetic: Data | None, shipped: PromptRouter | None) -> list[HeldOut]:
     rows: list[HeldOut] = []
     groups = np.array(public.groups)
     for task in sorted(set(public.groups)):
@@ -233,7 +253,9 @@ def leave_one_out(public: Data, synthetic: Data | None, shipped: PromptRouter) -
     return rows
 
 
-def in_distribution(public: Data, synthetic: Data, shipped: PromptRouter) -> dict[str, dict[str, object]]:
+def in_distribution(
+    public: Data, synthetic: Data, shipped: PromptRouter | None
+) -> dict[str, dict[str, object]]:
     """5-fold CV over the union (random folds); figures on the public and the synthetic part."""
     union = concat(
         [public, synthetic], [np.ones(len(public.labels), bool), np.ones(len(synthetic.labels), bool)]
@@ -260,6 +282,40 @@ def in_distribution(public: Data, synthetic: Data, shipped: PromptRouter) -> dic
             ),
         }
         print(f"  in-distribution {name}: {out[name]}", flush=True)
+    return out
+
+
+def load_heldout(items_path: Path, records_path: Path) -> Data:
+    """The synthetic held-out set as `edged eval --records` wrote it (reply, grade, confidence summary)."""
+    items = {item.id: item for item in load_items(items_path)}
+    rows = [json.loads(line) for line in records_path.read_text().splitlines() if line.strip()]
+    return Data(
+        items=[items[row["id"]] for row in rows],
+        replies=[row["reply"] for row in rows],
+        labels=np.array([float(row["local_correct"]) for row in rows]),
+        summaries=[ConfidenceSummary(**row["confidence"]) for row in rows],
+        groups=["heldout"] * len(rows),
+    )
+
+
+def heldout(
+    public: Data, synthetic: Data, held: Data, shipped: PromptRouter | None
+) -> dict[str, dict[str, object]]:
+    """Each set trained on every public and synthetic item, scored on the synthetic held-out set (the
+    in-distribution figure of docs/routing.md: skill, and the cloud share at 95% against the oracle's)."""
+    union = concat(
+        [public, synthetic], [np.ones(len(public.labels), bool), np.ones(len(synthetic.labels), bool)]
+    )
+    y = held.labels
+    cloud = np.ones_like(y)
+    oracle_share = metrics.cloud_share_at(metrics.oracle_scores(y, cloud), y, cloud)
+    out: dict[str, dict[str, object]] = {}
+    for name in SETS:
+        scores = train_set(name, union, shipped)(held)
+        auroc, skill = figures(scores, y)
+        share = metrics.cloud_share_at(scores, y, cloud)
+        out[name] = {"auroc": auroc, "skill": skill, "share_at_95": share, "oracle_share_at_95": oracle_share}
+        print(f"  heldout {name}: {out[name]}", flush=True)
     return out
 
 
@@ -296,7 +352,11 @@ def main() -> None:
     parser.add_argument("--router", type=Path, default=Path("models/router"))
     parser.add_argument("--synthetic", action="store_true", help="train on the synthetic set too")
     parser.add_argument("--json", type=Path, help="write the figures here as JSON")
-    parser.add_argument("--part", choices=("both", "loo", "in-distribution"), default="both")
+    parser.add_argument("--heldout", type=Path, default=Path("bench/evalsets/heldout.jsonl"))
+    parser.add_argument("--heldout-records", type=Path, default=Path("bench/evalsets/heldout_records.jsonl"))
+    parser.add_argument(
+        "--part", choices=("both", "loo", "in-distribution", "heldout", "loo+heldout"), default="both"
+    )
     parser.add_argument(
         "--sets", nargs="+", choices=tuple(SETS), default=list(SETS), help="signal sets to compare"
     )
@@ -304,7 +364,7 @@ def main() -> None:
     SETS[:] = args.sets  # the one switch every figure below reads
     public = load(sorted(args.public.glob("*.jsonl")), args.public_labels, None)
     synthetic = load([args.items], args.labels, "synthetic")
-    shipped = PromptRouter.load(args.router)
+    shipped = PromptRouter.load(args.router) if "shipped" in SETS else None
     print(
         f"{len(public.labels)} public items, {len(synthetic.labels)} synthetic; training on the other "
         f"public datasets{' and the synthetic set' if args.synthetic else ''}",
@@ -312,15 +372,21 @@ def main() -> None:
     )
     rows = (
         leave_one_out(public, synthetic if args.synthetic else None, shipped)
-        if args.part != "in-distribution"
+        if args.part in ("both", "loo", "loo+heldout")
         else []
     )
-    inside = in_distribution(public, synthetic, shipped) if args.part != "loo" else {}
+    inside = in_distribution(public, synthetic, shipped) if args.part in ("both", "in-distribution") else {}
+    held = load_heldout(args.heldout, args.heldout_records)
+    on_heldout = heldout(public, synthetic, held, shipped) if args.part in ("heldout", "loo+heldout") else {}
     if rows:
         print(table(rows))
     if args.json:
-        held = [dataclasses.asdict(r) for r in rows]
-        args.json.write_text(json.dumps({"leave_one_out": held, "in_distribution": inside}, indent=1))
+        held_rows = [dataclasses.asdict(r) for r in rows]
+        args.json.write_text(
+            json.dumps(
+                {"leave_one_out": held_rows, "in_distribution": inside, "heldout": on_heldout}, indent=1
+            )
+        )
 
 
 if __name__ == "__main__":

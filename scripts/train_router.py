@@ -11,11 +11,13 @@ graphs are written with fixed names, so the same inputs give the same bytes (and
     router   prompt features only (before generation); candidates (logistic regression at several L2
              strengths, a one-hidden-layer MLP) are compared by 5-fold cross-validated AUROC on the train
              items only; the best is refitted on all of them
-    answer   the same selection over answer features (prompt + reply text + confidence summary, known after
-             generation at no extra model call)
-    AUTO     the AUTO score's weights are fitted on out-of-fold answer-model scores plus each answer's
-             confidence summary; the cascade's weights on out-of-fold router scores (a partial answer has no
-             finished reply). Out-of-fold, so neither is fooled by a model's in-sample confidence
+    answer   logistic regression (L2 0.001, ANSWER_MODEL) over answer features v2 (prompt + reply text +
+             confidence summary + transfer cues, known after generation at no extra model call)
+    AUTO     [answer.stack]: a logistic model over [logit(answer score), 7 signals, 12 cues] fitted on
+             out-of-fold answer-model scores whose folds hold out one dataset at a time (the first --items
+             file, the in-distribution set, in random folds); [score_weights] (the cascade) on out-of-fold
+             router scores; [signal_weights] on the signals alone (the fallback for another local model).
+             Out-of-fold, so none is fooled by a model's in-sample confidence
     outputs  models/router/router.onnx, models/router/answer.onnx and models/router/manifest.toml
 
     .venv/bin/pip install -e '.[train]'    # onnx, for writing the graph
@@ -40,8 +42,9 @@ from onnx import TensorProto, helper, numpy_helper
 from edged.config.routing import ScoreWeights
 from edged.domain import ConfidenceSummary, TokenSignals
 from edged.evaluation import metrics
-from edged.evaluation.fit import fit_auto_weights
+from edged.evaluation.fit import fit_auto_weights, fit_logistic
 from edged.evaluation.items import load_items
+from edged.models.registry import ModelRegistry
 from edged.routing.answer_features import (
     ANSWER_FEATURE_VERSION,
     DENSE_COLUMNS,
@@ -49,7 +52,8 @@ from edged.routing.answer_features import (
     answer_features,
 )
 from edged.routing.features import DENSE_FEATURES, FEATURE_VERSION, N_FEATURES, prompt_features
-from edged.routing.score import auto_score
+from edged.routing.score import auto_score, logit
+from edged.routing.stack import STACK_INPUTS, StackWeights, stack_inputs, stacked_score
 
 FloatArray = npt.NDArray[np.float64]
 FOLDS = 5
@@ -162,6 +166,66 @@ def answer_candidates() -> dict[str, Trainer]:
     return out
 
 
+ANSWER_MODEL = (
+    "logistic(l2=0.001)"  # the shipped design's answer model (docs/routing.md: leave one dataset out)
+)
+STACK_L2 = 1e-2
+IN_DISTRIBUTION = (
+    "synthetic"  # the group split into random folds; every other group is a dataset held out whole
+)
+
+
+def stack_folds(groups: Sequence[str], seed: int) -> npt.NDArray[np.str_]:
+    """The stack's inner folds: one per public dataset, and the in-distribution set in FOLDS random folds."""
+    rng = np.random.default_rng(seed)
+    folds = np.array(groups, dtype=object)
+    mine = folds == IN_DISTRIBUTION
+    folds[mine] = [f"{IN_DISTRIBUTION}-{k}" for k in rng.permutation(int(mine.sum())) % FOLDS]
+    return folds.astype(str)
+
+
+def grouped_out_of_fold(
+    train: Trainer, x: FloatArray, y: FloatArray, folds: Sequence[str], seed: int
+) -> FloatArray:
+    """Each item scored by a model trained without its fold (for a public dataset: without the dataset)."""
+    labels = np.asarray(folds)
+    scores = np.zeros(len(y))
+    for i, fold in enumerate(sorted(set(folds))):
+        held = labels == fold
+        scores[held] = train(x[~held], y[~held], seed + i).predict(x[held])
+    return scores
+
+
+def fit_stack(
+    answer: FloatArray,
+    prompts: Sequence[str],
+    replies: Sequence[str],
+    summaries: Sequence[ConfidenceSummary],
+    y: FloatArray,
+) -> StackWeights:
+    """The stack over [logit(answer score), signals, cues], fitted standardised and written on raw scale."""
+    raw = np.array([stack_inputs(p, r, c) for p, r, c in zip(prompts, replies, summaries, strict=True)])
+    x = np.hstack([np.array([[logit(float(a))] for a in answer]), raw])
+    mean, std = x.mean(axis=0), x.std(axis=0)
+    std[std < 1e-9] = 1.0
+    w, b = fit_logistic((x - mean) / std, y, STACK_L2)
+    scaled = w / std
+    bias = b - float(scaled @ mean)
+    inputs = {name: round(float(v), 6) for name, v in zip(STACK_INPUTS, scaled[1:], strict=True)}
+    return StackWeights(bias=round(bias, 6), answer_logit=round(float(scaled[0]), 6), inputs=inputs)
+
+
+def stacked_scores(
+    answer: FloatArray,
+    prompts: Sequence[str],
+    replies: Sequence[str],
+    summaries: Sequence[ConfidenceSummary],
+    weights: StackWeights,
+) -> FloatArray:
+    rows = zip(answer, prompts, replies, summaries, strict=True)
+    return np.array([stacked_score(float(a), p, r, c, weights) for a, p, r, c in rows])
+
+
 def out_of_fold(train: Trainer, x: FloatArray, y: FloatArray, seed: int) -> FloatArray:
     folds = np.random.default_rng(seed).permutation(len(y)) % FOLDS
     scores = np.zeros(len(y))
@@ -222,11 +286,14 @@ class Training:
     replies: list[str]
     labels: FloatArray
     summaries: list[ConfidenceSummary]
+    groups: list[str]
 
 
 def load_training(items_paths: Sequence[Path], labels_paths: Sequence[Path]) -> Training:
-    """Every labelled item of the label files, its prompt from whichever items file holds its id."""
+    """Every labelled item of the label files, its prompt from whichever items file holds its id; its group
+    is IN_DISTRIBUTION for the first items file, else its task (its dataset)."""
     prompts = {item.id: item.prompt for path in items_paths for item in load_items(path)}
+    first = {item.id for item in load_items(items_paths[0])}
     rows = [
         json.loads(line) for path in labels_paths for line in path.read_text().splitlines() if line.strip()
     ]
@@ -235,6 +302,7 @@ def load_training(items_paths: Sequence[Path], labels_paths: Sequence[Path]) -> 
         replies=[row["reply"] for row in rows],
         labels=np.array([float(row["correct"]) for row in rows]),
         summaries=[ConfidenceSummary.of([TokenSignals(*s) for s in row["signals"]]) for row in rows],
+        groups=[IN_DISTRIBUTION if row["id"] in first else str(row["task"]) for row in rows],
     )
 
 
@@ -251,10 +319,34 @@ class Exported:
     digest: str
     answer_digest: str
     weights: ScoreWeights
-    answer_weights: ScoreWeights
+    signal_weights: ScoreWeights
+    stack: StackWeights
 
 
-def manifest_text(model_id: str, exported: Exported, description: str, cv: dict[str, float]) -> str:
+def _stack_table(stack: StackWeights) -> list[str]:
+    return [
+        "",
+        "[answer.stack]",
+        f"bias = {stack.bias!r}",
+        f"answer_logit = {stack.answer_logit!r}",
+        "",
+        "[answer.stack.inputs]",
+        *(f"{name} = {value!r}" for name, value in stack.inputs.items()),
+    ]
+
+
+LOCAL_MODEL = "smollm2-135m-instruct-q4_1"
+
+
+def local_model_table(model_id: str) -> list[str]:
+    """[local_model]: the model the labels came from, by id and its GGUF's sha256 (models/<id>.toml)."""
+    manifest = ModelRegistry.from_dir().manifest(model_id)
+    return ["", "[local_model]", f"id = {json.dumps(model_id)}", f'sha256 = "{manifest.sha256}"']
+
+
+def manifest_text(
+    model_id: str, exported: Exported, description: str, cv: dict[str, float], local_model: list[str]
+) -> str:
     lines = [
         "# The pre-generation router and the answer model (written by scripts/train_router.py: do not edit by hand).",
         f'id = "{model_id}"',
@@ -265,13 +357,15 @@ def manifest_text(model_id: str, exported: Exported, description: str, cv: dict[
         f"n_features = {N_FEATURES}",
         f"description = {_toml_value(description)}",
         *_weights_table("score_weights", exported.weights),
+        *_weights_table("signal_weights", exported.signal_weights),
+        *local_model,
         "",
         "[answer]",
         'file = "answer.onnx"',
         f'sha256 = "{exported.answer_digest}"',
         f"feature_version = {ANSWER_FEATURE_VERSION}",
         f"n_features = {N_ANSWER_FEATURES}",
-        *_weights_table("answer.weights", exported.answer_weights),
+        *_stack_table(exported.stack),
         "",
         "[metrics]",
         *(f"{name} = {round(value, 4)!r}" for name, value in cv.items()),
@@ -296,13 +390,13 @@ def cv_report(
     router: FloatArray,
     answer: FloatArray,
     weights: ScoreWeights,
-    answer_weights: ScoreWeights,
+    stacked: FloatArray,
 ) -> dict[str, float]:
-    """Cross-validated metrics of every signal (out-of-fold scores; the cloud taken as always right)."""
+    """Cross-validated metrics of every signal (out-of-fold scores; the cloud taken as always right).
+    `answer` is 5-fold out-of-fold; `stacked` the AUTO score over the dataset-grouped out-of-fold scores."""
     y = data.labels
     summaries = data.summaries
     auto_router = np.array([auto_score(float(r), c, weights) for r, c in zip(router, summaries, strict=True)])
-    auto = np.array([auto_score(float(a), c, answer_weights) for a, c in zip(answer, summaries, strict=True)])
     conf = np.array([c.mean_logprob for c in summaries])
     cloud = np.ones_like(y)
     oracle = metrics.apgr(metrics.oracle_scores(y, cloud), y, cloud)
@@ -315,17 +409,28 @@ def cv_report(
         "cv_auroc_router": metrics.auroc(router, positive) or 0.0,
         "cv_auroc_answer": metrics.auroc(answer, positive) or 0.0,
         "cv_auroc_auto_router": metrics.auroc(auto_router, positive) or 0.0,
-        "cv_auroc_auto": metrics.auroc(auto, positive) or 0.0,
+        "grouped_auroc_auto": metrics.auroc(stacked, positive) or 0.0,
         "cv_skill_router": skill(router),
         "cv_skill_confidence": skill(conf),
         "cv_skill_answer": skill(answer),
         "cv_skill_auto_router": skill(auto_router),
-        "cv_skill_auto": skill(auto),
-        "cv_share_at_95_auto": metrics.cloud_share_at(auto, y, cloud) or 0.0,
+        "grouped_skill_auto": skill(stacked),
+        "grouped_share_at_95_auto": metrics.cloud_share_at(stacked, y, cloud) or 0.0,
         "cv_share_at_95_oracle": metrics.cloud_share_at(metrics.oracle_scores(y, cloud), y, cloud) or 0.0,
         "train_items": float(len(y)),
         "train_local_accuracy": float(y.mean()),
     }
+
+
+def train_stack(data: Training, xa: FloatArray, seed: int) -> tuple[Network, StackWeights, FloatArray]:
+    """The shipped design: the answer model on all items, its stack fitted on dataset-grouped out-of-fold
+    answer scores. Returns the model, the stack and the stacked AUTO scores of those out-of-fold scores."""
+    trainer = answer_candidates()[ANSWER_MODEL]
+    folds = stack_folds(data.groups, seed)
+    oof = grouped_out_of_fold(trainer, xa, data.labels, list(folds), seed)
+    stack = fit_stack(oof, data.prompts, data.replies, data.summaries, data.labels)
+    stacked = stacked_scores(oof, data.prompts, data.replies, data.summaries, stack)
+    return trainer(xa, data.labels, seed), stack, stacked
 
 
 def main() -> None:
@@ -336,7 +441,8 @@ def main() -> None:
     parser.add_argument("--labels", type=Path, nargs="+", default=[Path("models/router/train_labels.jsonl")])
     parser.add_argument("--out", type=Path, default=Path("models/router"))
     parser.add_argument("--seed", type=int, default=5)
-    parser.add_argument("--id", default="router-smollm2-v2")
+    parser.add_argument("--id", default="router-smollm2-v3")
+    parser.add_argument("--local-model", default=LOCAL_MODEL, help="model id (models/) the labels came from")
     args = parser.parse_args()
 
     data = load_training(args.items, args.labels)
@@ -350,20 +456,19 @@ def main() -> None:
     ).astype(np.float64)
     print(f"{len(y)} training items, local accuracy {y.mean():.3f}, {x.shape[1]} / {xa.shape[1]} features")
     best, oof = select("router", candidates(), x, y, args.seed)
-    best_answer, oof_answer = select("answer", answer_candidates(), xa, y, args.seed)
+    oof_answer = out_of_fold(answer_candidates()[ANSWER_MODEL], xa, y, args.seed)
     # [score_weights] stack the router score with the confidence summary (the cascade, judging a partial
-    # answer, and routers without an answer model); [answer.weights] stack the answer model's score (a
-    # finished answer). Both fitted on out-of-fold scores.
+    # answer); [signal_weights] the confidence summary alone (the fallback for another local model);
+    # [answer.stack] the finished answer's AUTO score. All fitted on out-of-fold scores.
     weights = fit_auto_weights(list(oof), data.summaries, list(y > 0.5))
-    answer_weights = fit_auto_weights(list(oof_answer), data.summaries, list(y > 0.5))
-    report = cv_report(data, oof, oof_answer, weights, answer_weights)
-    print(f"router: {best}; answer model: {best_answer}")
+    signal_weights = fit_auto_weights([None] * len(y), data.summaries, list(y > 0.5))
+    answer_net, stack, stacked = train_stack(data, xa, args.seed)
+    report = cv_report(data, oof, oof_answer, weights, stacked)
+    print(f"router: {best}; answer model: {ANSWER_MODEL}")
     for key, value in report.items():
         print(f"  {key:24s} {value:.4f}")
     router_bytes = to_onnx(candidates()[best](x, y, args.seed), args.id, N_FEATURES)
-    answer_bytes = to_onnx(
-        answer_candidates()[best_answer](xa, y, args.seed), f"{args.id}-answer", N_ANSWER_FEATURES
-    )
+    answer_bytes = to_onnx(answer_net, f"{args.id}-answer", N_ANSWER_FEATURES)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "router.onnx").write_bytes(router_bytes)
     (args.out / "answer.onnx").write_bytes(answer_bytes)
@@ -371,15 +476,18 @@ def main() -> None:
         hashlib.sha256(router_bytes).hexdigest(),
         hashlib.sha256(answer_bytes).hexdigest(),
         weights,
-        answer_weights,
+        signal_weights,
+        stack,
     )
     description = (
-        f"router {best} over edged.routing.features v{FEATURE_VERSION}, answer model {best_answer} over "
-        f"edged.routing.answer_features v{ANSWER_FEATURE_VERSION}; trained with seed {args.seed} on {len(y)} "
-        f"items of {', '.join(str(p) for p in args.items)} labelled through the engine by SmolLM2-135M-Instruct "
-        "Q4_1 (greedy, 48 tokens)"
+        f"router {best} over edged.routing.features v{FEATURE_VERSION}, answer model {ANSWER_MODEL} over "
+        f"edged.routing.answer_features v{ANSWER_FEATURE_VERSION} stacked with the confidence signals and "
+        f"transfer cues; trained with seed {args.seed} on {len(y)} items of "
+        f"{', '.join(str(p) for p in args.items)} labelled through the engine by {args.local_model} "
+        "(greedy, 48 tokens)"
     )
-    (args.out / "manifest.toml").write_text(manifest_text(args.id, exported, description, report))
+    local = local_model_table(args.local_model)
+    (args.out / "manifest.toml").write_text(manifest_text(args.id, exported, description, report, local))
     print(f"wrote router.onnx ({exported.digest}), answer.onnx ({exported.answer_digest}) and the manifest")
 
 

@@ -10,6 +10,7 @@ positives {-0.1, -3.0} against negatives {-2.0, -0.5}, 2 of 4 pairs ordered righ
 
 from __future__ import annotations
 
+import dataclasses
 from typing import ClassVar
 
 import pytest
@@ -115,8 +116,32 @@ def test_text_report_shows_signals_tasks_and_curve() -> None:
     text = render(summary)
     assert "items: 4   local accuracy: 0.500" in text
     assert "router       0.625   0.500   0.750" in text
-    assert "cloud share for 95% of always-cloud quality:  0.750 (AUTO),  0.500 (oracle)" in text
+    assert "cloud share for 95% of always-cloud quality:  0.750 (AUTO),  0.500 (oracle), +25.0 points" in text
     assert "oracle     0.500 0.500 0.750 0.750 1.000" in text
+
+
+def test_per_task_skill_and_auroc() -> None:
+    """Items 0, 1 (task "sums"): right at 0.9, wrong at 0.2, ranked right; items 2, 3 ("facts"): wrong at
+    0.6, right at 0.4, ranked backwards."""
+    tasks = {"i0": "sums", "i1": "sums", "i2": "facts", "i3": "facts"}
+    items = [dataclasses.replace(i, task=tasks[i.id]) for i in ITEMS]
+    results = run_items(
+        items,
+        _answerer(),
+        router=FixedRouter(),
+        weights=ScoreWeights(bias=0.0, router_logit=1.0),
+        cloud=ReferenceCloud(),
+        max_tokens=16,
+    )
+    by_task = report(results)["by_task"]
+    assert by_task["sums"]["auroc"] == 1.0
+    assert by_task["sums"]["skill"] == pytest.approx(1.0)
+    assert by_task["facts"]["auroc"] == 0.0
+    assert by_task["facts"]["skill"] is not None
+    assert by_task["facts"]["skill"] < 0.0
+    summary = report(results)
+    summary["cloud"] = "reference"
+    assert "sums                2      0.500            0.550   1.000   1.000" in render(summary)
 
 
 class AnsweringRouter(FixedRouter):

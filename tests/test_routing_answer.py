@@ -1,5 +1,6 @@
 """The answer model: features of a finished local answer, the shipped ONNX model (sha256-checked, version
-checked), and the AUTO score of a finished answer stacking its score with the confidence signals."""
+checked), the AUTO score of a finished answer stacking its score with the signals and cues, and the
+signal-only fallback for another local model."""
 
 from __future__ import annotations
 
@@ -12,9 +13,11 @@ from edged.config.routing import ScoreWeights
 from edged.domain import ConfidenceSummary, TokenSignals
 from edged.errors import ModelError, ModelIntegrityError
 from edged.routing.answer_features import N_ANSWER_FEATURES, answer_features, reply_properties
+from edged.routing.cues import N_CUES, transfer_cues
 from edged.routing.features import N_FEATURES, prompt_features
-from edged.routing.router import MANIFEST_NAME, PromptRouter
+from edged.routing.router import MANIFEST_NAME, PromptRouter, effective_weights
 from edged.routing.score import auto_score
+from edged.routing.stack import STACK_INPUTS, stacked_score
 
 SHIPPED = Path(__file__).resolve().parents[1] / "models" / "router"
 SURE = ConfidenceSummary.of([TokenSignals(-0.05, 4.0, 0.2)] * 6)
@@ -48,6 +51,7 @@ def test_answer_features_start_with_the_prompt_features() -> None:
     assert vector.shape == (N_ANSWER_FEATURES,)
     assert (vector[:N_FEATURES] == prompt_features(prompt)).all()
     assert vector[N_FEATURES] == pytest.approx(-0.05)  # mean log-probability, first of the dense block
+    assert list(vector[-N_CUES:]) == pytest.approx(transfer_cues(prompt, "The word 'banana' has 6 letters."))
     assert (answer_features(prompt, "x", SURE) != vector).any()
     assert answer_features("", "", ConfidenceSummary()).shape == (N_ANSWER_FEATURES,)
     assert answer_features("a" * 100_000, "b " * 100_000, SURE).shape == (N_ANSWER_FEATURES,)
@@ -60,7 +64,8 @@ def test_shipped_answer_model_loads_and_scores() -> None:
     assert score is not None
     assert 0.0 < score < 1.0
     assert router.manifest.answer is not None
-    assert router.manifest.answer.weights != router.manifest.score_weights
+    assert tuple(router.manifest.answer.stack.inputs) == STACK_INPUTS
+    assert not router.signal_only
 
 
 def test_answer_model_learned_what_a_number_copied_from_the_prompt_means() -> None:
@@ -98,7 +103,7 @@ def test_finished_score_stacks_the_answer_score() -> None:
     identity = ScoreWeights(bias=0.0, router_logit=1.0)
     assert answer is not None
     assert router.manifest.answer is not None
-    expected = auto_score(answer, SURE, router.manifest.answer.weights)
+    expected = stacked_score(answer, prompt, reply, SURE, router.manifest.answer.stack)
     # The answer model's own weights, whatever the caller's (those serve the cascade's router-score formula).
     assert router.finished_score(prompt, reply, 0.5, SURE, identity) == pytest.approx(expected, abs=1e-9)
     assert router.finished_score(prompt, reply, 0.01, SURE, identity) == pytest.approx(expected, abs=1e-9)
@@ -137,3 +142,40 @@ def test_a_missing_answer_model_is_a_model_error(router_copy: Path) -> None:
     (router_copy / "answer.onnx").unlink()
     with pytest.raises(ModelError, match="cannot be read"):
         PromptRouter.load(router_copy)
+
+
+def test_the_stack_sees_the_cues() -> None:
+    """The same reply confidence: a reply naming several of the offered options scores lower than one
+    naming exactly one (the cue the leave-one-dataset-out runs found to transfer)."""
+    router = PromptRouter.load(SHIPPED)
+    prompt = "Which is a mammal?\nA. trout\nB. whale\nC. crow\nD. newt\nAnswer with the letter."
+    weights = router.manifest.score_weights
+    one = router.finished_score(prompt, "B. whale", None, SURE, weights)
+    several = router.finished_score(prompt, "A. trout or B. whale or C. crow", None, SURE, weights)
+    assert several < one
+
+
+def test_a_stack_missing_an_input_is_refused(router_copy: Path) -> None:
+    manifest = router_copy / MANIFEST_NAME
+    lines = [line for line in manifest.read_text().splitlines() if not line.startswith("names_several =")]
+    manifest.write_text("\n".join(lines) + "\n")
+    with pytest.raises(ModelError, match=r"answer\.stack\.inputs.*missing \['names_several'\]"):
+        PromptRouter.load(router_copy)
+
+
+def test_a_router_for_another_local_model_is_signal_only() -> None:
+    """Served with another GGUF, the router gives no score and every AUTO score is the confidence signals'
+    alone, by [signal_weights] (or the profile's calibrated ones)."""
+    from edged.config.profile import DeviceProfile  # noqa: PLC0415 - only this test needs a profile
+
+    own = PromptRouter.load(SHIPPED, served_sha256=PromptRouter.load(SHIPPED).manifest.local_model.sha256)
+    assert not own.signal_only
+    other = PromptRouter.load(SHIPPED, served_sha256="0" * 64)
+    assert other.signal_only
+    weights = effective_weights(DeviceProfile(), other)
+    assert weights == other.manifest.signal_weights
+    assert weights != other.manifest.score_weights
+    prompt, reply = "What is 3 + 4? Answer with just the number.", "3 + 4 = 7."
+    expected = auto_score(None, SURE, weights)
+    assert other.finished_score(prompt, reply, 0.9, SURE, weights) == pytest.approx(expected, abs=1e-12)
+    assert own.finished_score(prompt, reply, 0.9, SURE, weights) != pytest.approx(expected, abs=1e-6)

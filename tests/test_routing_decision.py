@@ -151,6 +151,16 @@ def test_without_a_router_auto_stays_local_and_says_so() -> None:
     assert decision.reasons == ("mode=AUTO", "router=unavailable")
 
 
+def test_a_signal_only_router_says_so() -> None:
+    """A router trained for another local model gives no score; the reasons name why, before and after."""
+    before = decide(_inputs(router_score=None, router_signal_only=True))
+    assert before.route is Route.LOCAL
+    assert before.reasons == ("mode=AUTO", "router=other_local_model")
+    after = decide(_inputs(router_score=None, router_signal_only=True, confidence=0.2))
+    assert after.route is Route.CLOUD
+    assert after.reasons == ("mode=AUTO", "router=other_local_model", "confidence=0.20<threshold=0.50")
+
+
 def test_cascade_verdict_names_the_tokens_judged() -> None:
     decision = decide(_inputs(confidence=0.05, confidence_threshold=0.15, cascade_tokens=8))
     assert decision.route is Route.CLOUD

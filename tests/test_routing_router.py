@@ -115,3 +115,18 @@ def test_onnxruntime_is_loaded_with_its_telemetry_switched_off() -> None:
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "['1']", done.stdout
+
+
+def test_served_sha256_names_the_gguf_the_engine_serves(tmp_path: Path) -> None:
+    """The registry manifest's sha256 for a registered model; a configured file's own (read) otherwise."""
+    from edged.config.engine import EngineSettings  # noqa: PLC0415 - only this test builds settings
+    from edged.models.registry import ModelRegistry, served_sha256, sha256_file  # noqa: PLC0415
+
+    registry = ModelRegistry.from_dir()
+    default = EngineSettings()
+    assert served_sha256(registry, default) == registry.manifest(default.model).sha256
+    gguf = tmp_path / "other.gguf"
+    gguf.write_bytes(b"not the router's model")
+    other = EngineSettings(model="other", model_path=gguf)
+    assert served_sha256(registry, other) == sha256_file(gguf)
+    assert served_sha256(registry, other) != registry.manifest(default.model).sha256

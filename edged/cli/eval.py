@@ -155,6 +155,13 @@ def _fmt(value: float | None) -> str:
     return "   -  " if value is None else f"{value:6.3f}"
 
 
+def _points(share: float | None, oracle: float | None) -> str:
+    """How far the AUTO score's share at 95% is above the oracle's, in points."""
+    if share is None or oracle is None:
+        return "no share reaches 95%"
+    return f"{100 * (share - oracle):+.1f} points against the oracle"
+
+
 def render(summary: dict[str, Any]) -> str:
     lines = [
         f"items: {summary['n']}   local accuracy: {summary['local_accuracy']:.3f}   "
@@ -169,13 +176,15 @@ def render(summary: dict[str, Any]) -> str:
     lines += [
         "",
         f"cloud share for 95% of always-cloud quality: {_fmt(summary['cloud_share_at_95'])} (AUTO), "
-        f"{_fmt(summary['cloud_share_at_95_oracle'])} (oracle)",
+        f"{_fmt(summary['cloud_share_at_95_oracle'])} (oracle), "
+        f"{_points(summary['cloud_share_at_95'], summary['cloud_share_at_95_oracle'])}",
     ]
     lines.append("")
-    lines.append("task            items  local acc  mean AUTO score")
+    lines.append("task            items  local acc  mean AUTO score   skill   AUROC")
     for task, row in summary["by_task"].items():
         lines.append(
-            f"{task:15s} {row['n']:5.0f}  {row['local_accuracy']:9.3f}  {row['mean_auto_score']:15.3f}"
+            f"{task:15s} {row['n']:5.0f}  {row['local_accuracy']:9.3f}  {row['mean_auto_score']:15.3f}  "
+            f"{_fmt(row['skill'])}  {_fmt(row['auroc'])}"
         )
     lines += ["", "quality vs cloud share"]
     curve = summary["curve"]

@@ -175,16 +175,24 @@ def report(results: Sequence[ItemResult]) -> dict[str, Any]:
     }
 
 
-def by_task(results: Sequence[ItemResult]) -> dict[str, dict[str, float]]:
-    """Per task label: items, local accuracy and mean AUTO score (items without a label count as "-")."""
+def by_task(results: Sequence[ItemResult]) -> dict[str, dict[str, float | None]]:
+    """Per task label: items, local accuracy, mean AUTO score, and the AUTO score's skill and AUROC within
+    the task (None where the task's answers are all right or all wrong; items without a label count as "-")."""
     groups: dict[str, list[ItemResult]] = {}
     for r in results:
         groups.setdefault(r.task or "-", []).append(r)
+    return {task: _task_row(rows) for task, rows in sorted(groups.items())}
+
+
+def _task_row(rows: Sequence[ItemResult]) -> dict[str, float | None]:
+    local = np.array([float(r.local_correct) for r in rows])
+    cloud = np.array([float(r.cloud_correct) for r in rows])
+    scores = [r.auto_score for r in rows]
+    oracle = metrics.apgr(metrics.oracle_scores(local, cloud), local, cloud)
     return {
-        task: {
-            "n": float(len(rows)),
-            "local_accuracy": round(sum(r.local_correct for r in rows) / len(rows), 4),
-            "mean_auto_score": round(sum(r.auto_score for r in rows) / len(rows), 4),
-        }
-        for task, rows in sorted(groups.items())
+        "n": float(len(rows)),
+        "local_accuracy": round(float(local.mean()), 4),
+        "mean_auto_score": round(sum(scores) / len(rows), 4),
+        "skill": _round(metrics.skill(metrics.apgr(scores, local, cloud), oracle)),
+        "auroc": _round(metrics.auroc(scores, local > 0.5)),
     }

@@ -9,6 +9,7 @@ import sys
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from edged.errors import ModelError, ModelIntegrityError, ModelNotFound
 from edged.models.manifest import ModelManifest, load_manifests
@@ -48,6 +49,10 @@ def sha256_file(path: Path) -> str:
         while block := handle.read(_CHUNK):
             digest.update(block)
     return digest.hexdigest()
+
+
+if TYPE_CHECKING:
+    from edged.config.engine import EngineSettings
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,3 +138,11 @@ def _package_file(distribution: str, resource: str) -> Path:
     except metadata.PackageNotFoundError:
         raise ModelError(f"package {distribution!r} is not installed (pip install {distribution})") from None
     return Path(str(dist.locate_file(resource)))
+
+
+def served_sha256(registry: ModelRegistry, settings: EngineSettings) -> str:
+    """The sha256 of the GGUF the settings serve (the router checks it names its own local model): the
+    configured model_sha256, else the registry manifest's (verified when the engine loaded), else read."""
+    if settings.model_path is None:
+        return registry.manifest(settings.model).sha256
+    return settings.model_sha256 or sha256_file(settings.model_path)

@@ -10,6 +10,8 @@ at training (scripts/train_router.py) and serving time:
                properties below
     crosses    hashed (property x prompt word) pairs, so "the reply's last number is one of the prompt's
                numbers" can mean "right" after "How old is..." and "wrong" after "What is ... times ..."
+    cues       the 12 transfer cues of edged.routing.cues (task shape: options offered and named, yes/no,
+               passage, reply length and overlap), standardised like the dense values (version 2)
 
 Reply properties: how many numbers it holds, whether its last number is one of the prompt's (first, last,
 any), that number's digit count, whether it shows a calculation ("="), whether it hit the token limit, how
@@ -31,10 +33,11 @@ import numpy as np
 import numpy.typing as npt
 
 from edged.domain import ConfidenceSummary
+from edged.routing.cues import N_CUES, transfer_cues
 from edged.routing.features import DENSE_FEATURES, N_FEATURES, prompt_features
 from edged.routing.score import SIGNALS, signal_values
 
-ANSWER_FEATURE_VERSION = 1
+ANSWER_FEATURE_VERSION = 2
 LIMIT_TOKENS = 48  # the token limit the answer model was trained with (edged eval's default max_tokens)
 REPLY_BUCKETS = 512
 CROSS_BUCKETS = 2048
@@ -42,9 +45,14 @@ MAX_REPLY_CHARS = 4096
 # The AUTO score's signals (in its order), then the reply's length.
 _DENSE_NAMES = (*SIGNALS, "log_reply_chars")
 ANSWER_DENSE = len(_DENSE_NAMES)
-N_ANSWER_FEATURES = N_FEATURES + ANSWER_DENSE + REPLY_BUCKETS + CROSS_BUCKETS
-# Columns a trainer should standardise: the prompt's dense block and the answer's dense block.
-DENSE_COLUMNS = (*range(DENSE_FEATURES), *range(N_FEATURES, N_FEATURES + ANSWER_DENSE))
+_CUES_START = N_FEATURES + ANSWER_DENSE + REPLY_BUCKETS + CROSS_BUCKETS
+N_ANSWER_FEATURES = _CUES_START + N_CUES
+# Columns a trainer should standardise: the prompt's dense block, the answer's dense block and the cues.
+DENSE_COLUMNS = (
+    *range(DENSE_FEATURES),
+    *range(N_FEATURES, N_FEATURES + ANSWER_DENSE),
+    *range(_CUES_START, N_ANSWER_FEATURES),
+)
 
 _NUMBER = re.compile(r"-?\d+(?:[.,]\d+)*")
 _WORD = re.compile(r"[a-z]+|\d+")
@@ -130,5 +138,6 @@ def answer_features(
     start += ANSWER_DENSE
     out[start : start + REPLY_BUCKETS] = _reply_counts(reply, props)
     start += REPLY_BUCKETS
-    out[start:] = _cross_counts(prompt, props)
+    out[start:_CUES_START] = _cross_counts(prompt, props)
+    out[_CUES_START:] = transfer_cues(prompt, reply)
     return out

@@ -8,7 +8,8 @@ and the audit log unchanged:
     mode=AUTO                                  always first
     privacy=local_only                         the data policy keeps this request on the device
     over_limit:cpu_percent                     one per device limit exceeded (AUTO, before generation)
-    router_score=0.31<threshold=0.50           pre-generation router (AUTO); router=unavailable without one
+    router_score=0.31<threshold=0.50           pre-generation router (AUTO); router=unavailable without one,
+                                               router=other_local_model when it is signal-only
     confidence=0.22<threshold=0.50             AUTO score of the finished local answer
     confidence@8=0.05<threshold=0.15           AUTO score after the cascade's first 8 streamed tokens
     link_disabled | link_down                  the cloud cannot be reached
@@ -64,6 +65,7 @@ class RouteInputs:
     router_threshold: float  # the request's override, else the profile's
     confidence: float | None = None  # AUTO score of the local answer (after generation or k tokens)
     confidence_threshold: float = 0.5
+    router_signal_only: bool = False  # the router was trained for another local model (router.py)
     cascade_tokens: int | None = None  # set when `confidence` covers only the first k tokens of a stream
 
 
@@ -95,7 +97,9 @@ def _auto_wants_cloud(inputs: RouteInputs, reasons: list[str]) -> bool:
         beyond = over_limits(inputs.load, inputs.limits)
         reasons.extend(f"over_limit:{name}" for name in beyond)
         wants = bool(beyond)
-    if inputs.router_score is None:
+    if inputs.router_signal_only:
+        reasons.append("router=other_local_model")
+    elif inputs.router_score is None:
         reasons.append("router=unavailable")
     else:
         reasons.append(_compare("router_score", inputs.router_score, inputs.router_threshold))

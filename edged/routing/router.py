@@ -7,13 +7,21 @@ It lives in a models directory as `<name>/manifest.toml` beside its `.onnx` file
     sha256 = "<64 hex>"               feature_version = 3      n_features = 4112
     [score_weights]                   AUTO score weights over the router score (RoutingSettings.score_weights)
     [answer]                          the answer model (optional): file, sha256, feature_version, n_features
-    [answer.weights]                  a finished answer's AUTO score weights over the answer model's score
+    [answer.stack]                    a finished answer's AUTO score over the answer model's score, the
+                                      confidence signals and the transfer cues (edged.routing.stack)
+    [signal_weights]                  the confidence signals alone (the fallback below)
+    [local_model]                     the local model the labels came from: id and its GGUF's sha256
 
 The answer model scores a finished local answer from the prompt, the reply and its confidence summary
 (edged.routing.answer_features); when the manifest has one, the AUTO score of a finished answer
-(`finished_score`) stacks its score with the confidence signals by `[answer.weights]`. The cascade, judging a
-partial answer, and a router without an answer model keep the router score and `score_weights` (or the
-profile's).
+(`finished_score`) stacks its score with the confidence signals and the cues by `[answer.stack]`. The
+cascade, judging a partial answer, and a router without an answer model keep the router score and
+`score_weights` (or the profile's).
+
+A router belongs to the local model it was trained with. Loaded for a device serving another GGUF (its sha256
+differs from `[local_model]`), it is signal-only: no router score (reason `router=other_local_model`), and
+every AUTO score is the confidence signals alone, with the profile's `score_weights` (what `edged calibrate`
+writes for that model) or else `[signal_weights]`.
 
 Every file's sha256 is checked before onnxruntime sees a byte (the verified bytes are what it loads), and the
 feature versions and input widths must match this edged: a stale or tampered model is refused.
@@ -42,6 +50,7 @@ from edged.models.registry import default_models_dir
 from edged.routing.answer_features import ANSWER_FEATURE_VERSION, N_ANSWER_FEATURES, answer_features
 from edged.routing.features import FEATURE_VERSION, N_FEATURES, prompt_features
 from edged.routing.score import auto_score
+from edged.routing.stack import StackWeights, stacked_score
 
 logger = logging.getLogger(__name__)
 
@@ -59,9 +68,16 @@ class AnswerModelEntry(StrictModel):
         description="edged.routing.answer_features version."
     )
     n_features: Annotated[int, Field(ge=1, le=1_000_000)] = Field(description="Width of the model's input.")
-    weights: ScoreWeights = Field(
-        description="AUTO score weights of a finished answer, over logit(answer score) and its signals."
+    stack: StackWeights = Field(
+        description="AUTO score of a finished answer, over logit(answer score), its signals and the cues."
     )
+
+
+class LocalModelEntry(StrictModel):
+    id: Annotated[str, Field(min_length=1, max_length=128)] = Field(
+        description="The local model's id (models/<id>.toml) the labels came from."
+    )
+    sha256: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")] = Field(description="sha256 of its GGUF file.")
 
 
 class RouterManifest(StrictModel):
@@ -79,6 +95,10 @@ class RouterManifest(StrictModel):
         default="", description="What it was trained on."
     )
     score_weights: ScoreWeights = Field(description="AUTO score weights trained with this router.")
+    signal_weights: ScoreWeights = Field(
+        description="AUTO score weights over the confidence signals alone (another local model's fallback)."
+    )
+    local_model: LocalModelEntry = Field(description="The local model this router was trained for.")
     answer: AnswerModelEntry | None = Field(
         default=None, description="The answer model that scores a finished local answer; optional."
     )
@@ -147,8 +167,11 @@ class PromptRouter:
         model_bytes: bytes,
         source: str,
         answer: tuple[bytes, str] | None = None,
+        served_sha256: str | None = None,
     ) -> None:
         self.manifest = manifest
+        # Trained for another GGUF than the one served: signal-only (module docstring).
+        self.signal_only = served_sha256 is not None and served_sha256 != manifest.local_model.sha256
         self._model = _OnnxScorer(model_bytes, source, manifest.n_features, f"router {manifest.id}")
         self._answer: _OnnxScorer | None = None
         if answer is not None and manifest.answer is not None:
@@ -156,8 +179,9 @@ class PromptRouter:
             self._answer = _OnnxScorer(answer[0], answer[1], width, f"answer model {manifest.id}")
 
     @classmethod
-    def load(cls, directory: Path) -> PromptRouter:
-        """Read `directory/manifest.toml`, verify the model files' sha256 and open them."""
+    def load(cls, directory: Path, served_sha256: str | None = None) -> PromptRouter:
+        """Read `directory/manifest.toml`, verify the model files' sha256 and open them. `served_sha256` is
+        the served GGUF's sha256; another than the manifest's `[local_model]` makes the router signal-only."""
         manifest = load_manifest(directory / MANIFEST_NAME)
         if manifest.feature_version != FEATURE_VERSION or manifest.n_features != N_FEATURES:
             raise ModelError(
@@ -177,8 +201,17 @@ class PromptRouter:
                 )
             answer_path = directory / entry.file
             answer = (_verified(answer_path, entry.sha256), str(answer_path))
-        router = cls(manifest, data, str(path), answer)
+        router = cls(manifest, data, str(path), answer, served_sha256)
         logger.info("router %s loaded from %s (answer model: %s)", manifest.id, path, answer is not None)
+        if router.signal_only:
+            logger.warning(
+                "router %s was trained for local model %s (sha256 %s), the device serves sha256 %s: routing "
+                "on the confidence signals alone until the router is retrained or `edged calibrate` is run",
+                manifest.id,
+                manifest.local_model.id,
+                manifest.local_model.sha256,
+                served_sha256,
+            )
         return router
 
     @property
@@ -186,7 +219,7 @@ class PromptRouter:
         return self._answer is not None
 
     def score(self, prompt: str) -> float:
-        """Probability that the local answer to `prompt` is acceptable."""
+        """Probability that the local answer to `prompt` is acceptable (by this router's local model)."""
         return float(self._model.run(prompt_features(prompt)[np.newaxis, :])[0])
 
     def score_many(self, prompts: Sequence[str]) -> npt.NDArray[np.float64]:
@@ -215,12 +248,15 @@ class PromptRouter:
         weights: ScoreWeights,
     ) -> float:
         """The AUTO score of a finished local answer: the answer model's score stacked with the confidence
-        signals by the manifest's answer weights; without an answer model, auto_score(router_score,
-        confidence, weights) with the caller's (effective) weights."""
+        signals and the transfer cues by the manifest's `[answer.stack]`; without an answer model,
+        auto_score(router_score, confidence, weights) with the caller's (effective) weights; signal-only,
+        auto_score(None, confidence, weights)."""
+        if self.signal_only:
+            return auto_score(None, confidence, weights)
         answer = self.score_answer(prompt, reply, confidence)
         if answer is None or self.manifest.answer is None:
             return auto_score(router_score, confidence, weights)
-        return auto_score(answer, confidence, self.manifest.answer.weights)
+        return stacked_score(answer, prompt, reply, confidence, self.manifest.answer.stack)
 
 
 def _verified(path: Path, sha256: str) -> bytes:
@@ -241,7 +277,7 @@ def _read_bounded(path: Path) -> bytes:
         raise ModelError(f"{path}: cannot be read: {exc.strerror or exc}") from None
 
 
-def load_router(models_dir: Path | None, name: str) -> PromptRouter | None:
+def load_router(models_dir: Path | None, name: str, served_sha256: str | None = None) -> PromptRouter | None:
     """The profile's router (`<models_dir>/<name>/manifest.toml`), sha256-checked; None, with a warning, when
     no manifest is installed (AUTO then routes on load and confidence alone). A tampered or stale model
     raises ModelError: a router that is present but wrong is a fault, not a missing feature."""
@@ -249,13 +285,16 @@ def load_router(models_dir: Path | None, name: str) -> PromptRouter | None:
     if not (directory / MANIFEST_NAME).is_file():
         logger.warning("no router manifest at %s: AUTO routes without a pre-generation router", directory)
         return None
-    return PromptRouter.load(directory)
+    return PromptRouter.load(directory, served_sha256)
 
 
 def effective_weights(profile: DeviceProfile, router: PromptRouter | None) -> ScoreWeights:
-    """The AUTO score's weights: the profile's, else the router's trained ones, else the router score alone."""
+    """The AUTO score's weights: the profile's, else the router's trained ones (its `[signal_weights]` when
+    it is signal-only), else the router score alone."""
     if profile.routing.score_weights is not None:
         return profile.routing.score_weights
+    if router is not None and router.signal_only:
+        return router.manifest.signal_weights
     if router is not None:
         return router.manifest.score_weights
     return ScoreWeights()

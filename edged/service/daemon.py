@@ -39,6 +39,7 @@ from edged.fleet.agent import FleetAgent, fleet_will, last_good_profile
 from edged.fleet.device import ApplyOutcome, ApplyResult, ProfileBase
 from edged.local import LocalAnswerer
 from edged.models import ModelRegistry
+from edged.models.registry import served_sha256
 from edged.pipeline import IDLE_LOAD, InferencePipeline
 from edged.routing.budget import CloudBudget
 from edged.routing.load import EngineLoad, LoadSampler, LoadSnapshot, PsutilSource, SystemSource
@@ -230,8 +231,10 @@ class Daemon:
         self._notifier.status("loading the router and the privacy gate")
         # Both only matter when there is somewhere to route to and something that could leave the device, so a
         # device without a broker does not pay their memory (onnxruntime, spaCy + Presidio).
+        assert self._registry is not None
+        served = await asyncio.to_thread(served_sha256, self._registry, self.profile.engine)
         self.pipeline.router = await asyncio.to_thread(
-            load_router, config.models_dir, self.profile.routing.router_model
+            load_router, config.models_dir, self.profile.routing.router_model, served
         )
         gate = await asyncio.to_thread(SensitivityGate.load, self.profile.privacy, metrics=self.metrics)
         self.pipeline.gate = gate
@@ -465,7 +468,9 @@ class Daemon:
         if gate is not None and profile.privacy != running.privacy:
             gate = gate.reconfigured(profile.privacy)
         if gate is not None and profile.routing.router_model != running.routing.router_model:
-            router = load_router(self.config.models_dir, profile.routing.router_model)
+            assert self._registry is not None
+            served = served_sha256(self._registry, profile.engine)
+            router = load_router(self.config.models_dir, profile.routing.router_model, served)
         return lambda: self._commit_profile(profile, gate, router)
 
     def _commit_profile(
