@@ -6,8 +6,9 @@ title is a name whether or not spaCy's small English model has seen it. Two reco
 
 - `CuedValueRecognizer`: the value after a cue ("password", "PIN", "passport", "licence", "account",
   "routing", "policy", "member", "MRN", "tax id", "SSN", "DOB", ...) as the cue's entity type;
-- `CuedNameRecognizer`: capitalised words (any script's capitals, with particles such as "van", "de", "bin")
-  after a cue that introduces a person, and the name a signature block ends with.
+- `CuedNameRecognizer`: capitalised words (any script's capitals, or words of scripts without case such as CJK
+  and Arabic, with particles such as "van", "de", "bin") after a cue that introduces a person, and the name a
+  signature block ends with.
 
 `not_a_name` is the filter the detector applies to every PERSON finding (spaCy's and these): a capitalised
 verb or common word opening a sentence ("Email john.smith@example.com ...", "Convert ...") is not a name.
@@ -199,9 +200,14 @@ def _secret_like(value: str, cue_and_filler: str) -> bool:
 
 _UPPER = r"[\p{Lu}\p{Lt}]"
 _LOWER = r"[\p{Ll}\p{Lm}\p{Mn}]"
-# A name word: "Lan", "O'Connor", "D'Angelo", "McDonald", "Jean-Luc", "Nguyễn", "Çağrı"; a particle: "van", "de", "bin".
+# A name word: "Lan", "O'Connor", "D'Angelo", "McDonald", "Jean-Luc", "Nguyễn", "Çağrı", "高橋"; a particle: "van",
+# "de", "bin".
+# A word of a script without case (CJK, Hangul, Arabic, Devanagari, ...) after a cue is a name word too:
+# "call 高橋 陽子", "cc 이경자" (letters of kind Lo, with their combining marks).
+_CASELESS_WORD = r"\p{Lo}[\p{Lo}\p{M}]*"
 _NAME_WORD = (
-    rf"(?:(?:{_UPPER}['’])?{_UPPER}{_LOWER}+(?:{_UPPER}{_LOWER}+)?(?:['’\-]{_UPPER}?{_LOWER}+)*|{_UPPER}\.)"
+    rf"(?:(?:{_UPPER}['’])?{_UPPER}{_LOWER}+(?:{_UPPER}{_LOWER}+)?(?:['’\-]{_UPPER}?{_LOWER}+)*|{_UPPER}\.|"
+    rf"{_CASELESS_WORD})"
 )
 _PARTICLE = (
     r"(?:van|von|de|da|di|del|della|der|den|du|la|le|dos|das|do|bin|binti|ibn|al|el|ter|ten|zu|y|e|d')"
