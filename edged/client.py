@@ -24,7 +24,7 @@ from typing import Any
 import grpc
 
 from edged.api.convert import decode_answer
-from edged.api.status import error_from_status
+from edged.api.error_map import error_from_status
 from edged.config.paths import default_socket_path
 from edged.domain import Answer, Delta, Message, Mode
 from edged.errors import EdgedError, InvalidRequest, Unavailable

@@ -23,7 +23,7 @@
      └── EngineError           the local runtime failed                   -> INTERNAL
 
 Library errors (llama.cpp, paho, onnxruntime, presidio) are caught where they enter edged and re-raised as one of
-these; the gRPC layer translates them to status codes in exactly one place (edged.api.status), where the HTTP
+these; the gRPC layer translates them to status codes in exactly one place (edged.api.error_map), where the HTTP
 statuses and the errors edged.client raises for a status are derived from the same map.
 """
 

@@ -9,7 +9,6 @@ import pytest
 from paho.mqtt.client import topic_matches_sub  # the reference for topic_matches
 from pydantic import ValidationError
 
-from edged.cloud import DEFAULT_CLOUD_TIMEOUT_S, MAX_CLOUD_WAIT_S, cloud_deadline
 from edged.comms.backoff import Backoff
 from edged.comms.dispatch import BoundedInbox, TopicDispatcher, match_filter, topic_matches
 from edged.comms.messages import InboundMessage
@@ -18,6 +17,7 @@ from edged.config.base import config_error
 from edged.config.broker import BrokerSettings
 from edged.domain import InferenceRequest, Message, SamplingParams
 from edged.errors import CloudUnavailable, ConfigError
+from edged.escalation.cloud_answerer import DEFAULT_CLOUD_TIMEOUT_S, MAX_CLOUD_WAIT_S, cloud_deadline
 from edged.escalation.sequencer import ChunkSequencer
 from edged.escalation.topics import EscalationTopics
 from edged.v1.escalation_pb2 import EscalationChunk

@@ -7,8 +7,8 @@ import threading
 
 from edged.domain import ConfidenceSummary, TokenSignals
 from edged.engine import EngineEvent, ErrorEvent, FinishEvent, TokenEvent
+from edged.engine.local_answerer import EventRelay
 from edged.errors import Cancelled
-from edged.local import EventRelay
 
 
 def token(i: int, text: str) -> TokenEvent:

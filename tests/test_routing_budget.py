@@ -21,7 +21,7 @@ from edged.routing.budget import (
     FakeClock,
     estimated_tokens,
 )
-from edged.routing.report import budget_info, budget_remaining
+from edged.service.report import budget_info, budget_remaining
 from edged.v1 import inference_pb2 as pb
 
 

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from edged.answers import escalation_reason
 from edged.config.limits import LoadLimits
 from edged.domain import Mode
 from edged.errors import BudgetExhausted, CloudUnavailable, NoCloudLink, SensitiveDataBlocked
+from edged.pipeline.answers import escalation_reason
 from edged.routing.decision import Link, Route, RouteDecision, RouteInputs, decide
 from edged.routing.load import EngineLoad, LoadSnapshot, SystemReading
 

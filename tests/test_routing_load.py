@@ -21,7 +21,7 @@ from edged.routing.load import (
     SystemReading,
     over_limits,
 )
-from edged.routing.report import load_info
+from edged.service.report import load_info
 
 
 def test_psutil_source_reads_this_machine() -> None:

@@ -21,7 +21,7 @@ from edged.sovereignty.audit import (
     AuditLog,
     AuditReader,
     AuditRecord,
-    Route,
+    AuditRoute,
     log_files,
     value_hash,
 )
@@ -61,7 +61,7 @@ def test_record_holds_counts_classes_and_salted_hashes_never_content(tmp_path: P
     messages, verdict = conversation()
     entry = log.record(
         request_id="req-1",
-        route=Route.DENIED,
+        route=AuditRoute.DENIED,
         verdict=verdict,
         messages=messages,
         outcome="sensitive_data_blocked",
@@ -110,7 +110,7 @@ def test_a_readable_salt_is_made_private_and_a_bad_one_is_refused(tmp_path: Path
 def test_log_file_is_private(tmp_path: Path) -> None:
     log = AuditLog(tmp_path)
     messages, verdict = conversation()
-    log.record(request_id="r", route=Route.LOCAL, verdict=verdict, messages=messages)
+    log.record(request_id="r", route=AuditRoute.LOCAL, verdict=verdict, messages=messages)
     assert stat.S_IMODE(log.path.stat().st_mode) == 0o600
 
 
@@ -119,11 +119,11 @@ def test_rotation_bounds_the_size_and_keeps_the_newest(tmp_path: Path) -> None:
     log = AuditLog(tmp_path, max_bytes=max_bytes, keep_files=2, clock=Clock(T0))
     messages, verdict = conversation()
     line_size = len(
-        log.record(request_id="r-0000", route=Route.LOCAL, verdict=verdict, messages=messages).to_json()
+        log.record(request_id="r-0000", route=AuditRoute.LOCAL, verdict=verdict, messages=messages).to_json()
     )
     count = 4 * max_bytes // line_size
     for i in range(1, count):
-        log.record(request_id=f"r-{i:04d}", route=Route.LOCAL, verdict=verdict, messages=messages)
+        log.record(request_id=f"r-{i:04d}", route=AuditRoute.LOCAL, verdict=verdict, messages=messages)
     files = log_files(tmp_path)
     assert [p.name for p in files] == [f"{LOG_NAME}.2", f"{LOG_NAME}.1", LOG_NAME]
     assert all(p.stat().st_size <= max_bytes for p in files)
@@ -138,13 +138,13 @@ def test_reader_filters_by_time_route_and_value(tmp_path: Path) -> None:
     clock = Clock(T0)
     log = AuditLog(tmp_path, clock=clock)
     messages, verdict = conversation()
-    log.record(request_id="old", route=Route.LOCAL, verdict=verdict, messages=messages)
+    log.record(request_id="old", route=AuditRoute.LOCAL, verdict=verdict, messages=messages)
     clock.now = T0 + timedelta(hours=2)
-    log.record(request_id="denied", route=Route.DENIED, verdict=verdict, messages=messages)
-    log.record(request_id="clean", route=Route.CLOUD, verdict=unscanned("x"), messages=[])
+    log.record(request_id="denied", route=AuditRoute.DENIED, verdict=verdict, messages=messages)
+    log.record(request_id="clean", route=AuditRoute.CLOUD, verdict=unscanned("x"), messages=[])
     since = T0 + timedelta(hours=1)
     assert [e.request_id for e in AuditReader(tmp_path, since=since)] == ["denied", "clean"]
-    assert [e.request_id for e in AuditReader(tmp_path, route=Route.DENIED)] == ["denied"]
+    assert [e.request_id for e in AuditReader(tmp_path, route=AuditRoute.DENIED)] == ["denied"]
     matching = AuditReader(tmp_path, value_hash=log.value_hash(CARD))
     assert [e.request_id for e in matching] == ["old", "denied"]
 
@@ -152,10 +152,10 @@ def test_reader_filters_by_time_route_and_value(tmp_path: Path) -> None:
 def test_reader_skips_and_counts_malformed_lines(tmp_path: Path) -> None:
     log = AuditLog(tmp_path, clock=Clock(T0))
     messages, verdict = conversation()
-    log.record(request_id="a", route=Route.LOCAL, verdict=verdict, messages=messages)
+    log.record(request_id="a", route=AuditRoute.LOCAL, verdict=verdict, messages=messages)
     with log.path.open("a") as f:
         f.write('{"not": "a record"}\nnot json at all\n\n')
-    log.record(request_id="b", route=Route.LOCAL, verdict=verdict, messages=messages)
+    log.record(request_id="b", route=AuditRoute.LOCAL, verdict=verdict, messages=messages)
     reader = AuditReader(tmp_path)
     assert [e.request_id for e in reader] == ["a", "b"]
     assert reader.skipped == 2
@@ -167,7 +167,11 @@ def test_a_record_written_before_outcomes_reads_with_an_empty_one(
     log = AuditLog(tmp_path / "audit", clock=Clock(T0))
     messages, verdict = conversation()
     entry = log.record(
-        request_id="new", route=Route.REFUSED, verdict=verdict, messages=messages, outcome="budget_exhausted"
+        request_id="new",
+        route=AuditRoute.REFUSED,
+        verdict=verdict,
+        messages=messages,
+        outcome="budget_exhausted",
     )
     old = json.loads(entry.to_json())
     del old["outcome"]
@@ -187,7 +191,7 @@ def test_a_failed_write_is_counted_not_raised(tmp_path: Path) -> None:
     log = AuditLog(tmp_path / "audit")
     messages, verdict = conversation()
     log.path.mkdir()  # the log path is now a directory: every append fails
-    log.record(request_id="r", route=Route.LOCAL, verdict=verdict, messages=messages)
+    log.record(request_id="r", route=AuditRoute.LOCAL, verdict=verdict, messages=messages)
     assert log.write_failures == 1
 
 
@@ -203,7 +207,9 @@ def test_values_found_in_control_fields_are_hashed_too(tmp_path: Path) -> None:
         fields=["stop[0]"],
         field_findings=[[Finding(5, 5 + len(EMAIL), "EMAIL_ADDRESS", 1.0)]],
     )
-    entry = log.record(request_id="r", route=Route.LOCAL, verdict=verdict, messages=messages, fields=[stop])
+    entry = log.record(
+        request_id="r", route=AuditRoute.LOCAL, verdict=verdict, messages=messages, fields=[stop]
+    )
     assert entry.entities == {"EMAIL_ADDRESS": 1}
     assert entry.value_hashes == {"EMAIL_ADDRESS": [log.value_hash(EMAIL)]}
     assert EMAIL not in (tmp_path / "audit" / LOG_NAME).read_text()
@@ -212,7 +218,7 @@ def test_values_found_in_control_fields_are_hashed_too(tmp_path: Path) -> None:
 def test_policy_values_round_trip(tmp_path: Path) -> None:
     log = AuditLog(tmp_path, clock=Clock(T0))
     verdict = unscanned("PII detector failed (RuntimeError)")
-    entry = log.record(request_id="x" * 500, route=Route.LOCAL, verdict=verdict, messages=[])
+    entry = log.record(request_id="x" * 500, route=AuditRoute.LOCAL, verdict=verdict, messages=[])
     assert len(entry.request_id) == 128
     (read,) = list(AuditReader(tmp_path))
     assert read == entry
@@ -230,7 +236,7 @@ def state_dir(tmp_path: Path) -> Path:
     messages, verdict = conversation()
     log.record(
         request_id="three-days-ago",
-        route=Route.LOCAL,
+        route=AuditRoute.LOCAL,
         verdict=verdict,
         messages=messages,
         outcome="answered_local",
@@ -238,7 +244,7 @@ def state_dir(tmp_path: Path) -> Path:
     clock.now = datetime.now(UTC)
     log.record(
         request_id="just-now",
-        route=Route.DENIED,
+        route=AuditRoute.DENIED,
         verdict=verdict,
         messages=messages,
         outcome="sensitive_data_blocked",

@@ -22,7 +22,7 @@ import grpc
 import pytest
 
 from cloud_bridge.config import parse_bridge_config
-from edged.sovereignty.audit import AuditReader, AuditRecord, Route, load_salt, value_hash
+from edged.sovereignty.audit import AuditReader, AuditRecord, AuditRoute, load_salt, value_hash
 from edged.v1 import inference_pb2 as pb
 from tests.brokers import MosquittoBroker
 from tests.daemon_harness import RunningDaemon, running_daemon
@@ -188,9 +188,9 @@ def test_other_modes_answer_such_a_request_on_the_device(
 
 def test_the_audit_hashes_values_found_in_control_fields(linked: LinkedRun) -> None:
     expected = {
-        "stop-name": (Route.DENIED, "PERSON", NAME),
-        "stop-card": (Route.LOCAL, "CREDIT_CARD", CARD),
-        "schema-email": (Route.DENIED, "EMAIL_ADDRESS", EMAIL),
+        "stop-name": (AuditRoute.DENIED, "PERSON", NAME),
+        "stop-card": (AuditRoute.LOCAL, "CREDIT_CARD", CARD),
+        "schema-email": (AuditRoute.DENIED, "EMAIL_ADDRESS", EMAIL),
     }
     for request_id, (route, entity, value) in expected.items():
         record = linked.audit[request_id]

@@ -32,7 +32,7 @@ from cloud_bridge.backends.echo import EchoBackend
 from cloud_bridge.config import EchoBackendSettings, parse_bridge_config
 from edged.config.privacy import DEFAULT_DATA_CLASSES
 from edged.domain import Message, SamplingParams
-from edged.sovereignty.audit import AuditReader, AuditRecord, Route, load_salt, value_hash
+from edged.sovereignty.audit import AuditReader, AuditRecord, AuditRoute, load_salt, value_hash
 from edged.v1 import inference_pb2 as pb
 from edged.v1 import inference_pb2_grpc
 from tests.brokers import MosquittoBroker
@@ -318,12 +318,12 @@ def test_local_only_auto_and_prefer_cloud_are_answered_on_the_device(
 
 
 EXPECTED_ROUTE = {
-    ("REDACT", "AUTO"): Route.CLOUD_REDACTED,
-    ("REDACT", "PREFER_CLOUD"): Route.CLOUD_REDACTED,
-    ("REDACT", "CLOUD_ONLY"): Route.CLOUD_REDACTED,
-    ("LOCAL_ONLY", "AUTO"): Route.LOCAL,
-    ("LOCAL_ONLY", "PREFER_CLOUD"): Route.LOCAL,
-    ("LOCAL_ONLY", "CLOUD_ONLY"): Route.DENIED,
+    ("REDACT", "AUTO"): AuditRoute.CLOUD_REDACTED,
+    ("REDACT", "PREFER_CLOUD"): AuditRoute.CLOUD_REDACTED,
+    ("REDACT", "CLOUD_ONLY"): AuditRoute.CLOUD_REDACTED,
+    ("LOCAL_ONLY", "AUTO"): AuditRoute.LOCAL,
+    ("LOCAL_ONLY", "PREFER_CLOUD"): AuditRoute.LOCAL,
+    ("LOCAL_ONLY", "CLOUD_ONLY"): AuditRoute.DENIED,
 }
 
 
@@ -339,7 +339,7 @@ def test_audit_has_one_record_per_request_with_hashes_not_values(run: PolicyRun)
             assert record.entities.get(entity, 0) >= 1, (outcome.request_id, entity)
             # the exact value was found, and an auditor holding it can match the record (edged audit --match)
             assert value_hash(run.salt, value) in record.value_hashes[entity], (outcome.request_id, entity)
-        if record.route is Route.CLOUD_REDACTED:
+        if record.route is AuditRoute.CLOUD_REDACTED:
             assert record.redacted_values >= len(outcome.case.values)
     assert run.audit_files, "no audit file"
     assert leaks(raw_values(), list(run.audit_files.items())) == []

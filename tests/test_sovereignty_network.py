@@ -24,7 +24,7 @@ sys.addaudithook(hook)
 from pathlib import Path
 from edged.config.privacy import PrivacySettings
 from edged.domain import Message
-from edged.sovereignty.audit import AuditLog, Route
+from edged.sovereignty.audit import AuditLog, AuditRoute
 from edged.sovereignty.gate import SensitivityGate
 
 gate = SensitivityGate.load(PrivacySettings())
@@ -36,7 +36,7 @@ verdict = gate.assess(messages)
 release = gate.release(messages, verdict)
 report = gate.scan_reply("Dear <PERSON_1>, write to jo@example.net.", release)
 audit = AuditLog(Path(sys.argv[1]))
-audit.record(request_id="r1", route=Route.CLOUD_REDACTED, verdict=verdict, messages=messages)
+audit.record(request_id="r1", route=AuditRoute.CLOUD_REDACTED, verdict=verdict, messages=messages)
 during = list(events)
 
 import tldextract

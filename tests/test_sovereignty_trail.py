@@ -25,7 +25,7 @@ from typing import Any
 import grpc
 import pytest
 
-from edged.sovereignty.audit import AuditReader, AuditRecord, Route
+from edged.sovereignty.audit import AuditReader, AuditRecord, AuditRoute
 from edged.v1 import inference_pb2 as pb
 from tests.brokers import MosquittoBroker
 from tests.daemon_harness import RunningDaemon, running_daemon
@@ -151,7 +151,7 @@ def test_the_requests_that_left_went_redacted(trail_run: TrailRun) -> None:
 
 def test_a_request_cancelled_on_the_wire_is_recorded_as_sent(trail_run: TrailRun) -> None:
     record = trail_run.record("cancel")
-    assert (record.route, record.outcome, record.policy) == (Route.CLOUD_REDACTED, "cancelled", "REDACT")
+    assert (record.route, record.outcome, record.policy) == (AuditRoute.CLOUD_REDACTED, "cancelled", "REDACT")
     assert record.redacted_values >= 2
     assert "mode=CLOUD_ONLY" in record.reasons
     assert trail_run.cancelled_on_cloud == 1.0  # counted on the route it was on, not route="none"
@@ -162,7 +162,7 @@ def test_a_fallback_after_sending_has_one_record_that_says_it_left(trail_run: Tr
     assert outcome.provenance is not None, outcome
     assert (outcome.provenance.source, outcome.provenance.degraded) == (pb.LOCAL, True)
     record = trail_run.record("fallback")
-    assert (record.route, record.outcome) == (Route.CLOUD_REDACTED, "answered_local")
+    assert (record.route, record.outcome) == (AuditRoute.CLOUD_REDACTED, "answered_local")
     assert record.redacted_values >= 2
     assert "cloud_failed:cloud_refused:max_tokens" in record.reasons
     assert record.reasons[-2:] == ("fallback=local", "answered=local")
@@ -176,7 +176,7 @@ def test_placeholders_the_cloud_made_up_never_reach_the_caller_and_are_reported(
     assert dict(outcome.provenance.invented) == {"EMAIL_ADDRESS": 2}
     record = trail_run.record("invented")
     assert (record.route, record.outcome, record.invented) == (
-        Route.CLOUD_REDACTED,
+        AuditRoute.CLOUD_REDACTED,
         "answered_cloud",
         {"EMAIL_ADDRESS": 2},
     )
@@ -186,5 +186,5 @@ def test_a_budget_refusal_is_refused_not_denied(trail_run: TrailRun) -> None:
     outcome = trail_run.outcomes["budget"]
     assert outcome.code == grpc.StatusCode.RESOURCE_EXHAUSTED, outcome
     record = trail_run.record("budget")
-    assert (record.route, record.outcome, record.policy) == (Route.REFUSED, "budget_exhausted", "ALLOW")
+    assert (record.route, record.outcome, record.policy) == (AuditRoute.REFUSED, "budget_exhausted", "ALLOW")
     assert "budget_exhausted:requests_per_hour" in record.reasons

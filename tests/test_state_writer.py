@@ -18,7 +18,7 @@ from edged.domain import Message
 from edged.files import FileWriter
 from edged.routing.budget import BUDGET_FILE, BudgetFile, CloudBudget, FakeClock
 from edged.service.daemon import Daemon
-from edged.sovereignty.audit import LOG_NAME, AuditLog, Route
+from edged.sovereignty.audit import LOG_NAME, AuditLog, AuditRoute
 from edged.sovereignty.verdict import decide
 
 
@@ -100,7 +100,7 @@ def test_audit_appends_happen_on_the_writer_thread_in_order(tmp_path: Path) -> N
         for index in range(5):
             log.record(
                 request_id=f"req-{index}",
-                route=Route.LOCAL,
+                route=AuditRoute.LOCAL,
                 verdict=verdict,
                 messages=[Message("user", "hi")],
             )

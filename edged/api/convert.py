@@ -24,7 +24,7 @@ from edged.domain import (
 )
 from edged.engine.grammar import json_schema_grammar
 from edged.errors import InvalidRequest, ModelNotFound
-from edged.status import DaemonStatus
+from edged.service.snapshot import DaemonStatus
 from edged.v1 import inference_pb2 as pb
 
 MAX_MESSAGES = 256

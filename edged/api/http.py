@@ -2,7 +2,7 @@
 
 Like the gRPC servicer it only decodes (the body becomes the same GenerateRequest, validated by the same
 decode_request), calls the InferencePipeline and encodes; a domain error becomes an OpenAI error body with the
-status edged.api.status derives from the one gRPC map. A client that disconnects cancels its handler
+status edged.api.error_map derives from the one gRPC map. A client that disconnects cancels its handler
 (handler_cancellation), which closes the pipeline's stream: the engine frees the slot within one token, as on gRPC.
 """
 
@@ -22,6 +22,7 @@ from typing import Any
 from aiohttp import web
 
 from edged.api.convert import MODES, RequestLimits, decode_request
+from edged.api.error_map import http_status
 from edged.api.http_wire import (
     ChatCompletionBody,
     CompletionBody,
@@ -31,13 +32,12 @@ from edged.api.http_wire import (
     provenance_headers,
 )
 from edged.api.server import owner_only_files, prepare_socket_path
-from edged.api.status import http_status
 from edged.config.api import parse_host_port
 from edged.config.http import HttpSettings
 from edged.domain import Answer, Delta, InferenceRequest, Mode
 from edged.errors import ConfigError, EdgedError, InvalidRequest, Overloaded, ShuttingDown
-from edged.pipeline import InferencePipeline
-from edged.status import DaemonStatus
+from edged.pipeline.inference import InferencePipeline
+from edged.service.snapshot import DaemonStatus
 
 logger = logging.getLogger(__name__)
 

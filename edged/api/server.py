@@ -18,8 +18,8 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio  # type: ignore[attr-defined]  # grpc-stubs lacks aio
 from grpc_reflection.v1alpha import reflection
 
+from edged.api.error_map import status_code
 from edged.api.servicer import InferenceServicer, MalformedRequest
-from edged.api.status import status_code
 from edged.config.api import ApiSettings
 from edged.errors import ConfigError, ShuttingDown
 from edged.v1 import inference_pb2 as pb

@@ -18,11 +18,11 @@ from edged.api.convert import (
     encode_last_chunk,
     encode_status,
 )
-from edged.api.status import stream_errors, unary_errors
+from edged.api.error_map import stream_errors, unary_errors
 from edged.domain import Delta, InferenceRequest, Mode
 from edged.errors import DeadlineExceeded, EdgedError, InvalidRequest
-from edged.pipeline import DEADLINE_PASSED, InferencePipeline
-from edged.status import DaemonStatus
+from edged.pipeline.inference import DEADLINE_PASSED, InferencePipeline
+from edged.service.snapshot import DaemonStatus
 from edged.v1 import inference_pb2 as pb
 
 Context = grpc.aio.ServicerContext[Any, Any]

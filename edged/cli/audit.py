@@ -17,7 +17,7 @@ from edged.sovereignty.audit import (
     SALT_NAME,
     AuditReader,
     AuditRecord,
-    Route,
+    AuditRoute,
     log_files,
     value_hash,
 )
@@ -36,7 +36,9 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
         type=parse_since,
         help="only records from then on: 30m, 2h, 7d, or an ISO time (UTC if no zone)",
     )
-    parser.add_argument("--route", type=Route, choices=list(Route), help="only records with this route")
+    parser.add_argument(
+        "--route", type=AuditRoute, choices=list(AuditRoute), help="only records with this route"
+    )
     parser.add_argument("--match", metavar="VALUE", help="only records in which this exact value was found")
     parser.add_argument("--json", action="store_true", help="print the records as JSON lines")
     parser.set_defaults(func=run)

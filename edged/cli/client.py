@@ -7,7 +7,7 @@ import math
 from pathlib import Path
 
 from edged import client
-from edged.api.status import status_code
+from edged.api.error_map import status_code
 from edged.config.paths import default_socket_path
 from edged.errors import EdgedError, EngineError
 

@@ -30,10 +30,10 @@ from edged.config.engine import EngineSettings
 from edged.config.profile import DeviceProfile
 from edged.domain import Message, SamplingParams
 from edged.engine import EngineEvent, ErrorEvent, FinishEvent, GenerationJob, LlamaEngine
+from edged.engine.local_answerer import LocalAnswerer
 from edged.engine.selftest import ensure_decodes
 from edged.errors import EdgedError, ModelError
 from edged.fleet.device import ApplyOutcome
-from edged.local import LocalAnswerer
 from edged.models import ModelRegistry
 from edged.models.registry import verify_sha256
 

@@ -27,31 +27,31 @@ from typing import TYPE_CHECKING, Any
 from edged.api.convert import RequestLimits
 from edged.api.server import ApiServer
 from edged.api.servicer import InferenceServicer
-from edged.cloud import CloudAnswerer
 from edged.comms import MqttLink, ThreadLink
 from edged.config import DaemonConfig, DeviceProfile, effective_profile, load_config, load_profile
 from edged.config.api import ApiSettings
 from edged.config.loader import read_toml
+from edged.engine.local_answerer import LocalAnswerer
 from edged.errors import BackendCrashed, ConfigError, EdgedError
 from edged.escalation.client import EscalationClient
+from edged.escalation.cloud_answerer import CloudAnswerer
 from edged.files import FileWriter
 from edged.fleet.agent import FleetAgent, fleet_will, last_good_profile
 from edged.fleet.device import ApplyOutcome, ApplyResult, ProfileBase
-from edged.local import LocalAnswerer
 from edged.models import ModelRegistry
 from edged.models.registry import served_sha256
-from edged.pipeline import IDLE_LOAD, InferencePipeline
+from edged.pipeline.inference import IDLE_LOAD, InferencePipeline
 from edged.routing.budget import CloudBudget
 from edged.routing.load import EngineLoad, LoadSampler, LoadSnapshot, PsutilSource, SystemSource
-from edged.routing.report import budget_info, budget_remaining, load_info
 from edged.routing.router import PromptRouter, load_router
 from edged.service import report
 from edged.service.apply import Commit, ProfileApplier, start_engine
 from edged.service.loop_call import call_on_loop
+from edged.service.report import budget_info, budget_remaining, load_info
 from edged.service.sdnotify import ServiceNotifier
+from edged.service.snapshot import DaemonStatus
 from edged.sovereignty.audit import AuditLog
 from edged.sovereignty.gate import SensitivityGate
-from edged.status import DaemonStatus
 from edged.telemetry.logging import set_level
 from edged.telemetry.metrics import EdgedMetrics, MetricsEndpoint
 

@@ -42,7 +42,7 @@ HASH_CHARS = 24
 MAX_REQUEST_ID = 128
 
 
-class Route(StrEnum):
+class AuditRoute(StrEnum):
     """What left the device. CLOUD and CLOUD_REDACTED are written once the request was handed to the broker,
     whoever answered in the end (a fallback to the device, an error, or a caller that went away)."""
 
@@ -65,7 +65,7 @@ ANSWERED_CLOUD = "answered_cloud"
 class AuditRecord:
     time: datetime
     request_id: str
-    route: Route
+    route: AuditRoute
     policy: str
     outcome: str = ""  # "" only in records written before edged recorded it
     data_classes: tuple[str, ...] = ()
@@ -90,7 +90,7 @@ class AuditRecord:
             return cls(
                 time=datetime.fromisoformat(data["time"]),
                 request_id=str(data["request_id"]),
-                route=Route(data["route"]),
+                route=AuditRoute(data["route"]),
                 policy=str(data["policy"]),
                 outcome=str(data.get("outcome", "")),
                 data_classes=tuple(data.get("data_classes", ())),
@@ -147,7 +147,7 @@ class AuditLog:
         self,
         *,
         request_id: str,
-        route: Route,
+        route: AuditRoute,
         verdict: Verdict,
         messages: Sequence[Message],
         outcome: str = "",
@@ -276,7 +276,7 @@ class AuditReader:
 
     directory: Path
     since: datetime | None = None
-    route: Route | None = None
+    route: AuditRoute | None = None
     value_hash: str | None = None
     skipped: int = 0
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from edged.domain import Source
 from edged.errors import SensitiveDataBlocked
-from edged.sovereignty.audit import Route
+from edged.sovereignty.audit import AuditRoute
 from edged.sovereignty.redaction import CloudRelease
 from edged.sovereignty.verdict import Verdict
 
@@ -34,13 +34,13 @@ class RequestTrail:
         if self.sent is None:
             self.sent = release
 
-    def route(self, error: BaseException | None = None) -> Route:
+    def route(self, error: BaseException | None = None) -> AuditRoute:
         """What left the device, for the record of a request that ends with `error` (None: answered)."""
         if self.sent is not None:
-            return Route.CLOUD_REDACTED if self.sent.redacted else Route.CLOUD
+            return AuditRoute.CLOUD_REDACTED if self.sent.redacted else AuditRoute.CLOUD
         if isinstance(error, SensitiveDataBlocked):
-            return Route.DENIED
-        return Route.REFUSED if self.refused else Route.LOCAL
+            return AuditRoute.DENIED
+        return AuditRoute.REFUSED if self.refused else AuditRoute.LOCAL
 
     @property
     def redacted_values(self) -> int:

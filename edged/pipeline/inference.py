@@ -22,16 +22,6 @@ import math
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
 
-from edged.answers import (
-    AnswerStream,
-    cloud_answer,
-    escalation_reason,
-    failure_reason,
-    local_answer,
-    prompt_text,
-    refusal,
-)
-from edged.cloud import CloudAnswerer, CloudOutcome, cloud_deadline
 from edged.config.profile import DeviceProfile
 from edged.config.routing import ScoreWeights
 from edged.domain import (
@@ -42,6 +32,7 @@ from edged.domain import (
     Source,
 )
 from edged.engine import FinishEvent, TokenEvent
+from edged.engine.local_answerer import LocalAnswerer
 from edged.errors import (
     BudgetExhausted,
     Cancelled,
@@ -52,7 +43,17 @@ from edged.errors import (
     SensitiveDataBlocked,
 )
 from edged.escalation.client import CloudRefused
-from edged.local import LocalAnswerer
+from edged.escalation.cloud_answerer import CloudAnswerer, CloudOutcome, cloud_deadline
+from edged.pipeline.answers import (
+    AnswerStream,
+    cloud_answer,
+    escalation_reason,
+    failure_reason,
+    local_answer,
+    prompt_text,
+    refusal,
+)
+from edged.pipeline.trail import RequestTrail
 from edged.routing.cascade import CascadeMonitor
 from edged.routing.decision import Link, Route, RouteDecision, RouteInputs, decide
 from edged.routing.load import EngineLoad, LoadSnapshot, SystemReading
@@ -62,7 +63,6 @@ from edged.sovereignty.audit import ANSWERED_CLOUD, ANSWERED_LOCAL, AuditLog
 from edged.sovereignty.gate import SensitivityGate, control_fields
 from edged.sovereignty.verdict import Verdict, declared_classes
 from edged.telemetry.metrics import EdgedMetrics, outcome_of
-from edged.trail import RequestTrail
 
 logger = logging.getLogger(__name__)
 

@@ -6,10 +6,10 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
-from edged.cloud import CloudOutcome, usage_of
 from edged.domain import Answer, ConfidenceSummary, Delta, InferenceRequest, Provenance, Source, Timing, Usage
 from edged.engine import FinishEvent
 from edged.errors import BudgetExhausted, CloudUnavailable, EdgedError, NoCloudLink
+from edged.escalation.cloud_answerer import CloudOutcome, usage_of
 from edged.routing.decision import RouteDecision
 from edged.telemetry.metrics import label_code
 
