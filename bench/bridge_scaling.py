@@ -23,6 +23,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from edged.config.broker import BrokerSettings
+from edged.config.escalation import EscalationSettings
 from edged.escalation.client import EscalationClient
 from edged.v1.escalation_pb2 import EscalationRequest
 from edged.v1.inference_pb2 import ChatMessage
@@ -62,7 +63,11 @@ async def drive(
     url: str, count: int, requests: int, in_flight: int
 ) -> tuple[float, list[float], Counter[str]]:
     """Requests per second, per-request latencies (ms) and answers per worker."""
-    client = EscalationClient(BrokerSettings(url=url, max_escalations=max(64, in_flight)), "bench-device")
+    client = EscalationClient(
+        BrokerSettings(url=url),
+        "bench-device",
+        escalation=EscalationSettings(max_escalations=max(64, in_flight)),
+    )
     await client.start()
     try:
         if not await client.link.wait_up(20):

@@ -31,6 +31,7 @@ from cloud_bridge.worker import BridgeWorker
 from edged.comms.dispatch import BoundedInbox
 from edged.comms.link import MqttLink
 from edged.config.broker import BrokerSettings
+from edged.config.escalation import EscalationSettings
 from edged.escalation.client import EscalationClient
 from edged.v1.escalation_pb2 import EscalationChunk, EscalationRequest
 from edged.v1.inference_pb2 import ChatMessage
@@ -108,7 +109,10 @@ async def start_worker(config: BridgeConfig) -> BridgeWorker:
 
 
 async def start_client(url: str, device: str = "dev-a", **extra: Any) -> EscalationClient:
-    client = EscalationClient(broker_settings(url, **extra), device)
+    escalation = {key: extra.pop(key) for key in list(extra) if key in EscalationSettings.model_fields}
+    client = EscalationClient(
+        broker_settings(url, **extra), device, escalation=EscalationSettings.model_validate(escalation)
+    )
     await client.start()
     assert await client.link.wait_up(WAIT_S), "client did not connect"
     return client

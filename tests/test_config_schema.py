@@ -31,6 +31,13 @@ def test_unknown_keys_are_named() -> None:
     assert problems({"colour": "red"}) == [("colour", "red", "unknown key")]
 
 
+def test_escalation_keys_under_broker_are_named_with_their_new_place() -> None:
+    assert problems({"broker": {"accept_timeout_s": 3.0}}) == [
+        ("broker.accept_timeout_s", 3.0, "moved to [escalation]: write it as escalation.accept_timeout_s")
+    ]
+    assert parse_config({"escalation": {"max_escalations": 8}}).escalation.max_escalations == 8
+
+
 def test_out_of_bounds_value_names_key_value_and_limit() -> None:
     [(key, value, reason)] = problems({"engine": {"slots": 0}})
     assert (key, value) == ("engine.slots", 0)

@@ -79,7 +79,7 @@ def daemon(broker: MosquittoBroker, tmp_path_factory: pytest.TempPathFactory) ->
 
 
 def escalation_client(daemon: RunningDaemon) -> EscalationClient:
-    cloud = daemon.daemon.pipeline.cloud
+    cloud = daemon.daemon.runtime.cloud
     assert cloud is not None, "the daemon has no cloud link"
     return cloud.client
 
@@ -321,7 +321,7 @@ def test_a_frozen_worker_is_given_up_after_the_accept_timeout(
         if mode == pb.CLOUD_ONLY:
             error = refusal(daemon, ask(mode), DEADLINE_S)
             assert error.code() == grpc.StatusCode.UNAVAILABLE
-            assert "no worker took the request within 2.0 s (broker.accept_timeout_s)" in (
+            assert "no worker took the request within 2.0 s (escalation.accept_timeout_s)" in (
                 error.details() or ""
             )
         else:

@@ -145,7 +145,7 @@ PREFIX = "edged/v1"
 def subscribed_topics(edged: RunningDaemon) -> list[str]:
     """Every topic the daemon (escalation replies and presence, fleet keys and profiles) and a worker (the shared
     escalate filter, every device's cancel) receive messages on, named concretely."""
-    cloud = edged.daemon.pipeline.cloud
+    cloud = edged.daemon.runtime.cloud
     assert cloud is not None
     fleet = FleetTopics(PREFIX)
     targets = [Target("group", GROUP), Target("device", DEVICE)]
@@ -172,7 +172,7 @@ def test_malformed_payloads_on_every_subscribed_topic_leave_daemon_and_worker_se
     }
     worker_config = worker_config_file(tmp_path, "w1", {"type": "sleep", "delay_s": 0.0, "text": "cloud ok"})
     with running_daemon(tmp_path / "edged", config) as edged:
-        cloud = edged.daemon.pipeline.cloud
+        cloud = edged.daemon.runtime.cloud
         assert cloud is not None
         worker = spawn_worker(mosquitto.url, "w1", tmp_path, "--config", str(worker_config))
         publisher = RawClient(mosquitto.port)

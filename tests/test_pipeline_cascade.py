@@ -40,7 +40,7 @@ def daemon(tmp: Path, url: str, cascade_threshold: float) -> Iterator[RunningDae
     }
     with running_daemon(tmp, config) as running:
         wait_until(lambda: running.status().link.state == "connected", "the daemon's link is up")
-        cloud = running.daemon.pipeline.cloud
+        cloud = running.daemon.runtime.cloud
         assert cloud is not None
         wait_until(lambda: cloud.client.workers_online() > 0, "a worker is online")
         yield running
@@ -85,7 +85,7 @@ def test_a_collapse_with_the_worker_gone_regenerates_the_local_answer_whole(
 ) -> None:
     with daemon(tmp_path / "d", mosquitto.url, cascade_threshold=1.0) as edged:
         stop_process(worker)
-        cloud = edged.daemon.pipeline.cloud
+        cloud = edged.daemon.runtime.cloud
         assert cloud is not None
         wait_until(lambda: cloud.client.workers_online() == 0, "the worker is gone")
         chunks = collect(edged)
@@ -114,7 +114,7 @@ def test_a_looping_answer_is_judged_unsure_and_escalated(
     }
     with running_daemon(tmp_path / "d", config) as edged:
         wait_until(lambda: edged.status().link.state == "connected", "the daemon's link is up")
-        cloud = edged.daemon.pipeline.cloud
+        cloud = edged.daemon.runtime.cloud
         assert cloud is not None
         wait_until(lambda: cloud.client.workers_online() > 0, "a worker is online")
         looped = edged.stub.Generate(

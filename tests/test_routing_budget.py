@@ -74,8 +74,11 @@ def test_new_limits_keep_use_so_far() -> None:
     budget = CloudBudget(BudgetSettings(), clock)
     for _ in range(3):
         budget.charge_request()
-    budget.update(BudgetSettings(requests_per_day=3))
-    assert budget.exhausted() == "requests_per_day"
+    limited = budget.reconfigured(BudgetSettings(requests_per_day=3))
+    assert limited.exhausted() == "requests_per_day"
+    assert budget.exhausted() is None  # the old limits stay with the old budget, the use is shared
+    budget.charge_tokens(10)
+    assert limited.status().tokens_today == 10
 
 
 def test_negative_tokens_are_refused_by_name() -> None:

@@ -9,7 +9,7 @@ import pytest
 
 from edged.config.routing import ScoreWeights
 from edged.domain import Source, TokenSignals
-from edged.routing.cascade import CascadeMonitor, CascadeVerdict, cascade_stream
+from edged.routing.cascade import CascadeMonitor, CascadeVerdict, HoldBack, cascade_stream
 
 # AUTO score = sigmoid(3 + 2 * mean logprob): ~0.95 for sure tokens, ~0.007 for a collapse
 WEIGHTS = ScoreWeights(bias=3.0, router_logit=0.0, mean_logprob=2.0)
@@ -122,3 +122,31 @@ def test_short_answer_below_k_is_released_at_the_end() -> None:
 def test_k_must_be_positive() -> None:
     with pytest.raises(ValueError, match="k: 0 must be at least 1"):
         CascadeMonitor(k=0, threshold=0.1, weights=WEIGHTS)
+
+
+def test_hold_back_keeps_a_unary_answer_that_may_escalate_to_its_end() -> None:
+    monitor = _monitor(k=2)
+    hold = HoldBack(monitor, streaming=False, can_escalate=True)
+    for signals in (SURE, SURE, SURE):
+        monitor.observe(signals)
+        assert hold.feed("w ") == ""  # a unary answer is judged once it is whole, kept or not by the cascade
+    assert hold.holding
+    assert hold.held == ("w ", "w ", "w ")
+
+
+def test_hold_back_passes_everything_when_nothing_could_replace_it() -> None:
+    hold = HoldBack(_monitor(), streaming=True, can_escalate=False)
+    assert [hold.feed(t) for t in ("a", "b")] == ["a", "b"]
+    assert not hold.holding
+    assert hold.held == ()
+
+
+def test_hold_back_keeps_a_collapsed_stream_held_for_the_cloud_to_replace() -> None:
+    monitor = _monitor(k=2)
+    hold = HoldBack(monitor, streaming=True, can_escalate=True)
+    out = []
+    for text in ("x", "y", "z"):
+        monitor.observe(LOST)
+        out.append(hold.feed(text))
+    assert out == ["", "", ""]
+    assert hold.held == ("x", "y", "z")

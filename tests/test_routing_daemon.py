@@ -54,7 +54,7 @@ def refused(daemon: RunningDaemon, request: pb.GenerateRequest) -> grpc.RpcError
 
 
 def workers_online(daemon: RunningDaemon) -> int:
-    cloud = daemon.daemon.pipeline.cloud
+    cloud = daemon.daemon.runtime.cloud
     assert cloud is not None, "the daemon has no cloud link"
     return cloud.client.workers_online()
 

@@ -138,7 +138,7 @@ class _CountingSource(FakeSystemSource):
 
 def test_background_thread_samples_until_stopped() -> None:
     source = _CountingSource(wanted=3)
-    sampler = LoadSampler(source, interval_s=0.01)
+    sampler = LoadSampler(source, interval_s=lambda: 0.01)
     sampler.start()
     try:
         assert source.enough.wait(timeout=30.0)
@@ -152,7 +152,7 @@ def test_background_thread_samples_until_stopped() -> None:
 
 def test_interval_out_of_bounds_is_rejected() -> None:
     with pytest.raises(ValueError, match=r"interval_s: 0\.0 is outside"):
-        LoadSampler(FakeSystemSource(), interval_s=0.0)
+        LoadSampler(FakeSystemSource(), interval_s=lambda: 0.0)
 
 
 def test_load_as_status() -> None:

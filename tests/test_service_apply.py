@@ -110,11 +110,11 @@ def edged_with_gate(tmp_path: Path) -> Iterator[RunningDaemon]:
 
 def test_privacy_audit_sampler_and_router_follow_a_new_profile(edged_with_gate: RunningDaemon) -> None:
     daemon = edged_with_gate.daemon
-    pipeline = daemon.pipeline
-    gate, router = pipeline.gate, pipeline.router
+    before = daemon.runtime
+    gate, router = before.gate, before.router
     assert gate is not None
-    assert pipeline.cloud is not None
-    assert pipeline.audit is not None
+    assert before.cloud is not None
+    assert before.audit is not None
     assert router is not None  # the shipped router
     change = {
         "privacy": {"sensitive_policy": "REDACT", "audit": {"max_bytes": 131072, "keep_files": 2}},
@@ -123,32 +123,34 @@ def test_privacy_audit_sampler_and_router_follow_a_new_profile(edged_with_gate: 
     }
     assert apply(edged_with_gate, change) == (ApplyResult.APPLIED, "")
 
-    assert pipeline.gate is not gate
-    assert pipeline.gate is not None
-    assert pipeline.gate.settings.sensitive_policy == DataPolicy.REDACT
-    assert pipeline.cloud.gate is pipeline.gate  # the cloud path releases and scans with the same gate
-    assert (pipeline.audit.max_bytes, pipeline.audit.keep_files) == (131072, 2)
-    assert daemon._sampler is not None
+    after = daemon.runtime
+    assert after.gate is not gate
+    assert after.gate is not None
+    assert after.gate.settings.sensitive_policy == DataPolicy.REDACT
+    assert after.cloud is not None
+    assert after.cloud.gate is after.gate  # the cloud path releases and scans with the same gate
+    assert after.audit is not None
+    assert (after.audit.max_bytes, after.audit.keep_files) == (131072, 2)
     assert daemon._sampler.interval_s == 0.5
-    assert pipeline.router is None  # no manifest under that name: AUTO routes without a router, as at start
+    assert after.router is None  # no manifest under that name: AUTO routes without a router, as at start
 
     assert apply(edged_with_gate, {"routing": {"router_model": "router"}}) == (ApplyResult.APPLIED, "")
-    assert pipeline.router is not None
-    assert pipeline.router is not router  # loaded again, sha256-checked
+    assert daemon.runtime.router is not None
+    assert daemon.runtime.router is not router  # loaded again, sha256-checked
 
 
 def test_a_gate_that_cannot_be_built_changes_nothing_not_even_the_engine(
     edged_with_gate: RunningDaemon,
 ) -> None:
     daemon = edged_with_gate.daemon
-    engines, profile, gate = daemon.local.engines(), daemon.profile, daemon.pipeline.gate
+    engines, profile, gate = daemon.local.engines(), daemon.profile, daemon.runtime.gate
     change = {"privacy": {"detector": {"spacy_model": "no_such_pkg"}}, "engine": {"slots": 2}}
     result, reason = apply(edged_with_gate, change)
     assert result == ApplyResult.ROLLED_BACK
     assert "spacy_model = 'no_such_pkg'" in reason
     assert daemon.local.engines() == engines
     assert daemon.profile is profile
-    assert daemon.pipeline.gate is gate
+    assert daemon.runtime.gate is gate
     assert edged_with_gate.stub.Generate(
         pb.GenerateRequest(prompt="Say hi.", max_tokens=4, mode=pb.LOCAL_ONLY), timeout=60
     ).text

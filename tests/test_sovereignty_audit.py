@@ -12,7 +12,7 @@ import pytest
 
 from edged.cli.audit import parse_since
 from edged.cli.main import main
-from edged.config.privacy import DataPolicy, PrivacySettings
+from edged.config.privacy import AuditSettings, DataPolicy, PrivacySettings
 from edged.domain import Message
 from edged.errors import ConfigError
 from edged.sovereignty.audit import (
@@ -303,3 +303,14 @@ def test_parse_since() -> None:
     assert parse_since("7d", now) == now - timedelta(days=7)
     assert parse_since("2026-04-30T08:00") == datetime(2026, 4, 30, 8, 0, tzinfo=UTC)
     assert parse_since("2026-04-30T08:00+02:00").utcoffset() == timedelta(hours=2)
+
+
+def test_a_reconfigured_log_is_the_same_log_with_new_rotation_limits(tmp_path: Path) -> None:
+    log = AuditLog(tmp_path, clock=Clock(T0))
+    same = log.reconfigured(AuditSettings(max_bytes=log.max_bytes, keep_files=log.keep_files))
+    assert same is log
+    small = log.reconfigured(AuditSettings(max_bytes=65536, keep_files=1))
+    assert (small.max_bytes, small.keep_files) == (65536, 1)
+    assert (log.max_bytes, log.keep_files) != (65536, 1)  # the running log is not changed under its readers
+    assert small.value_hash(EMAIL) == log.value_hash(EMAIL)  # one salt, one directory
+    assert small.path == log.path

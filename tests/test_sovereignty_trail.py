@@ -85,7 +85,7 @@ def _audited(daemon: RunningDaemon, request_id: str) -> bool:
 
 
 def _workers_online(daemon: RunningDaemon) -> int:
-    cloud = daemon.daemon.pipeline.cloud
+    cloud = daemon.daemon.runtime.cloud
     assert cloud is not None, "the daemon has no cloud link"
     return cloud.client.workers_online()
 

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator, model_validator
 
-from edged.config.base import StrictModel
+from edged.config.base import KeyRuleError, StrictModel
 
 DEFAULT_PORTS = {"mqtt": 1883, "mqtts": 8883}
 # Client ids and user names end up in ACL patterns (%c, %u) and topics: no MQTT wildcards, no '/'.
 MQTT_NAME_PATTERN = r"^[A-Za-z0-9_\-.@]{1,128}$"
+# Keys that were [broker]'s before they got their own section (edged.config.escalation).
+MOVED_TO_ESCALATION = ("accept_timeout_s", "max_escalations", "reply_buffer")
 
 
 class BrokerSettings(StrictModel):
@@ -70,17 +72,15 @@ class BrokerSettings(StrictModel):
     rtt_probe_s: Annotated[float, Field(ge=0, le=3600)] = Field(
         default=30.0, description="How often an idle link measures its round trip to the broker (0: never)."
     )
-    accept_timeout_s: Annotated[float, Field(ge=0.05, le=60)] = Field(
-        default=2.0,
-        description="Escalation: how long to wait for a worker to accept a request before the cloud is "
-        "declared unavailable (bounded by the request's deadline).",
-    )
-    max_escalations: Annotated[int, Field(ge=1, le=10_000)] = Field(
-        default=64, description="Escalations waiting for a reply at once; more fail at once as unavailable."
-    )
-    reply_buffer: Annotated[int, Field(ge=16, le=65_536)] = Field(
-        default=1024, description="Reply chunks buffered per escalation (out of order or not yet consumed)."
-    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _escalation_keys_moved(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            for key in MOVED_TO_ESCALATION:
+                if key in data:
+                    raise KeyRuleError(key, data[key], f"moved to [escalation]: write it as escalation.{key}")
+        return data
 
     @field_validator("url")
     @classmethod

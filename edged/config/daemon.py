@@ -14,6 +14,7 @@ from edged.config.base import KeyRuleError, StrictModel
 from edged.config.broker import BrokerSettings
 from edged.config.budget import BudgetSettings
 from edged.config.engine import EngineSettings
+from edged.config.escalation import EscalationSettings
 from edged.config.fleet import FleetSettings
 from edged.config.http import HttpSettings
 from edged.config.limits import LoadLimits
@@ -66,6 +67,9 @@ class DaemonConfig(StrictModel):
         default_factory=HttpSettings, description="OpenAI-compatible HTTP API (off by default)."
     )
     broker: BrokerSettings = Field(default_factory=BrokerSettings, description="MQTT link.")
+    escalation: EscalationSettings = Field(
+        default_factory=EscalationSettings, description="Handing requests to cloud_bridge workers."
+    )
     fleet: FleetSettings = Field(default_factory=FleetSettings, description="Fleet membership.")
     metrics: MetricsSettings = Field(default_factory=MetricsSettings, description="Prometheus endpoint.")
     # Defaults for the profile's sections; a profile overrides them key by key.

@@ -98,12 +98,9 @@ def _join_tokens(events: list[EngineEvent]) -> list[EngineEvent]:
 class LocalAnswerer:
     """Runs requests on the loaded local engines (one per model id)."""
 
-    def __init__(
-        self, engines: Mapping[str, LlamaEngine], default_model: str, stream_interval_s: float = 0.0
-    ) -> None:
+    def __init__(self, engines: Mapping[str, LlamaEngine], default_model: str) -> None:
         self._engines = engines
         self.default_model = default_model
-        self.stream_interval_s = stream_interval_s
 
     def engine_for(self, model: str | None) -> LlamaEngine:
         model_id = model or self.default_model
@@ -127,17 +124,22 @@ class LocalAnswerer:
         self.default_model = default_model
 
     async def events(
-        self, request: InferenceRequest, monitor: ConfidenceMonitor | None = None
+        self,
+        request: InferenceRequest,
+        monitor: ConfidenceMonitor | None = None,
+        *,
+        stream_interval_s: float = 0.0,
     ) -> AsyncGenerator[EngineEvent, None]:
         """The engine's events for this request, ending with a FinishEvent; errors are raised.
 
-        Consecutive token events may arrive joined into one (see EventRelay). Leaving the iteration early (the
+        Consecutive token events may arrive joined into one (see EventRelay; `stream_interval_s` is its
+        interval, the config's api.stream_interval_ms). Leaving the iteration early (the
         caller cancelled, the deadline passed, a consumer stopped reading) cancels the job, which frees its slot
         within one engine step.
         """
         engine = self.engine_for(request.model)
         grammar = json_schema_grammar(request.params.json_schema) if request.params.json_schema else None
-        relay = EventRelay(asyncio.get_running_loop(), self.stream_interval_s)
+        relay = EventRelay(asyncio.get_running_loop(), stream_interval_s)
         job = GenerationJob(
             request_id=request.request_id,
             messages=request.messages,

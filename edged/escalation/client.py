@@ -31,6 +31,7 @@ from edged.comms.link import MqttLink
 from edged.comms.messages import InboundMessage, LinkState
 from edged.comms.wire import NO_MATCHING_SUBSCRIBERS, puback_reason
 from edged.config.broker import BrokerSettings
+from edged.config.escalation import EscalationSettings
 from edged.domain import Delta, Usage
 from edged.errors import CloudRefused as CloudRefused  # noqa: PLC0414 - re-exported for edged.pipeline (mypy)
 from edged.errors import CloudUnavailable, DeadlineExceeded, EdgedError
@@ -116,7 +117,9 @@ class _Pending:
             return
         if len(self.ready) + len(in_order) > self.max_buffered:
             self.fail(
-                CloudUnavailable(f"more than {self.max_buffered} reply chunks unread (broker.reply_buffer)")
+                CloudUnavailable(
+                    f"more than {self.max_buffered} reply chunks unread (escalation.reply_buffer)"
+                )
             )
             return
         self.ready.extend(in_order)
@@ -153,10 +156,11 @@ class EscalationClient:
         settings: BrokerSettings,
         device_id: str,
         *,
+        escalation: EscalationSettings | None = None,
         link: MqttLink | None = None,
         instance: str | None = None,
     ) -> None:
-        self._settings = settings
+        self._escalation = escalation or EscalationSettings()
         self._topics = EscalationTopics(settings.topic_prefix)
         self._device = device_id
         self._escalate_topic = self._topics.escalate(device_id)
@@ -233,7 +237,7 @@ class EscalationClient:
         as the request is handed to the link for publishing: from then on it may reach the broker, whatever
         happens next."""
         correlation = secrets.token_bytes(16)
-        pending = _Pending(self._settings.reply_buffer)
+        pending = _Pending(self._escalation.reply_buffer)
         try:
             message = self._prepare(request, deadline)
             pending.request_id = message.request_id
@@ -297,10 +301,10 @@ class EscalationClient:
             raise CloudUnavailable(
                 f"MQTT link to {state.broker} is {state.phase.value}: {state.last_error or '-'}"
             )
-        if len(self._pending) >= self._settings.max_escalations:
+        if len(self._pending) >= self._escalation.max_escalations:
             raise CloudUnavailable(
-                f"{len(self._pending)} escalations in flight (broker.max_escalations = "
-                f"{self._settings.max_escalations})"
+                f"{len(self._pending)} escalations in flight (escalation.max_escalations = "
+                f"{self._escalation.max_escalations})"
             )
         message = EscalationRequest()
         message.CopyFrom(request)
@@ -310,13 +314,13 @@ class EscalationClient:
         return message
 
     async def _receive(self, pending: _Pending, deadline: float) -> AsyncGenerator[EscalationEvent, None]:
-        accept_by = min(deadline, time.monotonic() + self._settings.accept_timeout_s)
+        accept_by = min(deadline, time.monotonic() + self._escalation.accept_timeout_s)
         while True:
             chunk = await pending.next(deadline if pending.accepted else accept_by)
             if chunk is None:
                 if not pending.accepted:
                     waited = (
-                        f"{self._settings.accept_timeout_s} s (broker.accept_timeout_s)"
+                        f"{self._escalation.accept_timeout_s} s (escalation.accept_timeout_s)"
                         if accept_by < deadline
                         else "the deadline"
                     )

@@ -58,22 +58,20 @@ class CloudAnswerer:
         """On the event loop: the link as the loop sees it now."""
         return Link.UP if self._client.is_up() else Link.DOWN
 
-    def link_from_any_thread(self) -> Link:
-        """From another thread (the engine's): the link's immutable snapshot, never its loop-owned fields."""
-        return Link.UP if self._client.is_up_from_any_thread() else Link.DOWN
-
     @property
     def client(self) -> EscalationClient:
         return self._client
 
+    def reachable(self) -> bool:
+        """From any thread (the engine's cascade hook): whether an answer could be handed over now, the link up
+        (its immutable snapshot, never the loop-owned state; issue 17: 10) and budget left (its own lock)."""
+        return self._client.is_up_from_any_thread() and self._budget.exhausted() is None
+
     @property
     def gate(self) -> SensitivityGate:
+        """The gate it releases requests and scans replies with (the runtime's: a privacy change builds a new
+        CloudAnswerer with the new gate)."""
         return self._gate
-
-    @gate.setter
-    def gate(self, gate: SensitivityGate) -> None:
-        """A privacy change swaps the gate: the next release() and reply scan use the new one."""
-        self._gate = gate
 
     async def release(self, request: InferenceRequest, verdict: Verdict) -> CloudRelease:
         """What may leave the device: messages and control fields (raises SensitiveDataBlocked for

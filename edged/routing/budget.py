@@ -21,6 +21,7 @@ The clock is injectable (monotonic seconds); the budget is thread-safe (one lock
 
 from __future__ import annotations
 
+import copy
 import functools
 import json
 import logging
@@ -210,7 +211,7 @@ class CloudBudget:
         self._writer = writer
         self._lock = threading.Lock()
         self._save_lock = threading.Lock()  # one save at a time, each of the newest state
-        self._save_queued = False  # a save is with the writer and has not taken its snapshot yet
+        self._save_queued = threading.Event()  # a save is with the writer and has not taken its snapshot yet
         self._windows = {
             "requests_per_hour": _Window(HOUR_S),
             "requests_per_day": _Window(DAY_S),
@@ -226,10 +227,14 @@ class CloudBudget:
         `writer` when given)."""
         return cls(settings, file=BudgetFile(state_dir / BUDGET_FILE), writer=writer)
 
-    def update(self, settings: BudgetSettings) -> None:
-        """Apply a new profile's limits; use so far is kept."""
-        with self._lock:
-            self._settings = settings
+    def reconfigured(self, settings: BudgetSettings) -> CloudBudget:
+        """This budget under a new profile's limits: the same use so far, windows, file and locks (a charge
+        through either counts in both), so a profile change swaps it in whole and keeps what was spent."""
+        if settings == self._settings:
+            return self
+        budget = copy.copy(self)
+        budget._settings = settings
+        return budget
 
     def _spent(self, now: float) -> str | None:
         for name in WINDOWS:
@@ -303,16 +308,16 @@ class CloudBudget:
             self._save_now(self._file)
             return
         with self._lock:
-            if self._save_queued:
+            if self._save_queued.is_set():
                 return  # the queued save has not taken its snapshot yet: it will hold this charge too
-            self._save_queued = True
+            self._save_queued.set()
         self._writer.submit(functools.partial(self._save_now, self._file))
 
     def _save_now(self, file: BudgetFile) -> None:
         with self._save_lock:
             # the snapshot is taken under the save lock, so the last file written holds the newest state
             with self._lock:
-                self._save_queued = False
+                self._save_queued.clear()
                 now = self._clock()
                 ages: dict[str, Ages] = {}
                 for kind in ("requests", "tokens"):

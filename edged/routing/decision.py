@@ -110,9 +110,19 @@ def _auto_wants_cloud(inputs: RouteInputs, reasons: list[str]) -> bool:
 def _confidence_wants_cloud(inputs: RouteInputs, reasons: list[str]) -> bool:
     if inputs.confidence is None:
         return False
-    name = "confidence" if inputs.cascade_tokens is None else f"confidence@{inputs.cascade_tokens}"
-    reasons.append(_compare(name, inputs.confidence, inputs.confidence_threshold))
-    return inputs.confidence < inputs.confidence_threshold
+    unsure, reason = judge_confidence(inputs.confidence, inputs.confidence_threshold, inputs.cascade_tokens)
+    reasons.append(reason)
+    return unsure
+
+
+def judge_confidence(score: float, threshold: float, tokens: int | None = None) -> tuple[bool, str]:
+    """The confidence rule on its own: whether an answer's AUTO score is below its threshold, and the reason
+    (`confidence=...`, or `confidence@k=...` for a score over the first k streamed tokens).
+
+    `decide()` applies it after generation; the pipeline's judge step calls it directly for an answer that
+    could still be handed to the cloud (mode, privacy, link and budget were decided before generation)."""
+    name = "confidence" if tokens is None else f"confidence@{tokens}"
+    return score < threshold, _compare(name, score, threshold)
 
 
 def _blocker(inputs: RouteInputs) -> tuple[str, type[EdgedError]] | None:

@@ -3,7 +3,7 @@
 SystemSource      where readings come from: `PsutilSource` (the real device) or `FakeSystemSource` (tests)
 EngineOccupancy   a callable the engine passes in: queue depth and slot use right now
 LoadSampler       samples both every `limits.sample_interval_s` on its own thread; `latest()` is a lock-free
-                  read; `interval_s` may be changed while it runs (a profile change)
+                  read; `interval_s` is read before each wait (a profile change)
 over_limits()     which of the profile's limits a snapshot is beyond, as stable names
 """
 
@@ -205,10 +205,13 @@ class LoadSampler:
         source: SystemSource,
         engine: EngineOccupancy = _no_engine,
         *,
-        interval_s: float = 2.0,
+        interval_s: Callable[[], float] = lambda: 2.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self._interval_s = _checked_interval(interval_s)
+        _checked_interval(interval_s())
+        self._interval_s = (
+            interval_s  # read before every wait: the running profile's limits.sample_interval_s
+        )
         self._source = source
         self._engine = engine
         self._clock = clock
@@ -240,12 +243,8 @@ class LoadSampler:
 
     @property
     def interval_s(self) -> float:
-        return self._interval_s
-
-    @interval_s.setter
-    def interval_s(self, value: float) -> None:
-        """A new interval, used from the next wait (the one under way finishes at the old interval)."""
-        self._interval_s = _checked_interval(value)
+        """The interval of the next wait (a profile change takes effect from it; the one under way finishes)."""
+        return _checked_interval(self._interval_s())
 
     def start(self) -> None:
         if self._thread is not None:
@@ -255,7 +254,7 @@ class LoadSampler:
         self._thread.start()
 
     def _run(self) -> None:
-        while not self._stop.wait(self._interval_s):
+        while not self._stop.wait(self.interval_s):
             self.sample_once()
 
     def stop(self, timeout_s: float = 5.0) -> None:

@@ -34,24 +34,22 @@ from edged.config.loader import read_toml
 from edged.engine.local_answerer import LocalAnswerer
 from edged.errors import BackendCrashed, ConfigError, EdgedError
 from edged.escalation.client import EscalationClient
-from edged.escalation.cloud_answerer import CloudAnswerer
 from edged.files import FileWriter
 from edged.fleet.agent import FleetAgent, fleet_will, last_good_profile
 from edged.fleet.device import ApplyOutcome, ApplyResult, ProfileBase
 from edged.models import ModelRegistry
-from edged.models.registry import served_sha256
-from edged.pipeline.inference import IDLE_LOAD, InferencePipeline
+from edged.pipeline.inference import InferencePipeline
+from edged.pipeline.runtime import Runtime, RuntimeSlot
 from edged.routing.budget import CloudBudget
-from edged.routing.load import EngineLoad, LoadSampler, LoadSnapshot, PsutilSource, SystemSource
-from edged.routing.router import PromptRouter, load_router
+from edged.routing.load import EngineLoad, LoadSampler, PsutilSource, SystemSource
 from edged.service import report
 from edged.service.apply import Commit, ProfileApplier, start_engine
 from edged.service.loop_call import call_on_loop
 from edged.service.report import budget_info, budget_remaining, load_info
+from edged.service.runtime import CloudLink, RuntimeParts, build_runtime
 from edged.service.sdnotify import ServiceNotifier
 from edged.service.snapshot import DaemonStatus
 from edged.sovereignty.audit import AuditLog
-from edged.sovereignty.gate import SensitivityGate
 from edged.telemetry.logging import set_level
 from edged.telemetry.metrics import EdgedMetrics, MetricsEndpoint
 
@@ -65,7 +63,7 @@ _TELEMETRY_WAIT_S = 5.0  # the fleet thread waits this long for the loop to take
 _HEARTBEAT_STALE_S = 10.0  # an engine thread silent this long is hung: stop feeding the watchdog
 # What a reload keeps as it started (a restart applies it): identity, where state and models live, the broker,
 # fleet membership, the metrics endpoint and the HTTP API; of [api] only these two change live.
-_START_ONLY = ("device_id", "state_dir", "models_dir", "broker", "fleet", "metrics", "http")
+_START_ONLY = ("device_id", "state_dir", "models_dir", "broker", "escalation", "fleet", "metrics", "http")
 _LIVE_API = ("stream_interval_ms", "grace_period_s")
 
 
@@ -90,30 +88,32 @@ class Daemon:
         self._config_path = config_path
         self._overrides = overrides or {}
         self._notifier = notifier or ServiceNotifier.from_environment(unset_environment=True)
-        self._load_source = load_source
         self._stop = asyncio.Event()
         self._started_at = time.monotonic()
         self._state = "loading"
         self._exit_code = 0
         self._local_profiles: list[DeviceProfile] = []
-        self.profile = DeviceProfile()
         self.metrics = EdgedMetrics(config.device_id)
         # The audit's appends and the budget's fsynced saves go through one writer thread, never the event loop
         # (issue 17: 5); it is closed (drained) last at shutdown, so no record is lost.
         self.state_writer = FileWriter("edged-state-writer")
-        self.budget = CloudBudget.open(self.profile.budget, config.state_dir, self.state_writer)
-        self.local = LocalAnswerer({}, config.engine.model, config.api.stream_interval_ms / 1000.0)
-        self.pipeline = InferencePipeline(
-            config.device_id,
-            self.local,
-            profile=lambda: self.profile,
-            load=self._load_snapshot,
-            metrics=self.metrics,
-        )
+        self.budget = CloudBudget.open(DeviceProfile().budget, config.state_dir, self.state_writer)
         self._registry: ModelRegistry | None = None
+        self._cloud_link: CloudLink | None = None
+        # The composition root: every per-profile part is built by build_runtime and swapped in whole.
+        self._runtime = RuntimeSlot(build_runtime(DeviceProfile(), self._parts()))
+        self.local = LocalAnswerer({}, config.engine.model)
+        self._sampler = LoadSampler(
+            load_source or PsutilSource(),
+            self._engine_load,
+            interval_s=lambda: self.profile.limits.sample_interval_s,
+        )
+        self.pipeline = InferencePipeline(
+            config.device_id, self.local, self._runtime, load=self._sampler.latest, metrics=self.metrics
+        )
         self._applier: ProfileApplier | None = None
         self._metrics_endpoint: MetricsEndpoint | None = None
-        self._sampler: LoadSampler | None = None
+        self._sampler_started = False
         self._api: ApiServer | None = None
         self._http: HttpApi | None = None
         self._link: MqttLink | None = None
@@ -122,6 +122,27 @@ class Daemon:
         self._loop: asyncio.AbstractEventLoop | None = None  # set by run()
         self._reloading = asyncio.Lock()  # SIGHUPs in a row reload one after the other
         self._reloads: set[asyncio.Task[None]] = set()  # held: the loop keeps only weak references to tasks
+
+    @property
+    def runtime(self) -> Runtime:
+        """What requests are answered with now (the profile in effect and the parts built from it)."""
+        return self._runtime.current
+
+    @property
+    def profile(self) -> DeviceProfile:
+        return self._runtime.current.profile
+
+    def _parts(self) -> RuntimeParts:
+        config = self.config
+        return RuntimeParts(
+            device_id=config.device_id,
+            models_dir=config.models_dir,
+            metrics=self.metrics,
+            budget=self.budget,
+            stream_interval_s=config.api.stream_interval_ms / 1000.0,
+            registry=self._registry,
+            cloud=self._cloud_link,
+        )
 
     # ------------------------------------------------------------------ the steps
 
@@ -148,10 +169,10 @@ class Daemon:
         """The local profile file, then the fleet's last good profile (a device booting offline runs it)."""
         self._local_profiles = [load_profile(self.config.profile)] if self.config.profile else []
         replayed = last_good_profile(self.config, self._local_profiles)
+        self._registry = ModelRegistry.from_dir(self.config.models_dir, self.config.state_dir / "models")
         self._prepare_profile(replayed or effective_profile(self.config, self._local_profiles))()
         if replayed is not None:
             logger.info("replaying the last good fleet profile %s", replayed.name)
-        self._registry = ModelRegistry.from_dir(self.config.models_dir, self.config.state_dir / "models")
 
     async def _start_metrics(self) -> None:
         self._metrics_endpoint = MetricsEndpoint.from_settings(self.metrics.registry, self.config.metrics)
@@ -164,16 +185,11 @@ class Daemon:
             self._metrics_endpoint.close()
 
     async def _start_sampler(self) -> None:
-        self._sampler = LoadSampler(
-            self._load_source or PsutilSource(),
-            self._engine_load,
-            interval_s=self.profile.limits.sample_interval_s,
-        )
         self._sampler.start()
+        self._sampler_started = True
 
     async def _stop_sampler(self) -> None:
-        if self._sampler is not None:
-            self._sampler.stop()
+        self._sampler.stop()
 
     async def _bind_listeners(self) -> None:
         servicer = InferenceServicer(self.pipeline, self.request_limits, self.status)
@@ -228,22 +244,19 @@ class Daemon:
             if config.fleet.enabled:
                 raise ConfigError("fleet", [("broker.url", None, "fleet.group needs a broker")])
             return
-        self._notifier.status("loading the router and the privacy gate")
-        # Both only matter when there is somewhere to route to and something that could leave the device, so a
-        # device without a broker does not pay their memory (onnxruntime, spaCy + Presidio).
-        assert self._registry is not None
-        served = await asyncio.to_thread(served_sha256, self._registry, self.profile.engine)
-        self.pipeline.router = await asyncio.to_thread(
-            load_router, config.models_dir, self.profile.routing.router_model, served
-        )
-        gate = await asyncio.to_thread(SensitivityGate.load, self.profile.privacy, metrics=self.metrics)
-        self.pipeline.gate = gate
-        self.pipeline.audit = AuditLog.open(config.state_dir, self.profile.privacy.audit, self.state_writer)
         self._link = MqttLink(
             config.broker, config.device_id, will=fleet_will(config) if config.fleet.enabled else None
         )
-        self._escalation = EscalationClient(config.broker, config.device_id, link=self._link)
-        self.pipeline.cloud = CloudAnswerer(config.device_id, self._escalation, gate, self.budget)
+        self._escalation = EscalationClient(
+            config.broker, config.device_id, escalation=config.escalation, link=self._link
+        )
+        self._cloud_link = CloudLink(
+            self._escalation, AuditLog.open(config.state_dir, self.profile.privacy.audit, self.state_writer)
+        )
+        self._notifier.status("loading the router and the privacy gate")
+        # Both only matter when there is somewhere to route to and something that could leave the device, so a
+        # device without a broker does not pay their memory (onnxruntime, spaCy + Presidio).
+        self._runtime.swap(await asyncio.to_thread(build_runtime, self.profile, self._parts(), self.runtime))
         await self._escalation.start()
         if config.fleet.enabled:
             assert self._applier is not None
@@ -368,7 +381,7 @@ class Daemon:
         self.metrics.set_engine_load(
             queue_depth=load.queue_depth, slots_busy=load.slots_busy, slots=load.slots_total
         )
-        if self._sampler is not None:
+        if self._sampler_started:
             system = self._sampler.latest().system
             self.metrics.set_device_load(
                 cpu_percent=system.cpu_percent,
@@ -381,7 +394,7 @@ class Daemon:
             )
         link = report.link_info(self._escalation)
         self.metrics.set_link(link.state, link.rtt_ms / 1000 if link.rtt_ms else None)
-        for resource, window, remaining in budget_remaining(self.budget.status()):
+        for resource, window, remaining in budget_remaining(self.runtime.budget.status()):
             self.metrics.set_budget_remaining(resource, window, remaining)
 
     async def reload(self) -> None:
@@ -426,7 +439,8 @@ class Daemon:
             return outcome.reason
         self.config = config
         self._local_profiles = local
-        self.local.stream_interval_s = config.api.stream_interval_ms / 1000.0
+        # the live [api] settings: the same parts, reused (nothing loads), with the new stream interval
+        self._runtime.swap(build_runtime(self.profile, self._parts(), self.runtime))
         set_level(config.log_level)
         return None
 
@@ -459,37 +473,12 @@ class Daemon:
         return self._applier(profile)
 
     def _prepare_profile(self, profile: DeviceProfile) -> Commit:
-        """Build what `profile` needs that can fail: a gate for changed privacy settings, a router for a changed
-        routing.router_model (both exist only with a broker). Raises EdgedError, leaving everything as it was;
-        returns the commit that swaps them in. Off the event loop: Presidio or a router loads for a while."""
-        running = self.profile
-        gate = self.pipeline.gate
-        router = self.pipeline.router
-        if gate is not None and profile.privacy != running.privacy:
-            gate = gate.reconfigured(profile.privacy)
-        if gate is not None and profile.routing.router_model != running.routing.router_model:
-            assert self._registry is not None
-            served = served_sha256(self._registry, profile.engine)
-            router = load_router(self.config.models_dir, profile.routing.router_model, served)
-        return lambda: self._commit_profile(profile, gate, router)
-
-    def _commit_profile(
-        self, profile: DeviceProfile, gate: SensitivityGate | None, router: PromptRouter | None
-    ) -> None:
-        """Make a prepared profile the running one: reference swaps and settings only (it cannot fail)."""
-        pipeline = self.pipeline
-        if gate is not None:
-            pipeline.gate = gate
-            if pipeline.cloud is not None:
-                pipeline.cloud.gate = gate
-            pipeline.router = router
-        if pipeline.audit is not None:
-            pipeline.audit.max_bytes = profile.privacy.audit.max_bytes
-            pipeline.audit.keep_files = profile.privacy.audit.keep_files
-        if self._sampler is not None:
-            self._sampler.interval_s = profile.limits.sample_interval_s
-        self.budget.update(profile.budget)
-        self.profile = profile
+        """Build the runtime `profile` needs (a gate for changed privacy settings, a router for a changed
+        routing.router_model or served model; both only with a broker). Raises EdgedError, leaving everything
+        as it was; returns the commit that swaps it in, one reference (it cannot fail). Off the event loop:
+        Presidio or a router loads for a while."""
+        runtime = build_runtime(profile, self._parts(), self.runtime)
+        return lambda: self._runtime.swap(runtime)
 
     def _show_profile_version(self) -> None:
         """The fleet profile's version on /metrics: after the agent's layers changed, and once it is built."""
@@ -505,9 +494,6 @@ class Daemon:
             slots_busy=sum(s.slots_busy for s in stats),
             slots_total=sum(s.slots_total for s in stats),
         )
-
-    def _load_snapshot(self) -> LoadSnapshot:
-        return self._sampler.latest() if self._sampler is not None else IDLE_LOAD
 
     def _telemetry(self) -> dict[str, Any]:
         """The fleet agent's telemetry source. It runs on the fleet thread, and the status reads state the
@@ -537,9 +523,9 @@ class Daemon:
             models=report.model_infos(self._registry, self.local.engines(), self.local.default_model),
             link=report.link_info(self._escalation),
             load=load_info(self._sampler.latest(), self.profile.limits, time.monotonic())
-            if self._sampler is not None
+            if self._sampler_started
             else None,
-            budget=budget_info(self.budget.status()),
+            budget=budget_info(self.runtime.budget.status()),
             profile=report.profile_info(self.profile, self._fleet, self.config.fleet.group),
             answered=(self.pipeline.answered_local, self.pipeline.answered_cloud),
             http_listeners=tuple(self._http.addresses) if self._http is not None else (),

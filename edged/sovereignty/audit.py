@@ -13,6 +13,7 @@ the log holding it.
 
 from __future__ import annotations
 
+import copy
 import functools
 import hashlib
 import hmac
@@ -139,6 +140,14 @@ class AuditLog:
         return cls(
             state_dir / "audit", max_bytes=settings.max_bytes, keep_files=settings.keep_files, writer=writer
         )
+
+    def reconfigured(self, settings: AuditSettings) -> AuditLog:
+        """The same log (directory, salt, lock, writer) with a new profile's rotation limits."""
+        if (settings.max_bytes, settings.keep_files) == (self.max_bytes, self.keep_files):
+            return self
+        log = copy.copy(self)
+        log.max_bytes, log.keep_files = settings.max_bytes, settings.keep_files
+        return log
 
     def value_hash(self, value: str) -> str:
         return value_hash(self._salt, value)
