@@ -211,10 +211,9 @@ class InferencePipeline:
     ) -> tuple[Flight, RouteDecision]:
         profile, router, cloud = runtime.profile, runtime.router, runtime.cloud
         routing = profile.routing
-        scored = (
-            router is not None and not router.signal_only and request.mode in (Mode.AUTO, Mode.PREFER_LOCAL)
-        )
-        router_score = router.score(prompt_text(request)) if scored and router is not None else None
+        router_score = None
+        if router is not None and not router.signal_only and request.mode in (Mode.AUTO, Mode.PREFER_LOCAL):
+            router_score = router.score(prompt_text(request))
         inputs = RouteInputs(
             mode=request.mode,
             cloud_allowed=verdict is None or verdict.allows_cloud,
@@ -250,27 +249,30 @@ class InferencePipeline:
         """Generate locally, judge the answer, then finish it or hand the request to the cloud."""
         flight.trail.side = Source.LOCAL
         flight.trail.reasons = reasons
-        draft: list[LocalDraft] = []
-        async for delta in self._generate(flight, stream, draft):
-            yield delta
-        judgement = self._judge(flight, draft[0])
+        draft: LocalDraft | None = None
+        async for item in self._generate(flight, stream):
+            if isinstance(item, LocalDraft):
+                draft = item
+            else:
+                yield item
+        assert draft is not None
+        judgement = self._judge(flight, draft)
         reasons = (*reasons, *judgement.reasons)
         if judgement.escalate:
             if self.metrics is not None:
-                cut = "repetition" if draft[0].finish.finish_reason == "repetition" else "low_confidence"
+                cut = "repetition" if draft.finish.finish_reason == "repetition" else "low_confidence"
                 self.metrics.record_escalation(cut)
             if not stream.sent:
                 stream.first_token_at = None  # the caller's first token will be the cloud's
-            async for item in self._cloud(flight, reasons, False, stream, draft=draft[0]):
-                yield item
+            async for answer in self._cloud(flight, reasons, False, stream, draft=draft):
+                yield answer
             return
-        for item in self._finish_local(flight, draft[0], (*reasons, "answered=local"), degraded, stream):
-            yield item
+        for answer in self._finish_local(flight, draft, (*reasons, "answered=local"), degraded, stream):
+            yield answer
 
-    async def _generate(
-        self, flight: Flight, stream: AnswerStream, out: list[LocalDraft]
-    ) -> AsyncIterator[Delta]:
-        """The engine's answer as deltas, except what is held back; appends the draft to `out` at the end."""
+    async def _generate(self, flight: Flight, stream: AnswerStream) -> AsyncIterator[Delta | LocalDraft]:
+        """The engine's answer as deltas, except what is held back, then the LocalDraft (as the cloud side
+        ends with its CloudOutcome)."""
         routing = flight.runtime.profile.routing
         monitor = None
         if flight.can_escalate and routing.cascade:
@@ -297,7 +299,7 @@ class InferencePipeline:
                 if delta is not None:
                     yield delta
         assert finish is not None
-        out.append(LocalDraft(finish, hold, monitor))
+        yield LocalDraft(finish, hold, monitor)
 
     def _judge(self, flight: Flight, draft: LocalDraft) -> Judgement:
         """After local generation: should the cloud answer instead?

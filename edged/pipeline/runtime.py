@@ -9,7 +9,6 @@ runs and whatever is swapped in meanwhile.
 
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass
 
 from edged.config.profile import DeviceProfile
@@ -34,11 +33,11 @@ class Runtime:
 
 class RuntimeSlot:
     """The runtime in effect. Read from any thread (the engine's cascade hook, the fleet's); swapped only by the
-    daemon's commit of a built runtime, which cannot fail."""
+    daemon's commit of a built runtime, which cannot fail. A swap is one reference assignment: a reader sees
+    the old runtime or the new one, whole."""
 
     def __init__(self, runtime: Runtime) -> None:
         self._runtime = runtime
-        self._swap = threading.Lock()
 
     @property
     def current(self) -> Runtime:
@@ -46,5 +45,4 @@ class RuntimeSlot:
 
     def swap(self, runtime: Runtime) -> None:
         """Put `runtime` in effect (requests already running keep theirs)."""
-        with self._swap:
-            self._runtime = runtime
+        self._runtime = runtime
