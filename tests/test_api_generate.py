@@ -10,7 +10,7 @@ from collections.abc import Iterator
 
 import grpc
 import pytest
-from google.protobuf import descriptor_pool, message_factory
+from google.protobuf import descriptor_pool, json_format, message_factory
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
 
@@ -73,7 +73,8 @@ def test_a_reflection_client_calls_generate_with_no_proto_at_hand(edged: Running
         request_serializer=lambda m: m.SerializeToString(),
         response_deserializer=response_cls.FromString,
     )
-    response = call(request_cls(prompt="Say hi.", max_tokens=4), timeout=60)
+    request = json_format.ParseDict({"prompt": "Say hi.", "max_tokens": 4}, request_cls())
+    response = call(request, timeout=60)
     assert response.text
     assert response.provenance.model == "smollm2-135m-instruct-q4_1"
 
