@@ -20,7 +20,9 @@
      ├── ModelError            a model cannot be located, verified, loaded
      │    ├── ModelIntegrityError  sha256 mismatch
      │    └── BackendCrashed       the decode self-test's child process crashed (daemon: exit 78, no restart)
-     └── EngineError           the local runtime failed                   -> INTERNAL
+     ├── EngineError           the local runtime failed                   -> INTERNAL
+     ├── Rejected              a fleet message refused (its RejectReason) (fleet: acked, never raised out)
+     └── DetectorFault         the PII detector's result is not trusted   (gate: the request stays local)
 
 Library errors (llama.cpp, paho, onnxruntime, presidio) are caught where they enter edged and re-raised as one of
 these; the gRPC layer translates them to status codes in exactly one place (edged.api.error_map), where the HTTP
@@ -28,6 +30,8 @@ statuses and the errors edged.client raises for a status are derived from the sa
 """
 
 from __future__ import annotations
+
+from enum import StrEnum
 
 
 class EdgedError(Exception):
@@ -142,3 +146,40 @@ class BackendCrashed(ModelError):
 
 class EngineError(EdgedError):
     """The local runtime failed; the daemon treats this as a dead backend."""
+
+
+class RejectReason(StrEnum):
+    """Why a device refused a message; sent in acks as the machine-readable `reason`."""
+
+    OVERSIZED = "oversized"  # more bytes than fleet.max_envelope_bytes
+    MALFORMED = "malformed"  # not JSON, or not an envelope of this format
+    WRONG_TARGET = "wrong_target"  # signed for another group or device than the topic it came on
+    UNKNOWN_KEY = "unknown_key"  # signed with a key id this device does not trust
+    BAD_SIGNATURE = "bad_signature"  # the signature does not verify with the trusted key
+    ROLLBACK = "rollback"  # version not above the highest one already applied for its target
+    EXPIRED = "expired"  # expires_at is in the past (freeze protection)
+    FUTURE_DATED = (
+        "future_dated"  # issued_at is further ahead of the device clock than fleet.max_clock_skew_s
+    )
+    INVALID_PROFILE = "invalid_profile"  # the profile (alone or merged) fails the profile schema
+    ROTATION_DISABLED = "rotation_disabled"  # a key announcement while fleet.key_rotation is false
+
+
+class Rejected(EdgedError):
+    """A fleet message was refused; `reason` is machine-readable, `detail` says which field and why.
+
+    Raised and caught inside edged.fleet only: the device reports it in an ack and carries on.
+    """
+
+    def __init__(self, reason: RejectReason, detail: str, version: int | None = None) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+        self.version = version
+
+
+class DetectorFault(EdgedError):
+    """The PII detector returned something the gate cannot trust (the request stays on the device).
+
+    Raised and caught inside the privacy gate: it fails closed and reports it in the verdict's reasons.
+    """

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 
 from edged.config import parse_config
-from edged.errors import ConfigError
-from edged.fleet.envelope import Rejected, RejectReason, Target, canonical_bytes, decode
+from edged.errors import ConfigError, Rejected, RejectReason
+from edged.fleet.envelope import Target, canonical_bytes, decode
 from edged.fleet.keys import KeyRing, Signer, key_announcement, load_public_key
 from edged.fleet.store import FleetStore, StreamState
 from edged.fleet.verify import digest, verify

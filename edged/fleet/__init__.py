@@ -5,6 +5,7 @@ SIGHUP, `FleetAgent.rebase` with the re-read config; the cloud side uses the `ed
 See docs/fleet.md.
 """
 
+from edged.errors import Rejected, RejectReason
 from edged.fleet.agent import FleetAgent, TelemetrySource, fleet_will, last_good_profile
 from edged.fleet.device import (
     Applier,
@@ -14,7 +15,7 @@ from edged.fleet.device import (
     FleetDevice,
     ProfileBase,
 )
-from edged.fleet.envelope import Rejected, RejectReason, Target
+from edged.fleet.envelope import Target
 from edged.fleet.keys import KeyRing, Signer
 from edged.fleet.topics import FleetTopics
 

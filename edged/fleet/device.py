@@ -28,8 +28,8 @@ from edged.config.daemon import DaemonConfig
 from edged.config.fleet import FleetSettings
 from edged.config.loader import effective_profile, parse_profile
 from edged.config.profile import DeviceProfile
-from edged.errors import ConfigError
-from edged.fleet.envelope import Envelope, Rejected, RejectReason, Target
+from edged.errors import ConfigError, Rejected, RejectReason
+from edged.fleet.envelope import Envelope, Target
 from edged.fleet.keys import KeyRing
 from edged.fleet.store import AppliedLayer, FleetStore, StreamState
 from edged.fleet.topics import FleetTopics

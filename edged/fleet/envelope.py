@@ -18,46 +18,15 @@ import binascii
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
-from enum import StrEnum
 from typing import Any
 
-from edged.errors import EdgedError
+from edged.errors import Rejected, RejectReason
 from edged.schema_limits import json_nesting_depth
 
 FORMAT = "edged.fleet/1"
 KINDS = ("profile", "keys")
 SCOPES = ("group", "device")
 MAX_DEPTH = 32  # JSON nesting of an envelope; a profile's config is ~5 levels deep
-
-
-class RejectReason(StrEnum):
-    """Why a device refused a message; sent in acks as the machine-readable `reason`."""
-
-    OVERSIZED = "oversized"  # more bytes than fleet.max_envelope_bytes
-    MALFORMED = "malformed"  # not JSON, or not an envelope of this format
-    WRONG_TARGET = "wrong_target"  # signed for another group or device than the topic it came on
-    UNKNOWN_KEY = "unknown_key"  # signed with a key id this device does not trust
-    BAD_SIGNATURE = "bad_signature"  # the signature does not verify with the trusted key
-    ROLLBACK = "rollback"  # version not above the highest one already applied for its target
-    EXPIRED = "expired"  # expires_at is in the past (freeze protection)
-    FUTURE_DATED = (
-        "future_dated"  # issued_at is further ahead of the device clock than fleet.max_clock_skew_s
-    )
-    INVALID_PROFILE = "invalid_profile"  # the profile (alone or merged) fails the profile schema
-    ROTATION_DISABLED = "rotation_disabled"  # a key announcement while fleet.key_rotation is false
-
-
-class Rejected(EdgedError):
-    """A fleet message was refused; `reason` is machine-readable, `detail` says which field and why.
-
-    Raised and caught inside edged.fleet only: the device reports it in an ack and carries on.
-    """
-
-    def __init__(self, reason: RejectReason, detail: str, version: int | None = None) -> None:
-        super().__init__(f"{reason}: {detail}")
-        self.reason = reason
-        self.detail = detail
-        self.version = version
 
 
 @dataclass(frozen=True, slots=True)

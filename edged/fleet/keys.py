@@ -21,11 +21,9 @@ from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from edged.errors import ConfigError
+from edged.errors import ConfigError, Rejected, RejectReason
 from edged.fleet.envelope import (
     Envelope,
-    Rejected,
-    RejectReason,
     Target,
     canonical_bytes,
     encode,

@@ -23,8 +23,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from edged.comms import ThreadLink
-from edged.errors import CloudUnavailable
-from edged.fleet.envelope import Envelope, Rejected, Target, decode
+from edged.errors import CloudUnavailable, Rejected
+from edged.fleet.envelope import Envelope, Target, decode
 from edged.fleet.rollout import FleetStatus, fleet_status
 from edged.fleet.topics import FleetTopics
 

@@ -32,8 +32,8 @@ from edged.comms import ThreadLink
 from edged.config.base import config_error
 from edged.config.broker import BrokerSettings
 from edged.config.loader import load_profile
-from edged.errors import CloudUnavailable, ConfigError
-from edged.fleet.envelope import Rejected, Target, decode
+from edged.errors import CloudUnavailable, ConfigError, Rejected
+from edged.fleet.envelope import Target, decode
 from edged.fleet.keys import Signer, key_announcement, load_private_key, load_public_key, write_key_pair
 from edged.fleet.observer import FleetObserver, Listener
 from edged.fleet.rollout import FleetStatus

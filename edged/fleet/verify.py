@@ -14,7 +14,8 @@ from __future__ import annotations
 import hashlib
 
 from edged.config.fleet import DAY_S
-from edged.fleet.envelope import Envelope, Rejected, RejectReason, Target, decode
+from edged.errors import Rejected, RejectReason
+from edged.fleet.envelope import Envelope, Target, decode
 from edged.fleet.keys import KeyRing
 from edged.fleet.store import StreamRecord, StreamState
 

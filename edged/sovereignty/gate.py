@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 
 from edged.config.privacy import SENSITIVE_CLASS, DataPolicy, PrivacySettings
 from edged.domain import InferenceRequest, Message
-from edged.errors import SensitiveDataBlocked
+from edged.errors import DetectorFault, SensitiveDataBlocked
 from edged.sovereignty.counters import PrivacyMetrics, SovereigntyCounters
 from edged.sovereignty.detector import Detector, Finding
 from edged.sovereignty.redaction import CloudRelease, Redactor, mentions
@@ -36,10 +36,6 @@ from edged.sovereignty.verdict import UNSCANNED_CLASS, Verdict, decide, unscanne
 logger = logging.getLogger(__name__)
 
 SCAN_CACHE_SIZE = 1024
-
-
-class DetectorFault(RuntimeError):
-    """The detector returned something the gate cannot trust (the request stays on the device)."""
 
 
 FIELDS_NOTE = "stop strings and json_schema are never redacted"
