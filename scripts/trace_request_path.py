@@ -66,9 +66,10 @@ def _module(frame: FrameType | None) -> str | None:
     return None
 
 
-async def _traced(daemon: Daemon, request: Any) -> tuple[list[str], Counter[tuple[str, str]]]:
+async def _traced(daemon: Daemon, request: Any) -> tuple[list[str], list[str], Counter[tuple[str, str]]]:
     task = asyncio.current_task()
     stays: list[str] = []
+    entries: list[str] = []
     climbs: Counter[tuple[str, str]] = Counter()
 
     def profile(frame: FrameType, event: str, _arg: object) -> None:
@@ -79,6 +80,8 @@ async def _traced(daemon: Daemon, request: Any) -> tuple[list[str], Counter[tupl
             caller = _module(frame.f_back)
             if caller is not None and layer(module) < layer(caller) and frame.f_code.co_name != "<genexpr>":
                 climbs[(caller, f"{module}.{frame.f_code.co_name}")] += 1
+            if caller is not None and caller != module and frame.f_code.co_name != "<genexpr>":
+                entries.append(f"{caller} -> {module}.{frame.f_code.co_name}")
         if module is not None and (not stays or stays[-1] != module):
             stays.append(module)
 
@@ -87,7 +90,7 @@ async def _traced(daemon: Daemon, request: Any) -> tuple[list[str], Counter[tupl
         await daemon.pipeline.answer_whole(request)
     finally:
         sys.setprofile(None)
-    return stays, climbs
+    return stays, entries, climbs
 
 
 def main() -> int:
@@ -116,7 +119,9 @@ def main() -> int:
                 time.sleep(0.05)
             message = pb.GenerateRequest(prompt="What is the capital of France?", max_tokens=args.max_tokens)
             request = decode_request(message, daemon.request_limits(), None)
-            stays, climbs = asyncio.run_coroutine_threadsafe(_traced(daemon, request), loop).result(120)
+            stays, entries, climbs = asyncio.run_coroutine_threadsafe(_traced(daemon, request), loop).result(
+                120
+            )
         finally:
             loop.call_soon_threadsafe(daemon.request_stop)
             thread.join(60)
@@ -130,6 +135,16 @@ def main() -> int:
         print("\n".join(stays))
     print(f"{len(stays)} stays in {len(seen)} modules, {sum(reentries.values())} re-entries")
     for module, count in reentries.most_common():
+        print(f"  {count:3d}  {module}")
+    calls = list(dict.fromkeys(entries))  # each distinct call once, in first-seen order: a loop counts once
+    entered: Counter[str] = Counter(call.split(" -> ")[1].rsplit(".", 1)[0] for call in calls)
+    print(
+        f"{len(entries)} calls from one module into another, {len(calls)} distinct; entering "
+        f"{len(entered)} modules, {sum(entered.values()) - len(entered)} times a module already entered"
+    )
+    if args.path:
+        print("\n".join(calls))
+    for module, count in entered.most_common():
         print(f"  {count:3d}  {module}")
     edges = Counter(itertools.pairwise(stays))
     print(f"{len(edges)} distinct moves between modules (a per-token loop counts once)")

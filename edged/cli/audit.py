@@ -13,13 +13,11 @@ from edged.config import load_config
 from edged.config.paths import default_state_dir
 from edged.errors import ConfigError
 from edged.sovereignty.audit import (
-    SALT_BYTES,
-    SALT_NAME,
     AuditReader,
     AuditRecord,
     AuditRoute,
     log_files,
-    value_hash,
+    match_hash,
 )
 
 _RELATIVE = re.compile(r"^(\d{1,9})([smhd])$")
@@ -72,16 +70,14 @@ def run(args: argparse.Namespace) -> int:
         return 1
     wanted_hash = None
     if args.match is not None:
-        salt_path = directory / SALT_NAME
         try:
-            salt = salt_path.read_bytes()
+            wanted_hash = match_hash(directory, args.match)
         except OSError as exc:
-            print(f"cannot read {salt_path}: {exc.strerror}", file=sys.stderr)
+            print(f"cannot read {exc.filename}: {exc.strerror}", file=sys.stderr)
             return 1
-        if len(salt) != SALT_BYTES:
-            print(f"{salt_path}: not an audit salt ({len(salt)} bytes)", file=sys.stderr)
+        except ConfigError as exc:
+            print(f"invalid: {exc}", file=sys.stderr)
             return 1
-        wanted_hash = value_hash(salt, args.match)
     reader = AuditReader(directory, since=args.since, route=args.route, value_hash=wanted_hash)
     try:
         if args.json:

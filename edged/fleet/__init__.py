@@ -5,35 +5,43 @@ SIGHUP, `FleetAgent.rebase` with the re-read config; the cloud side uses the `ed
 See docs/fleet.md.
 """
 
-from edged.errors import Rejected, RejectReason
-from edged.fleet.agent import FleetAgent, TelemetrySource, fleet_will, last_good_profile
-from edged.fleet.device import (
-    Applier,
-    ApplyOutcome,
-    ApplyResult,
-    ChangeListener,
-    FleetDevice,
-    ProfileBase,
-)
-from edged.fleet.envelope import Target
-from edged.fleet.keys import KeyRing, Signer
-from edged.fleet.topics import FleetTopics
+from typing import TYPE_CHECKING
 
-__all__ = [
-    "Applier",
-    "ApplyOutcome",
-    "ApplyResult",
-    "ChangeListener",
-    "FleetAgent",
-    "FleetDevice",
-    "FleetTopics",
-    "KeyRing",
-    "ProfileBase",
-    "RejectReason",
-    "Rejected",
-    "Signer",
-    "Target",
-    "TelemetrySource",
-    "fleet_will",
-    "last_good_profile",
-]
+from edged.public import lazy_exports
+
+if TYPE_CHECKING:
+    from edged.fleet.agent import FleetAgent as FleetAgent
+    from edged.fleet.agent import TelemetrySource as TelemetrySource
+    from edged.fleet.agent import fleet_will as fleet_will
+    from edged.fleet.agent import last_good_profile as last_good_profile
+    from edged.fleet.device import Applier as Applier
+    from edged.fleet.device import ApplyOutcome as ApplyOutcome
+    from edged.fleet.device import ApplyResult as ApplyResult
+    from edged.fleet.device import ChangeListener as ChangeListener
+    from edged.fleet.device import FleetDevice as FleetDevice
+    from edged.fleet.device import ProfileBase as ProfileBase
+    from edged.fleet.envelope import Target as Target
+    from edged.fleet.keys import KeyRing as KeyRing
+    from edged.fleet.keys import Signer as Signer
+    from edged.fleet.keys import load_public_key as load_public_key
+    from edged.fleet.topics import FleetTopics as FleetTopics
+
+EXPORTS = {
+    "Applier": "device",
+    "ApplyOutcome": "device",
+    "ApplyResult": "device",
+    "ChangeListener": "device",
+    "fleet_will": "agent",
+    "FleetAgent": "agent",
+    "FleetDevice": "device",
+    "FleetTopics": "topics",
+    "KeyRing": "keys",
+    "last_good_profile": "agent",
+    "load_public_key": "keys",
+    "ProfileBase": "device",
+    "Signer": "keys",
+    "Target": "envelope",
+    "TelemetrySource": "agent",
+}
+__all__ = list(EXPORTS)
+__getattr__ = lazy_exports(__name__, EXPORTS)

@@ -268,6 +268,16 @@ def value_hash(salt: bytes, value: str) -> str:
     return hmac.new(salt, value.encode("utf-8", "surrogatepass"), hashlib.sha256).hexdigest()[:HASH_CHARS]
 
 
+def match_hash(directory: Path, value: str) -> str:
+    """The hash `value` has in the records of `directory` (what `edged audit --match` looks for); the salt is
+    read, never created. OSError if it cannot be read, ConfigError if the file is not a salt."""
+    path = directory / SALT_NAME
+    salt = path.read_bytes()
+    if len(salt) != SALT_BYTES:
+        raise ConfigError(str(path), [("(file)", len(salt), f"not an audit salt: one is {SALT_BYTES} bytes")])
+    return value_hash(salt, value)
+
+
 def log_files(directory: Path) -> list[Path]:
     """The audit files, oldest first."""
     rotated = []
