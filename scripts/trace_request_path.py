@@ -7,6 +7,9 @@ profiles the event-loop thread (sys.setprofile) while the pipeline answers one A
 the request's own task. Each profile event is attributed to the innermost frame in an `edged` module; runs of
 events in one module are a "stay"; a stay in a module the path already left is a re-entry. Work handed to
 other threads (the gate's scan, the engine's decode) is one stay of the module that handed it over.
+Calls are counted too: each call from one `edged` module into another (not a coroutine the event loop
+resumes), each distinct call once (a per-token loop counts once); a repeat is a call into a module already
+entered, a climb a call into a higher layer.
 
     PYTHONPATH=. .venv/bin/python scripts/trace_request_path.py [--max-tokens 8] [--path]
 
