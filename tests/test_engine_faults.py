@@ -3,6 +3,7 @@ raises something other than a TemplateError fails that request, and the engine k
 
 from __future__ import annotations
 
+import logging
 import queue
 import time
 from collections.abc import Iterator
@@ -13,6 +14,7 @@ import pytest
 from edged.config.engine import EngineSettings
 from edged.domain import Message, SamplingParams, TokenSignals
 from edged.engine import EngineEvent, ErrorEvent, FinishEvent, GenerationJob, LlamaEngine
+from edged.engine.native import MAX_LOG_CHARS, forward_llama_log
 from edged.errors import Cancelled, DeadlineExceeded, EngineError
 from edged.models import ModelRegistry
 from tests.engine_parts import Collected, submit
@@ -125,3 +127,15 @@ def test_cancelled_and_expired_jobs_do_not_count_against_capacity() -> None:
         assert isinstance(live.wait(), FinishEvent)
     finally:
         engine.close()
+
+
+def test_a_long_llama_cpp_log_line_is_cut(caplog: pytest.LogCaptureFixture) -> None:
+    """issue 17 (13): a refusal in llama.cpp must not put a whole grammar (~80 KB) into the log."""
+    long_line = b"parse: error parsing grammar: " + b"item ::= x\n" * 8000
+    with caplog.at_level(logging.DEBUG, logger="edged.engine.llama_cpp"):
+        forward_llama_log(4, long_line, None)
+    (record,) = [r for r in caplog.records if r.name == "edged.engine.llama_cpp"]
+    assert record.levelno == logging.ERROR
+    assert record.getMessage().startswith("parse: error parsing grammar: item ::= x")
+    assert record.getMessage().endswith(f"... ({len(long_line.rstrip())} characters, cut)")
+    assert len(record.getMessage()) < MAX_LOG_CHARS + 50

@@ -25,12 +25,17 @@ _backend_lock = threading.Lock()
 _backend_ready = False
 # ggml's log levels (ggml.h): 3 = WARN, 4 = ERROR; 5 = CONT continues the previous line (progress dots).
 _GGML_LEVELS = {3: logging.WARNING, 4: logging.ERROR}
+# llama.cpp's grammar parser logs the whole grammar with its error (issue 17: 13, ~80 KB a request): a line is
+# cut to this many characters and says how long it was.
+MAX_LOG_CHARS = 1_000
 
 
 @llama.llama_log_callback  # type: ignore[untyped-decorator]
-def _forward_log(level: int, text: bytes, _user_data: ctypes.c_void_p) -> None:
+def forward_llama_log(level: int, text: bytes, _user_data: ctypes.c_void_p) -> None:
     """llama.cpp's log lines go to Python logging: its warnings and errors as such, the rest at DEBUG."""
     message = text.decode("utf-8", errors="replace").rstrip()
+    if len(message) > MAX_LOG_CHARS:
+        message = f"{message[:MAX_LOG_CHARS]}... ({len(message)} characters, cut)"
     if message and message != ".":
         _llama_log.log(_GGML_LEVELS.get(level, logging.DEBUG), "%s", message)
 
@@ -41,7 +46,7 @@ def init_backend() -> None:
     with _backend_lock:
         if _backend_ready:
             return
-        llama.llama_log_set(_forward_log, ctypes.c_void_p(0))
+        llama.llama_log_set(forward_llama_log, ctypes.c_void_p(0))
         llama.llama_backend_init()
         _backend_ready = True
 
