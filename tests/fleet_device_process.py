@@ -18,7 +18,7 @@ from edged.config.daemon import DaemonConfig
 from edged.config.fleet import FleetSettings
 from edged.config.profile import DeviceProfile
 from edged.fleet.agent import FleetAgent
-from edged.fleet.device import ApplyOutcome
+from edged.fleet.outcome import ApplyOutcome
 
 CRASH_MODEL = "crash-on-apply"
 

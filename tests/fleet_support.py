@@ -14,10 +14,10 @@ from edged.config.broker import BrokerSettings
 from edged.config.daemon import DaemonConfig
 from edged.config.fleet import FleetSettings
 from edged.fleet.agent import FleetAgent
-from edged.fleet.device import ProfileBase
 from edged.fleet.envelope import Target
 from edged.fleet.keys import Signer, load_private_key, write_key_pair
 from edged.fleet.observer import Ack, FleetObserver
+from edged.fleet.outcome import ProfileBase
 from edged.fleet.simulation import SimulatedApplier
 from edged.fleet.topics import FleetTopics
 from tests.brokers import MosquittoBroker

@@ -76,3 +76,30 @@ def test_importing_the_packages_loads_no_heavy_library() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
     assert out.stdout.strip() == "[]"
+
+
+def test_a_daemon_without_broker_or_fleet_does_not_load_their_libraries(tmp_path: Path) -> None:
+    """STYLE 4: heavy libraries load only when configured. A daemon without a broker has no MQTT client (paho),
+    no fleet (cryptography), no privacy gate (Presidio, spaCy) and no router (onnxruntime); [http] off: no
+    aiohttp."""
+    code = (
+        "import asyncio, sys, threading, time\n"
+        "from edged.config import parse_config\n"
+        "from edged.service.daemon import Daemon\n"
+        f"config = parse_config({{'device_id': 'lean', 'state_dir': {str(tmp_path / 'state')!r},"
+        f" 'api': {{'socket': {str(tmp_path / 'edged.sock')!r}}}, 'engine': {{'slots': 1}}}})\n"
+        "daemon = Daemon(config)\n"
+        "loop = asyncio.new_event_loop()\n"
+        "thread = threading.Thread(target=loop.run_until_complete, args=(daemon.run(handle_signals=False),))\n"
+        "thread.start()\n"
+        "deadline = time.monotonic() + 120\n"
+        "while daemon.status().state != 'serving' and time.monotonic() < deadline:\n"
+        "    time.sleep(0.05)\n"
+        "state = daemon.status().state\n"
+        "loop.call_soon_threadsafe(daemon.request_stop)\n"
+        "thread.join(60)\n"
+        "heavy = ('paho', 'cryptography', 'presidio_analyzer', 'spacy', 'onnxruntime', 'aiohttp')\n"
+        "print(state, sorted(m for m in heavy if m in sys.modules))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
+    assert out.stdout.strip().splitlines()[-1] == "serving []"

@@ -14,9 +14,10 @@ from edged.config.daemon import DaemonConfig
 from edged.config.engine import EngineSettings
 from edged.config.fleet import FleetSettings
 from edged.fleet.agent import load_keyring
-from edged.fleet.device import ApplyResult, FleetDevice, ProfileBase
+from edged.fleet.device import FleetDevice
 from edged.fleet.envelope import Target
 from edged.fleet.keys import Signer
+from edged.fleet.outcome import ApplyResult, ProfileBase
 from edged.fleet.simulation import SimulatedApplier
 from edged.fleet.store import FleetStore
 from edged.fleet.topics import FleetTopics

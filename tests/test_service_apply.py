@@ -16,7 +16,7 @@ from edged.config import parse_profile
 from edged.config.engine import EngineSettings
 from edged.config.privacy import DataPolicy
 from edged.engine.local_answerer import LocalAnswerer
-from edged.fleet.device import ApplyResult
+from edged.fleet.outcome import ApplyResult
 from edged.models import ModelRegistry, sha256_file
 from edged.service.apply import ProfileApplier, start_engine
 from edged.v1 import inference_pb2 as pb

@@ -10,10 +10,10 @@ import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from edged.domain import Delta, InferenceRequest, Usage
 from edged.errors import CloudUnavailable
-from edged.escalation.client import EscalationClient, EscalationResult
 from edged.routing.budget import CloudBudget, estimated_tokens
 from edged.routing.decision import Link
 from edged.sovereignty.gate import ReplyReport, SensitivityGate
@@ -21,6 +21,9 @@ from edged.sovereignty.redaction import CloudRelease
 from edged.sovereignty.verdict import Verdict
 from edged.v1 import inference_pb2 as pb
 from edged.v1.escalation_pb2 import EscalationRequest
+
+if TYPE_CHECKING:
+    from edged.escalation.client import EscalationClient, EscalationResult
 
 logger = logging.getLogger(__name__)
 

@@ -14,23 +14,23 @@ if TYPE_CHECKING:
     from edged.fleet.agent import TelemetrySource as TelemetrySource
     from edged.fleet.agent import fleet_will as fleet_will
     from edged.fleet.agent import last_good_profile as last_good_profile
-    from edged.fleet.device import Applier as Applier
-    from edged.fleet.device import ApplyOutcome as ApplyOutcome
-    from edged.fleet.device import ApplyResult as ApplyResult
-    from edged.fleet.device import ChangeListener as ChangeListener
     from edged.fleet.device import FleetDevice as FleetDevice
-    from edged.fleet.device import ProfileBase as ProfileBase
     from edged.fleet.envelope import Target as Target
     from edged.fleet.keys import KeyRing as KeyRing
     from edged.fleet.keys import Signer as Signer
     from edged.fleet.keys import load_public_key as load_public_key
+    from edged.fleet.outcome import Applier as Applier
+    from edged.fleet.outcome import ApplyOutcome as ApplyOutcome
+    from edged.fleet.outcome import ApplyResult as ApplyResult
+    from edged.fleet.outcome import ChangeListener as ChangeListener
+    from edged.fleet.outcome import ProfileBase as ProfileBase
     from edged.fleet.topics import FleetTopics as FleetTopics
 
 EXPORTS = {
-    "Applier": "device",
-    "ApplyOutcome": "device",
-    "ApplyResult": "device",
-    "ChangeListener": "device",
+    "Applier": "outcome",
+    "ApplyOutcome": "outcome",
+    "ApplyResult": "outcome",
+    "ChangeListener": "outcome",
     "fleet_will": "agent",
     "FleetAgent": "agent",
     "FleetDevice": "device",
@@ -38,7 +38,7 @@ EXPORTS = {
     "KeyRing": "keys",
     "last_good_profile": "agent",
     "load_public_key": "keys",
-    "ProfileBase": "device",
+    "ProfileBase": "outcome",
     "Signer": "keys",
     "Target": "envelope",
     "TelemetrySource": "agent",

@@ -28,8 +28,9 @@ from edged.config.daemon import DaemonConfig
 from edged.config.fleet import FleetSettings
 from edged.config.profile import DeviceProfile
 from edged.errors import ConfigError
-from edged.fleet.device import Applier, ApplyOutcome, ChangeListener, FleetDevice, ProfileBase
+from edged.fleet.device import FleetDevice
 from edged.fleet.keys import KeyRing, load_public_key
+from edged.fleet.outcome import Applier, ApplyOutcome, ChangeListener, ProfileBase
 from edged.fleet.store import FleetStore
 from edged.fleet.topics import FleetTopics
 

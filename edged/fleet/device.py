@@ -24,13 +24,12 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from edged.config.daemon import DaemonConfig
 from edged.config.fleet import FleetSettings
-from edged.config.loader import effective_profile, parse_profile
 from edged.config.profile import DeviceProfile
 from edged.errors import ConfigError, Rejected, RejectReason
 from edged.fleet.envelope import Envelope, Target
 from edged.fleet.keys import KeyRing
+from edged.fleet.outcome import Applier, ApplyOutcome, ApplyResult, ChangeListener, ProfileBase
 from edged.fleet.store import AppliedLayer, FleetStore, StreamState
 from edged.fleet.topics import FleetTopics
 from edged.fleet.verify import digest, verify
@@ -42,50 +41,12 @@ Clock = Callable[[], float]
 REMEMBERED_REJECTIONS = 64
 
 
-class ApplyResult(StrEnum):
-    APPLIED = "applied"
-    ROLLED_BACK = "rolled_back"
-
-
-@dataclass(frozen=True, slots=True)
-class ApplyOutcome:
-    """What the daemon's applier did with a profile: applied it, or kept the old one and says why."""
-
-    result: ApplyResult
-    reason: str = ""
-
-    @classmethod
-    def applied(cls) -> ApplyOutcome:
-        return cls(ApplyResult.APPLIED)
-
-    @classmethod
-    def rolled_back(cls, reason: str) -> ApplyOutcome:
-        return cls(ApplyResult.ROLLED_BACK, reason)
-
-
-Applier = Callable[[DeviceProfile], ApplyOutcome]
-ChangeListener = Callable[[], None]  # called after the running profile or layers changed; must not block
-
-
 class Outcome(StrEnum):
     """The `outcome` of an ack."""
 
     APPLIED = "applied"
     REJECTED = "rejected"
     ROLLED_BACK = "rolled_back"
-
-
-@dataclass(frozen=True, slots=True)
-class ProfileBase:
-    """What fleet layers are merged onto: the daemon config's sections and the local profile files."""
-
-    config: DaemonConfig
-    local: tuple[DeviceProfile, ...] = ()
-
-    def merge(self, layers: Mapping[str, AppliedLayer]) -> DeviceProfile:
-        """The effective profile with the fleet layers (group, then device); raises ConfigError."""
-        fleet = [parse_profile(layers[s].profile, f"{s} profile") for s in ("group", "device") if s in layers]
-        return effective_profile(self.config, [*self.local, *fleet])
 
 
 @dataclass

@@ -26,7 +26,8 @@ from edged.config.engine import EngineSettings
 from edged.config.fleet import FleetSettings
 from edged.config.profile import DeviceProfile
 from edged.fleet.agent import load_keyring
-from edged.fleet.device import ApplyOutcome, FleetDevice, ProfileBase
+from edged.fleet.device import FleetDevice
+from edged.fleet.outcome import ApplyOutcome, ProfileBase
 from edged.fleet.store import FleetStore
 from edged.fleet.topics import FleetTopics
 

@@ -33,7 +33,7 @@ from edged.engine import EngineEvent, ErrorEvent, FinishEvent, GenerationJob, Ll
 from edged.engine.local_answerer import LocalAnswerer
 from edged.engine.selftest import ensure_decodes
 from edged.errors import EdgedError, ModelError
-from edged.fleet.device import ApplyOutcome
+from edged.fleet.outcome import ApplyOutcome
 from edged.models import ModelRegistry
 from edged.models.registry import verify_sha256
 

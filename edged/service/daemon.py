@@ -24,19 +24,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+# comms, escalation and fleet are used through their packages, whose parts load on first use: a daemon
+# without a broker or a fleet never loads paho or cryptography.
+from edged import comms, escalation, fleet
 from edged.api.convert import RequestLimits
 from edged.api.server import ApiServer
 from edged.api.servicer import InferenceServicer
-from edged.comms import MqttLink, ThreadLink
 from edged.config import DaemonConfig, DeviceProfile, effective_profile, load_config, load_profile
 from edged.config.api import ApiSettings
 from edged.config.loader import read_toml
 from edged.engine.local_answerer import LocalAnswerer
 from edged.errors import BackendCrashed, ConfigError, EdgedError
-from edged.escalation.client import EscalationClient
 from edged.files import FileWriter
-from edged.fleet.agent import FleetAgent, fleet_will, last_good_profile
-from edged.fleet.device import ApplyOutcome, ApplyResult, ProfileBase
+from edged.fleet.outcome import ApplyOutcome, ApplyResult, ProfileBase
 from edged.models import ModelRegistry
 from edged.pipeline.inference import InferencePipeline
 from edged.pipeline.runtime import Runtime, RuntimeSlot
@@ -116,9 +116,9 @@ class Daemon:
         self._sampler_started = False
         self._api: ApiServer | None = None
         self._http: HttpApi | None = None
-        self._link: MqttLink | None = None
-        self._escalation: EscalationClient | None = None
-        self._fleet: FleetAgent | None = None
+        self._link: comms.MqttLink | None = None
+        self._escalation: escalation.EscalationClient | None = None
+        self._fleet: fleet.FleetAgent | None = None
         self._loop: asyncio.AbstractEventLoop | None = None  # set by run()
         self._reloading = asyncio.Lock()  # SIGHUPs in a row reload one after the other
         self._reloads: set[asyncio.Task[None]] = set()  # held: the loop keeps only weak references to tasks
@@ -168,7 +168,9 @@ class Daemon:
     async def _resolve_profile(self) -> None:
         """The local profile file, then the fleet's last good profile (a device booting offline runs it)."""
         self._local_profiles = [load_profile(self.config.profile)] if self.config.profile else []
-        replayed = last_good_profile(self.config, self._local_profiles)
+        replayed = (
+            fleet.last_good_profile(self.config, self._local_profiles) if self.config.fleet.enabled else None
+        )
         self._registry = ModelRegistry.from_dir(self.config.models_dir, self.config.state_dir / "models")
         self._prepare_profile(replayed or effective_profile(self.config, self._local_profiles))()
         if replayed is not None:
@@ -244,10 +246,10 @@ class Daemon:
             if config.fleet.enabled:
                 raise ConfigError("fleet", [("broker.url", None, "fleet.group needs a broker")])
             return
-        self._link = MqttLink(
-            config.broker, config.device_id, will=fleet_will(config) if config.fleet.enabled else None
+        self._link = comms.MqttLink(
+            config.broker, config.device_id, will=fleet.fleet_will(config) if config.fleet.enabled else None
         )
-        self._escalation = EscalationClient(
+        self._escalation = escalation.EscalationClient(
             config.broker, config.device_id, escalation=config.escalation, link=self._link
         )
         self._cloud_link = CloudLink(
@@ -260,8 +262,10 @@ class Daemon:
         await self._escalation.start()
         if config.fleet.enabled:
             assert self._applier is not None
-            fleet_link = ThreadLink.over(self._link, asyncio.get_running_loop(), fleet_will(config))
-            self._fleet = FleetAgent.from_config(
+            fleet_link = comms.ThreadLink.over(
+                self._link, asyncio.get_running_loop(), fleet.fleet_will(config)
+            )
+            self._fleet = fleet.FleetAgent.from_config(
                 config,
                 fleet_link,
                 self._applier,

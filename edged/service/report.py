@@ -5,19 +5,21 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from edged import __version__
 from edged.comms.messages import LinkPhase
 from edged.config.limits import LoadLimits
 from edged.config.profile import DeviceProfile
 from edged.engine import LlamaEngine
-from edged.escalation.client import EscalationClient
-from edged.fleet.agent import FleetAgent
 from edged.models import ModelRegistry
 from edged.routing.budget import BudgetStatus
 from edged.routing.load import LoadSnapshot, over_limits
 from edged.service.snapshot import BudgetInfo, DaemonStatus, LinkInfo, LoadInfo, ModelInfo, ProfileInfo
+
+if TYPE_CHECKING:
+    from edged.escalation.client import EscalationClient
+    from edged.fleet.agent import FleetAgent
 
 
 def model_infos(

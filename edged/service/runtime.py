@@ -13,9 +13,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from edged.config.profile import DeviceProfile
-from edged.escalation.client import EscalationClient
 from edged.escalation.cloud_answerer import CloudAnswerer
 from edged.models import ModelRegistry
 from edged.models.registry import served_sha256
@@ -25,6 +25,9 @@ from edged.routing.router import PromptRouter, load_router
 from edged.sovereignty.audit import AuditLog
 from edged.sovereignty.gate import SensitivityGate
 from edged.telemetry.metrics import EdgedMetrics
+
+if TYPE_CHECKING:
+    from edged.escalation.client import EscalationClient
 
 
 @dataclass(frozen=True, slots=True)
