@@ -69,13 +69,22 @@ def test_each_public_name_resolves_to_the_module_its_type_checking_import_names(
         _ = module.not_public
 
 
+def _loaded_after(statements: str, libraries: tuple[str, ...]) -> list[str]:
+    code = f"import sys\n{statements}\nprint(sorted(m for m in {libraries!r} if m in sys.modules))\n"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
+    return list(ast.literal_eval(out.stdout.strip()))
+
+
 def test_importing_the_packages_loads_no_heavy_library() -> None:
     heavy = ("presidio_analyzer", "spacy", "onnxruntime", "llama_cpp", "paho", "cryptography", "aiohttp")
-    code = (
-        f"import sys\nimport {', '.join(PACKAGES)}\nprint(sorted(m for m in {heavy!r} if m in sys.modules))\n"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
-    assert out.stdout.strip() == "[]"
+    assert _loaded_after(f"import {', '.join(PACKAGES)}", heavy) == []
+
+
+def test_the_command_line_loads_only_what_its_command_needs() -> None:
+    """`edged serve` builds the parser from every subcommand's module first: none of them may load a library
+    that only a broker, a fleet, the privacy gate, the router or the HTTP API needs."""
+    optional = ("presidio_analyzer", "spacy", "onnxruntime", "paho", "cryptography", "aiohttp")
+    assert _loaded_after("from edged.cli.main import build_parser\nbuild_parser()", optional) == []
 
 
 def test_a_daemon_without_broker_or_fleet_does_not_load_their_libraries(tmp_path: Path) -> None:

@@ -13,9 +13,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from edged import fleet
 from edged.config import effective_profile, load_config, load_profile
 from edged.errors import ConfigError
-from edged.fleet.keys import load_public_key
 
 
 def register(subparsers: argparse._SubParsersAction[Any]) -> None:
@@ -46,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
         _check_spacy_model(profile.privacy.detector.spacy_model, needed=config.broker.url is not None)
         key = config.fleet.key
         if key is not None and key.exists():
-            load_public_key(key)  # the fleet's signing key must be an Ed25519 public key
+            fleet.load_public_key(key)  # the fleet's signing key must be an Ed25519 public key
         elif key is not None:
             # e.g. a systemd credential path, which exists only inside the running unit
             print(
