@@ -8,6 +8,7 @@ SOURCES/<owner>/<name>/<path>, and writes eval items (edged.evaluation.items), o
 fetched here and nothing at run time: the items are committed files.
 
     .venv/bin/python scripts/make_public_evalset.py SOURCES --per-dataset 60 [--seed 14]   # the committed samples
+    .venv/bin/python scripts/make_public_evalset.py SOURCES --per-dataset 60 --datasets svamp addsub   # only these
 
 Every dataset is sampled with random.Random(f"{seed}:{dataset}") from the items that pass its filter (below),
 so adding a dataset does not change the others' samples.
@@ -50,6 +51,11 @@ def _option_item(prompt: str, options: list[str], right: int) -> Item | None:
         "grader": "option",
         "choices": cleaned,
     }
+
+
+def _any_of(golds: list[str]) -> str:
+    """A regex for any gold answer as whole words, case-insensitive (the 'regex' grader)."""
+    return "(?i)(?<!\\w)(?:" + "|".join(re.escape(g) for g in golds) + ")(?!\\w)"
 
 
 def gsm8k(root: Path) -> Iterator[Item]:
@@ -135,9 +141,63 @@ def squad(root: Path) -> Iterator[Item]:
                 golds = sorted({a["text"].strip() for a in qa["answers"] if a["text"].strip()})
                 if qa.get("is_impossible") or not golds:
                     continue
-                pattern = "(?i)(?<!\\w)(?:" + "|".join(re.escape(g) for g in golds) + ")(?!\\w)"
+                pattern = _any_of(golds)
                 prompt = f"{context}\n\nQuestion: {qa['question'].strip()}\nAnswer with a short phrase from the text."
                 yield {"prompt": prompt, "answer": pattern, "grader": "regex"}
+
+
+def nq_open(root: Path) -> Iterator[Item]:
+    """Natural Questions open-domain dev split (google-research-datasets/natural-questions, nq_open): real
+    search questions with short gold answers, asked closed-book; any gold answer counts, as whole words,
+    case-insensitive."""
+    path = root / "google-research-datasets/natural-questions/nq_open/NQ-open.dev.jsonl"
+    for line in path.read_text(encoding="utf-8").splitlines():
+        row = json.loads(line)
+        golds = sorted({a.strip() for a in row["answer"] if a.strip()})
+        if not golds:
+            continue
+        prompt = f"Question: {row['question'].strip()}?\nAnswer with a short phrase."
+        yield {"prompt": prompt, "answer": _any_of(golds), "grader": "regex"}
+
+
+def _number(value: float | str) -> str:
+    """A gold number as the grader reads it: 51.0 -> "51", 2.5 -> "2.5"."""
+    number = float(value)
+    return str(int(number)) if number.is_integer() else repr(number)
+
+
+def _arithmetic(root: Path, name: str) -> Iterator[Item]:
+    """One of the arithmetic word-problem sets as carried by wzy6642/PRP (data/<name>.json: problem, gold_answer);
+    every problem in the order of the file, a repeated problem (MultiArith and SingleOp hold some) once."""
+    rows = json.loads((root / f"wzy6642/PRP/data/{name}.json").read_text(encoding="utf-8"))
+    seen: set[str] = set()
+    for row in rows:
+        problem = " ".join(row["problem"].split())
+        if problem.lower() in seen:
+            continue
+        seen.add(problem.lower())
+        prompt = f"{problem}\nAnswer with just the number."
+        yield {"prompt": prompt, "answer": _number(row["gold_answer"]), "grader": "number"}
+
+
+def svamp(root: Path) -> Iterator[Item]:
+    """SVAMP (Patel et al. 2021): one-unknown word problems with varied structure, 1,000 problems."""
+    return _arithmetic(root, "SVAMP")
+
+
+def multiarith(root: Path) -> Iterator[Item]:
+    """MultiArith (Roy and Roth 2015): two-step arithmetic word problems, 600 problems."""
+    return _arithmetic(root, "MultiArith")
+
+
+def addsub(root: Path) -> Iterator[Item]:
+    """AddSub (Hosseini et al. 2014): addition and subtraction word problems, 395 problems."""
+    return _arithmetic(root, "AddSub")
+
+
+def singleop(root: Path) -> Iterator[Item]:
+    """SingleOp (Roy et al. 2015): single-operation word problems, 562 problems."""
+    return _arithmetic(root, "SingleOp")
 
 
 DATASETS: dict[str, Callable[[Path], Iterator[Item]]] = {
@@ -147,6 +207,11 @@ DATASETS: dict[str, Callable[[Path], Iterator[Item]]] = {
     "ag_news": ag_news,
     "strategyqa": strategyqa,
     "squad": squad,
+    "svamp": svamp,
+    "multiarith": multiarith,
+    "addsub": addsub,
+    "singleop": singleop,
+    "nq_open": nq_open,
 }
 
 
@@ -169,9 +234,16 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("bench/evalsets/public"))
     parser.add_argument("--per-dataset", type=int, default=80)
     parser.add_argument("--seed", type=int, default=14)
+    parser.add_argument(
+        "--datasets",
+        nargs="+",
+        choices=list(DATASETS),
+        default=list(DATASETS),
+        help="build only these (default: all); the others' files are left as they are",
+    )
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
-    for name in DATASETS:
+    for name in args.datasets:
         items = sample(name, args.sources, args.per_dataset, args.seed)
         lines = "".join(json.dumps(item, ensure_ascii=False) + "\n" for item in items)
         (args.out / f"{name}.jsonl").write_text(lines, encoding="utf-8")

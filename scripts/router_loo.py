@@ -234,10 +234,13 @@ class HeldOut:
     skill: dict[str, float | None] = field(default_factory=dict)
 
 
-def leave_one_out(public: Data, synthetic: Data | None, shipped: PromptRouter | None) -> list[HeldOut]:
+def leave_one_out(
+    public: Data, synthetic: Data | None, shipped: PromptRouter | None, tasks: Sequence[str] = ()
+) -> list[HeldOut]:
+    """Each public dataset (or only `tasks`) held out in turn, trained on all the others."""
     rows: list[HeldOut] = []
     groups = np.array(public.groups)
-    for task in sorted(set(public.groups)):
+    for task in sorted(set(tasks) if tasks else set(public.groups)):
         held = groups == task
         parts, masks = [public], [~held]
         if synthetic is not None:
@@ -360,6 +363,14 @@ def main() -> None:
     parser.add_argument(
         "--sets", nargs="+", choices=tuple(SETS), default=list(SETS), help="signal sets to compare"
     )
+    parser.add_argument(
+        "--held-out",
+        nargs="+",
+        default=[],
+        metavar="TASK",
+        help="hold out only these datasets (default: each in turn); the folds do not depend on each other, "
+        "so runs over disjoint lists can be merged",
+    )
     args = parser.parse_args()
     SETS[:] = args.sets  # the one switch every figure below reads
     public = load(sorted(args.public.glob("*.jsonl")), args.public_labels, None)
@@ -371,7 +382,7 @@ def main() -> None:
         flush=True,
     )
     rows = (
-        leave_one_out(public, synthetic if args.synthetic else None, shipped)
+        leave_one_out(public, synthetic if args.synthetic else None, shipped, args.held_out)
         if args.part in ("both", "loo", "loo+heldout")
         else []
     )
