@@ -107,6 +107,11 @@ class PresidioDetector:
         return self._engine.matrix_library
 
     @property
+    def ner_decoder(self) -> str:
+        """ "edged" or "spaCy": what decodes the NER model's scores into entities (see edged.sovereignty.nlp)."""
+        return "edged" if self._engine.decoder else "spaCy"
+
+    @property
     def pipe_names(self) -> list[str]:
         """The spaCy components that run on every scan."""
         return list(self._engine.get_nlp(self._language).pipe_names)
