@@ -78,8 +78,9 @@ class IndexedContextEnhancer(LemmaContextAwareEnhancer):
                     result.score + self.context_similarity_factor, self.min_score_with_context_similarity
                 )
                 result.score = min(score, ContextAwareEnhancer.MAX_SCORE)
-                result.analysis_explanation.set_supportive_context_word(supportive)
-                result.analysis_explanation.set_improved_score(result.score)
+                if explanation := result.analysis_explanation:  # None from recognizers that make none
+                    explanation.set_supportive_context_word(supportive)
+                    explanation.set_improved_score(result.score)
         return raw_results
 
     def _find_index_of_match_token(  # type: ignore[override]  # presidio's is a staticmethod
