@@ -5,6 +5,10 @@ lemmatizer are excluded: loading is faster, a scan costs about half the CPU time
 context enhancer compares the words around a finding with each recognizer's context words by lemma; without a
 lemmatizer the lower-cased token stands in (its substring match still finds "phone" in "phones").
 
+Decoding: the NER component's own greedy loop is replaced by edged.sovereignty.ner_decoder (same model and
+entities, a third of the CPU time), unless the model is of a shape it does not decode or the two disagree on
+a check text at load; spaCy's loop then runs.
+
 The model is an installed package, loaded from disk; unlike Presidio's own engine this one never downloads a
 missing model.
 
@@ -26,12 +30,19 @@ from presidio_analyzer.nlp_engine import NerModelConfiguration, NlpArtifacts, Sp
 from thinc.api import use_ops
 
 from edged.errors import ConfigError
+from edged.sovereignty.ner_decoder import NerDecoder
 from edged.sovereignty.recognizers import NER_LABELS
 
 logger = logging.getLogger(__name__)
 
 # The small model sometimes calls `REQUEST_DENIED` or `expiry 09/27` a person; names have none of these.
 _NOT_IN_NAMES = re.compile(r"[0-9_@/#=<>{}\[\]]")
+
+# Checked at load: the decoder must find the entities spaCy's own loop finds here, or it is not used.
+_DECODER_CHECK_TEXT = (
+    "Dear Ms. Okonkwo, Jean-Luc Picard from Acme Corp in Lyon, France asked Priya Raghunathan and Zhang Wei "
+    "to call on Monday; the invoice from Siemens AG was sent to 221B Baker Street, London."
+)
 
 NER_ONLY_EXCLUDES = ("tok2vec", "tagger", "parser", "senter", "attribute_ruler", "lemmatizer")
 
@@ -50,6 +61,7 @@ class NerOnlySpacyEngine(SpacyNlpEngine):
         super().__init__(models=models, ner_model_configuration=config)
         self.model_name = model_name
         self.language = language
+        self.decoder: NerDecoder | None = None
 
     def load(self) -> None:
         try:
@@ -66,12 +78,20 @@ class NerOnlySpacyEngine(SpacyNlpEngine):
         labels: tuple[str, ...] = getattr(nlp.get_pipe("ner"), "labels", ())
         self.ner_model_configuration.labels_to_ignore = sorted(set(labels) - set(NER_LABELS))
         self.nlp = {self.language: nlp}  # type: ignore[assignment] # Presidio declares it as None until load
+        self.decoder = _checked_decoder(nlp)
         logger.info(
-            "spaCy %s loaded with pipes %s, matrix products by %s",
+            "spaCy %s loaded with pipes %s, matrix products by %s, NER decoded by %s",
             self.model_name,
             nlp.pipe_names,
             self.matrix_library,
+            "edged" if self.decoder else "spaCy",
         )
+
+    def process_text(self, text: str, language: str) -> NlpArtifacts:
+        if self.decoder is None:
+            return super().process_text(text, language)
+        nlp = self.get_nlp(language)
+        return self._doc_to_nlp_artifact(self.decoder(nlp.make_doc(text)), language)
 
     @property
     def matrix_library(self) -> str:
@@ -94,6 +114,19 @@ class NerOnlySpacyEngine(SpacyNlpEngine):
             language=language,
             scores=scores,
         )
+
+
+def _checked_decoder(nlp: Any) -> NerDecoder | None:
+    """edged's NER decoder for this pipeline, if it decodes this model and agrees with spaCy on a check text."""
+    decoder = NerDecoder.build(nlp.get_pipe("ner"))
+    if decoder is None:
+        logger.warning("NER model of a shape edged's decoder does not know: spaCy's own loop decodes it")
+        return None
+    expected = [(e.start, e.end, e.label_) for e in nlp(_DECODER_CHECK_TEXT).ents]
+    if decoder.entities(nlp.make_doc(_DECODER_CHECK_TEXT)) != expected:
+        logger.warning("edged's NER decoder disagrees with spaCy on the check text: spaCy's own loop decodes")
+        return None
+    return decoder
 
 
 def _plausible(label: str, text: str) -> bool:

@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from typing import ClassVar
 
 import phonenumbers
+import regex
 from presidio_analyzer import EntityRecognizer, Pattern, PatternRecognizer, RecognizerResult
 from presidio_analyzer.nlp_engine import NlpArtifacts
 
@@ -150,7 +152,12 @@ class InternationalAddressRecognizer(PatternRecognizer):
     """Street addresses in the English style (`221B Baker Street, London NW1 6XE`), the continental styles with
     the house number after the street (`Hauptstraße 5, 10115 Berlin`, `ul. Długa 12/3, 00-238 Warszawa`,
     `Via Roma 12, 00184 Roma (RM)`) or before it (`12, rue de la Paix, 75002 Paris`), with unit, postcode,
-    town and region when they follow; and PO boxes."""
+    town and region when they follow; and PO boxes.
+
+    Four of the patterns begin with optional name words, tried at every position of the text (~3 ms of a
+    1,000-character scan together). Each is run only when a part it cannot match without (`REQUIRED`, a run of
+    its own consecutive parts, so a text without it has no match of the whole) occurs in the text: ~0.4 ms.
+    """
 
     PATTERNS = (
         Pattern(
@@ -181,6 +188,12 @@ class InternationalAddressRecognizer(PatternRecognizer):
         ),
         Pattern("po_box", r"\b(?:P\.?\s?O\.?\s?Box|Postfach|Apartado|Caixa Postal|BP)\s\d{1,6}\b", 0.6),
     )
+    REQUIRED: ClassVar[dict[str, str]] = {
+        "glued_suffix": rf"{_GLUED}\s(?!(?:19|20)\d\d\b){_HOUSE}",
+        "word_suffix": rf"\s{_WORD_SUFFIX}\s{_HOUSE}\b",
+        "prefix_word": rf"(?<![\p{{L}}]){_PREFIX}\s",
+        "street_number_postcode": rf"\s{_HOUSE},?\s{_POSTCODE}\s",
+    }
     CONTEXT = ("address", "live", "lives", "street", "ship", "deliver", "mail", "home", "office", "send")
 
     def __init__(self) -> None:
@@ -191,6 +204,24 @@ class InternationalAddressRecognizer(PatternRecognizer):
             name="edged-street-address",
             global_regex_flags=CASE_SENSITIVE,
         )
+        self._all_patterns: list[Pattern] = list(self.PATTERNS)
+        self._required = {name: regex.compile(r, flags=CASE_SENSITIVE) for name, r in self.REQUIRED.items()}
+
+    def analyze(
+        self,
+        text: str,
+        entities: list[str],
+        nlp_artifacts: NlpArtifacts | None = None,
+        regex_flags: int | None = None,
+    ) -> list[RecognizerResult]:
+        # Presidio's analyze runs self.patterns; scans run one at a time (PresidioDetector's lock), so setting
+        # them per text is safe.
+        self.patterns: list[Pattern] = [p for p in self._all_patterns if self._may_match(p.name, text)]
+        return super().analyze(text, entities, nlp_artifacts, regex_flags)
+
+    def _may_match(self, pattern_name: str, text: str) -> bool:
+        required = self._required.get(pattern_name)
+        return required is None or required.search(text) is not None
 
     def validate_result(self, pattern_text: str) -> bool | None:
         """A street with a house number: the prefix-word pattern also matches "place the order" prose."""

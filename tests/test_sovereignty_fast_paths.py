@@ -1,0 +1,114 @@
+"""The scan's fast paths against the slow ways they replace, on every message of the corpora: edged's NER decoder
+against spaCy's own greedy loop (same entities), the street-address patterns run only where their required part
+occurs against all of them always, the in-place context enhancement against Presidio's."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import spacy
+from presidio_analyzer import AnalyzerEngine, PatternRecognizer
+from presidio_analyzer.context_aware_enhancers import LemmaContextAwareEnhancer
+
+from edged.config.privacy import PrivacySettings
+from edged.sovereignty.evaluation import load_corpus
+from edged.sovereignty.ner_decoder import NerDecoder
+from edged.sovereignty.nlp import NER_ONLY_EXCLUDES
+from edged.sovereignty.presidio import PresidioDetector
+from edged.sovereignty.recognizers import CASE_SENSITIVE
+from edged.sovereignty.shapes import InternationalAddressRecognizer
+from tests.sovereignty_parts import generated_corpus
+
+DATA = Path(__file__).parent / "data"
+
+
+@pytest.fixture(scope="module")
+def nlp() -> Any:
+    return spacy.load(PrivacySettings().detector.spacy_model, exclude=list(NER_ONLY_EXCLUDES))
+
+
+@pytest.fixture(scope="module")
+def decoder(nlp: Any) -> NerDecoder:
+    built = NerDecoder.build(nlp.get_pipe("ner"))
+    assert built is not None
+    return built
+
+
+@pytest.fixture(scope="module")
+def detector() -> PresidioDetector:
+    return PresidioDetector(PrivacySettings())
+
+
+def corpus_texts() -> list[str]:
+    texts = [
+        m.content
+        for path in (DATA / "pii_corpus.jsonl", DATA / "pii_corpus_holdout.jsonl")
+        for e in load_corpus(path)
+        for m in e.messages
+    ]
+    texts += [m["content"] for name in ("dev", "test") for e in generated_corpus(name) for m in e["messages"]]
+    return texts
+
+
+def test_the_decoder_finds_what_spacy_finds_on_every_corpus_message(nlp: Any, decoder: NerDecoder) -> None:
+    texts = corpus_texts()
+    assert len(texts) > 500
+    differing = [
+        text
+        for text in texts
+        if decoder.entities(nlp.make_doc(text)) != [(e.start, e.end, e.label_) for e in nlp(text).ents]
+    ]
+    assert differing == []
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["", " ", "\n\n", "Bob", "Angela Merkel", "Call Angela Merkel", "  Angela  Merkel  \n", "x " * 300],
+)
+def test_edge_cases_match_spacy(nlp: Any, decoder: NerDecoder, text: str) -> None:
+    ours = decoder(nlp.make_doc(text))
+    assert [(e.start, e.end, e.label_) for e in ours.ents] == [
+        (e.start, e.end, e.label_) for e in nlp(text).ents
+    ]
+
+
+def test_the_detector_decodes_with_edged(detector: PresidioDetector) -> None:
+    assert detector.ner_decoder == "edged"
+
+
+def spans(results: Any) -> list[tuple[int, int, str, float]]:
+    return sorted((r.start, r.end, r.entity_type, round(r.score, 6)) for r in results)
+
+
+def test_address_patterns_skipped_only_where_they_cannot_match() -> None:
+    gated = InternationalAddressRecognizer()
+    plain = PatternRecognizer(
+        supported_entity="STREET_ADDRESS",
+        patterns=list(InternationalAddressRecognizer.PATTERNS),
+        global_regex_flags=CASE_SENSITIVE,
+    )
+    plain.validate_result = gated.validate_result  # type: ignore[method-assign]  # the same validation
+    texts = corpus_texts()
+    results = [gated.analyze(t, ["STREET_ADDRESS"]) for t in texts]
+    assert [spans(r) for r in results] == [spans(plain.analyze(t, ["STREET_ADDRESS"])) for t in texts]
+    matched = {r.analysis_explanation.pattern_name for found in results for r in found}
+    assert set(InternationalAddressRecognizer.REQUIRED) <= matched  # each gated pattern is run and matches
+
+
+def test_in_place_context_enhancement_scores_as_presidio_does(detector: PresidioDetector) -> None:
+    ours = detector._analyzer
+    theirs = AnalyzerEngine(
+        registry=ours.registry,
+        nlp_engine=ours.nlp_engine,
+        supported_languages=["en"],
+        default_score_threshold=ours.default_score_threshold,
+        context_aware_enhancer=LemmaContextAwareEnhancer(),
+    )
+    boosted = 0
+    for text in corpus_texts():
+        a = ours.analyze(text, language="en", return_decision_process=True)
+        assert spans(a) == spans(theirs.analyze(text, language="en")), text
+        boosted += sum(bool(getattr(r.analysis_explanation, "supportive_context_word", "")) for r in a)
+    assert boosted > 50  # context words raised many scores
