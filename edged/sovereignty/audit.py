@@ -250,12 +250,7 @@ def load_salt(directory: Path) -> bytes:
         if path.stat().st_mode & 0o077:
             logger.warning("audit salt %s was readable by others; setting mode 0600", path)
             path.chmod(0o600)
-        salt = path.read_bytes()
-        if len(salt) != SALT_BYTES:
-            raise ConfigError(
-                str(path), [("(file)", len(salt), f"an audit salt is {SALT_BYTES} bytes")]
-            ) from None
-        return salt
+        return _read_salt(path)
     salt = os.urandom(SALT_BYTES)
     try:
         os.write(fd, salt)
@@ -271,11 +266,15 @@ def value_hash(salt: bytes, value: str) -> str:
 def match_hash(directory: Path, value: str) -> str:
     """The hash `value` has in the records of `directory` (what `edged audit --match` looks for); the salt is
     read, never created. OSError if it cannot be read, ConfigError if the file is not a salt."""
-    path = directory / SALT_NAME
+    return value_hash(_read_salt(directory / SALT_NAME), value)
+
+
+def _read_salt(path: Path) -> bytes:
+    """An existing salt file's bytes; OSError if it cannot be read, ConfigError if it is not a salt."""
     salt = path.read_bytes()
     if len(salt) != SALT_BYTES:
-        raise ConfigError(str(path), [("(file)", len(salt), f"not an audit salt: one is {SALT_BYTES} bytes")])
-    return value_hash(salt, value)
+        raise ConfigError(str(path), [("(file)", len(salt), f"an audit salt is {SALT_BYTES} bytes")])
+    return salt
 
 
 def log_files(directory: Path) -> list[Path]:
