@@ -434,7 +434,8 @@ class BridgeWorker:
     async def _clear_presence(self) -> None:
         with contextlib.suppress(CloudUnavailable, TimeoutError):
             ack = self._link.publish(self._presence_topic, b"", qos=1, retain=True)
-            await asyncio.wait_for(ack, timeout=2.0)
+            async with asyncio.timeout(2.0):
+                await ack
 
 
 _EMPTY_JOB = BackendJob("", (), SamplingParams(max_tokens=1), None, 0.0)

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import ast
+import asyncio
 import random
+import time
 from pathlib import Path
 
 import pytest
@@ -17,6 +20,7 @@ from edged.config.base import config_error
 from edged.config.broker import BrokerSettings
 from edged.domain import InferenceRequest, Message, SamplingParams
 from edged.errors import CloudUnavailable, ConfigError
+from edged.escalation.client import EscalationStats, _Pending
 from edged.escalation.cloud_answerer import DEFAULT_CLOUD_TIMEOUT_S, MAX_CLOUD_WAIT_S, cloud_deadline
 from edged.escalation.sequencer import ChunkSequencer
 from edged.escalation.topics import EscalationTopics
@@ -52,6 +56,35 @@ def test_reply_topic_must_belong_to_the_requesting_device() -> None:
 
 def _chunk(seq: int, delta: str = "", done: bool = False) -> EscalationChunk:
     return EscalationChunk(seq=seq, delta=delta, done=done)
+
+
+@run_async
+async def test_a_cancel_that_lands_with_a_reply_chunk_is_not_lost() -> None:
+    """The caller leaves (gRPC cancels the handler) in the same loop turn as the worker's first chunk arrives.
+    Python 3.11's asyncio.wait_for returned the chunk and swallowed the cancel: the request then waited for the
+    worker's answer (60 s in tests/test_sovereignty_trail.py) with nobody listening and no audit record."""
+    pending = _Pending(max_buffered=8)
+    pending.request_id = "r1"
+    waiter = asyncio.ensure_future(pending.next(time.monotonic() + 30))
+    await asyncio.sleep(0)  # it now waits for a chunk
+    pending.offer(EscalationChunk(request_id="r1", seq=0, worker_id="w1"), EscalationStats())
+    waiter.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiter
+
+
+def test_no_code_waits_with_asyncio_wait_for() -> None:
+    """asyncio.wait_for in Python 3.11 drops a cancel that arrives as its awaitable completes; edged waits with
+    asyncio.timeout, which does not."""
+    root = Path(__file__).resolve().parents[1]
+    calls = [
+        f"{path.relative_to(root)}:{node.lineno}"
+        for package in ("edged", "cloud_bridge")
+        for path in sorted((root / package).rglob("*.py"))
+        for node in ast.walk(ast.parse(path.read_text(), str(path)))
+        if isinstance(node, ast.Attribute) and node.attr == "wait_for"
+    ]
+    assert calls == []
 
 
 def test_sequencer_reorders_and_drops_duplicates() -> None:

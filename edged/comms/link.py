@@ -194,7 +194,8 @@ class MqttLink:
     async def wait_up(self, timeout: float) -> bool:
         """Wait until connected; False if that did not happen within `timeout` seconds."""
         try:
-            await asyncio.wait_for(self._up.wait(), timeout)
+            async with asyncio.timeout(timeout):
+                await self._up.wait()
         except TimeoutError:
             return False
         return True
@@ -216,14 +217,16 @@ class MqttLink:
         if self._connecting is not None:
             # the executor's blocking connect cannot be cancelled: let it finish, then close what it opened
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(asyncio.shield(self._connecting), self._settings.connect_timeout_s * 2)
+                async with asyncio.timeout(self._settings.connect_timeout_s * 2):
+                    await asyncio.shield(self._connecting)
         client = self._client
         if client is not None and client.socket() is not None:
             if self._io is not None:
                 self._io.closing_cleanly = True
             client.disconnect()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._lost.wait(), timeout)
+                async with asyncio.timeout(timeout):
+                    await self._lost.wait()
         self._supervisor.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await self._supervisor
@@ -256,7 +259,8 @@ class MqttLink:
             raise CloudUnavailable(f"MQTT subscribe to {topic_filter!r} on {self.broker} was not sent")
         wait_s = self._settings.connect_timeout_s if timeout is None else timeout
         try:
-            await asyncio.wait_for(asyncio.shield(suback), wait_s)
+            async with asyncio.timeout(wait_s):
+                await asyncio.shield(suback)
         except TimeoutError:
             raise CloudUnavailable(f"no SUBACK for {topic_filter!r} within {wait_s}s") from None
 
@@ -324,7 +328,8 @@ class MqttLink:
             self._next_retry_at = time.monotonic() + delay
             self._set_phase(LinkPhase.DISCONNECTED)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stop.wait(), delay)
+                async with asyncio.timeout(delay):
+                    await self._stop.wait()
             self._next_retry_at = None
 
     def _settle_first_connect(self, outcome: bool | SubscriptionRefused) -> None:
@@ -357,7 +362,8 @@ class MqttLink:
             self._connecting = None
         self._io_or_fail().watch_reads()
         try:
-            reason = await asyncio.wait_for(asyncio.shield(self._connack), self._settings.connect_timeout_s)
+            async with asyncio.timeout(self._settings.connect_timeout_s):
+                reason = await asyncio.shield(self._connack)
         except TimeoutError:
             self._client_or_fail().disconnect()
             return f"no CONNACK within {self._settings.connect_timeout_s}s"
@@ -373,7 +379,8 @@ class MqttLink:
         if subscribed is None:
             return None
         try:
-            await asyncio.wait_for(asyncio.shield(subscribed), self._settings.connect_timeout_s)
+            async with asyncio.timeout(self._settings.connect_timeout_s):
+                await asyncio.shield(subscribed)
         except TimeoutError:
             self._client_or_fail().disconnect()
             return f"no SUBACK within {self._settings.connect_timeout_s}s"

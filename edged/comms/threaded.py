@@ -189,7 +189,8 @@ class ThreadLink:
     ) -> None:
         future = self.link.publish(topic, payload, qos=qos, retain=retain)
         try:
-            reason = await asyncio.wait_for(future, timeout_s)
+            async with asyncio.timeout(timeout_s):
+                reason = await future
         except TimeoutError:
             raise CloudUnavailable(f"publish to {topic} not acknowledged within {timeout_s:g} s") from None
         if reason >= REFUSED_FROM:
@@ -201,8 +202,9 @@ class ThreadLink:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout_s
         try:
-            if await asyncio.wait_for(self.link.wait_first_connect(), timeout_s):
-                return True
+            async with asyncio.timeout(timeout_s):
+                if await self.link.wait_first_connect():
+                    return True
         except TimeoutError:
             return False
         return await self.link.wait_up(max(0.0, deadline - loop.time()))

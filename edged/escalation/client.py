@@ -141,7 +141,8 @@ class _Pending:
                 return None
             self.wake.clear()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.wake.wait(), left)
+                async with asyncio.timeout(left):
+                    await self.wake.wait()
         return self.ready.popleft()
 
 

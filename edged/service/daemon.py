@@ -378,7 +378,8 @@ class Daemon:
                     "the engine thread has not reported for %.0fs", max(s.heartbeat_age_s for s in stats)
                 )
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stop.wait(), interval)
+                async with asyncio.timeout(interval):
+                    await self._stop.wait()
 
     def _refresh_gauges(self) -> None:
         load = self._engine_load()
