@@ -1,6 +1,7 @@
 """The scan's fast paths against the slow ways they replace, on every message of the corpora: edged's NER decoder
 against spaCy's own greedy loop (same entities), the street-address patterns run only where their required part
-occurs against all of them always, the in-place context enhancement against Presidio's."""
+occurs against all of them always, the cued values tried only where a cue stands against each pattern's own
+scan, the in-place context enhancement against Presidio's."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from presidio_analyzer import AnalyzerEngine, PatternRecognizer
 from presidio_analyzer.context_aware_enhancers import LemmaContextAwareEnhancer
 
 from edged.config.privacy import PrivacySettings
+from edged.sovereignty.cued import CUED_ENTITIES, CuedValueRecognizer
 from edged.sovereignty.evaluation import load_corpus
 from edged.sovereignty.ner_decoder import NerDecoder
 from edged.sovereignty.nlp import NER_ONLY_EXCLUDES
@@ -95,6 +97,15 @@ def test_address_patterns_skipped_only_where_they_cannot_match() -> None:
     assert [spans(r) for r in results] == [spans(plain.analyze(t, ["STREET_ADDRESS"])) for t in texts]
     matched = {r.analysis_explanation.pattern_name for found in results for r in found}
     assert set(InternationalAddressRecognizer.REQUIRED) <= matched  # each gated pattern is run and matches
+
+
+def test_cued_values_tried_only_where_a_cue_stands_find_what_each_patterns_own_scan_finds() -> None:
+    recognizer = CuedValueRecognizer(CUED_ENTITIES)
+    for text in corpus_texts():
+        starts = [cue.start() for cue in recognizer._cue_at.finditer(text, overlapped=True)]
+        for _entity, pattern, _score in recognizer._patterns:
+            found = [m.span(1) for m in filter(None, (pattern.match(text, at) for at in starts))]
+            assert found == [m.span(1) for m in pattern.finditer(text, overlapped=True)], text
 
 
 def test_in_place_context_enhancement_scores_as_presidio_does(detector: PresidioDetector) -> None:

@@ -97,21 +97,29 @@ _PARTICLE = (
 )
 _NAMEW = rf"(?:{_W}|\d{{1,3}}(?:st|nd|rd|th|\.)?|{_PARTICLE})"
 _HOUSE = r"\d{1,5}[A-Za-z]?(?:\s?[\-/]\s?\d{1,5}[A-Za-z]?)?"
+# street types glued to the street's name ("Hauptstraße"), and those written after a hyphen ("Karl-Marx-Allee")
+_GLUED_SUFFIXES = (  # noqa: SIM905 - a word list is read best as text
+    "straße strasse str. gasse weg platz allee damm ufer markt steig pfad chaussee gade vej vænget vägen gatan "
+    "gränd torget katu tie kuja polku kaari straat laan plein gracht kade singel dijk utca körút ulice třída "
+    "náměstí nábřeží"
+).split()
+_HYPHENATED_SUFFIXES = ("Straße", "Strasse", "Gasse", "Weg", "Platz", "Allee", "Ring", "Damm", "Ufer")
 _GLUED = (
-    r"(?:\p{Lu}\p{L}*(?:straße|strasse|str\.|gasse|weg|platz|allee|damm|ufer|markt|steig|pfad|chaussee|gade|vej|"
-    r"vænget|vägen|gatan|gränd|torget|katu|tie|kuja|polku|kaari|straat|laan|plein|gracht|kade|singel|dijk|"
-    r"utca|körút|ulice|třída|náměstí|nábřeží)|(?<=-)(?:Straße|Strasse|Gasse|Weg|Platz|Allee|Ring|Damm|Ufer))"
+    rf"(?:\p{{Lu}}\p{{L}}*(?:{'|'.join(map(regex.escape, _GLUED_SUFFIXES))})|"
+    rf"(?<=-)(?:{'|'.join(_HYPHENATED_SUFFIXES)}))"
 )
 # street types written as their own word after the name: "Kossuth Lajos utca 12", "Nørre Allé 5"
 _WORD_SUFFIX = (
     r"(?:utca|u\.|út|útja|tér|tere|körút|köz|sor|sétány|rakpart|fasor|allé|gade|vej|plads|torg|gata|tie)"
 )
-_PREFIX = (
-    r"(?i:rue|avenue|av\.|boulevard|bd\.?|chemin|allée|place|impasse|quai|route|cours|calle|callejón|c/|avenida|"
-    r"avda\.?|ronda|glorieta|travesía|pasaje|cuesta|urbanización|rambla|vía|plaza|paseo|camino|carrer|rua|travessa|largo|praça|alameda|estrada|via|viale|piazza|piazzale|corso|vicolo|"
-    r"strada|str\.|ulica|ul\.|aleja|al\.|os\.|plac|bulevardul|calea|șoseaua|soseaua|splaiul|aleea|intrarea|"
-    r"piața|sokak|sokağı|caddesi|cad\.|mahallesi|mah\.)"
-)
+# street types before the street's name ("rue de la Paix", "ul. Długa"), matched in any case
+_PREFIXES = (  # noqa: SIM905 - a word list is read best as text
+    "rue avenue av. boulevard bd. bd chemin allée place impasse quai route cours calle callejón c/ avenida avda. "
+    "avda ronda glorieta travesía pasaje cuesta urbanización rambla vía plaza paseo camino carrer rua travessa "
+    "largo praça alameda estrada via viale piazza piazzale corso vicolo strada str. ulica ul. aleja al. os. plac "
+    "bulevardul calea șoseaua soseaua splaiul aleea intrarea piața sokak sokağı caddesi cad. mahallesi mah."
+).split()
+_PREFIX = rf"(?i:{'|'.join(map(regex.escape, _PREFIXES))})"
 _EN_SUFFIX = (
     # the USPS street suffixes (and their plurals) and the British and Irish ones
     r"(?:Alley|Annex|Arcade|Bayou|Beach|Bluffs?|Bottom|Branch|Bridge|Brooks?|Burgs?|Bypass|Camp|Canyon|Cape|"
@@ -206,6 +214,11 @@ class InternationalAddressRecognizer(PatternRecognizer):
         )
         self._all_patterns: list[Pattern] = list(self.PATTERNS)
         self._required = {name: regex.compile(r, flags=CASE_SENSITIVE) for name, r in self.REQUIRED.items()}
+        # Cheaper still, before two of those: a street type word they need, as text ("in" is ~20x faster than the
+        # regex's capitalised word before it). The prefixes match in any case: looked for in the case-folded
+        # text (none holds a letter whose full case folding differs from the simple one the regex uses).
+        self._glued_words = (*_GLUED_SUFFIXES, *_HYPHENATED_SUFFIXES)
+        self._prefix_words = tuple(word.casefold() for word in _PREFIXES)
 
     def analyze(
         self,
@@ -220,6 +233,12 @@ class InternationalAddressRecognizer(PatternRecognizer):
         return super().analyze(text, entities, nlp_artifacts, regex_flags)
 
     def _may_match(self, pattern_name: str, text: str) -> bool:
+        if pattern_name == "glued_suffix" and not any(word in text for word in self._glued_words):
+            return False
+        if pattern_name == "prefix_word":
+            folded = text.casefold()
+            if not any(word in folded for word in self._prefix_words):
+                return False
         required = self._required.get(pattern_name)
         return required is None or required.search(text) is not None
 
