@@ -27,6 +27,7 @@ from typing import Any
 
 import spacy
 from presidio_analyzer.nlp_engine import NerModelConfiguration, NlpArtifacts, SpacyNlpEngine
+from spacy.attrs import IDX, LOWER
 from spacy.tokens import Span
 from thinc.api import use_ops
 
@@ -115,11 +116,14 @@ class NerOnlySpacyEngine(SpacyNlpEngine):
         entities, scores = self._get_updated_entities(spans, scores)
         kept = [(e, s) for e, s in zip(entities, scores, strict=True) if _plausible(e.label_, e.text)]
         entities, scores = [e for e, _ in kept], [s for _, s in kept]
+        # each token's offset and lower-cased text, read from the doc's arrays (not one Token object per token)
+        offsets, lowers = doc.to_array([IDX, LOWER]).T.tolist() if len(doc) else ([], [])
+        strings = doc.vocab.strings
         return NlpArtifacts(
             entities=entities,
             tokens=doc,
-            tokens_indices=[token.idx for token in doc],
-            lemmas=[token.lower_ for token in doc],  # no lemmatizer: see the module docstring
+            tokens_indices=offsets,
+            lemmas=[strings[key] for key in lowers],  # no lemmatizer: see the module docstring
             nlp_engine=self,
             language=language,
             scores=scores,
