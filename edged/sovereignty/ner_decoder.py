@@ -235,7 +235,11 @@ class _Maxout:
         """Writes the block's output for `x` into `out` (rows, width), and returns it."""
         pieces = x @ self._w.T
         pieces += self._b
-        numpy.max(pieces.reshape(len(x), self.width, self._pieces), axis=2, out=out)
+        # The max of each unit's pieces, one piece at a time: numpy.max over an axis of 3 is ~50x slower.
+        grouped = pieces.reshape(len(x), self.width, self._pieces)
+        numpy.copyto(out, grouped[..., 0])
+        for piece in range(1, self._pieces):
+            numpy.maximum(out, grouped[..., piece], out=out)
         # LayerNorm as thinc's: (x - mean) / sqrt(var + 1e-8), then scaled and shifted.
         out -= out.mean(axis=1, keepdims=True)
         out *= (numpy.square(out).mean(axis=1, keepdims=True) + 1e-8) ** -0.5
