@@ -85,6 +85,11 @@ class NerDecoder:
             return None
         return cls(ner, moves, sorted(model.attrs.get("unseen_classes", set())))
 
+    @property
+    def tok2vec_library(self) -> str:
+        """ "numpy" (edged's Tok2Vec) or "thinc": what computes the token vectors."""
+        return "numpy" if self._fast_tok2vec else "thinc"
+
     def __call__(self, doc: Doc) -> Doc:
         """Sets doc.ents (and returns doc)."""
         doc.ents = [Span(doc, start, end, label=label) for start, end, label in self.entities(doc)]
