@@ -9,6 +9,11 @@ only the tokens inside an entity are scored one step at a time. Same model, same
 rules, same argmax (the first best valid move): the entities are those of spaCy's own loop, which
 `NerDecoder.agrees` checks when it is built.
 
+The token vectors the scores start from are computed with numpy too (`Tok2Vec`, the same layers over the same
+weights: bit-identical with thinc's numpy ops, checked against thinc's predict when built): for a 1,000-character
+prompt (~196 tokens, OpenBLAS on one thread) ~4 ms instead of thinc's ~7 ms, which went mostly to per-layer
+Python and copies around its five ~0.4 ms matrix products; `NerDecoder.entities` ~9.5 ms -> ~6 ms.
+
 Only the rules for a fresh document are implemented (no preset entities, no sentence starts: the gate's
 pipeline has neither a parser nor a senter); `NerDecoder.build` returns None for a model of another shape.
 """
