@@ -9,10 +9,10 @@ only the tokens inside an entity are scored one step at a time. Same model, same
 rules, same argmax (the first best valid move): the entities are those of spaCy's own loop, which
 `NerDecoder.agrees` checks when it is built.
 
-The token vectors the scores start from are computed with numpy too (`Tok2Vec`, the same layers over the same
-weights: bit-identical with thinc's numpy ops, checked against thinc's predict when built): for a 1,000-character
-prompt (~196 tokens, OpenBLAS on one thread) ~4 ms instead of thinc's ~7 ms, which went mostly to per-layer
-Python and copies around its five ~0.4 ms matrix products; `NerDecoder.entities` ~9.5 ms -> ~6 ms.
+The token vectors the scores start from are computed with numpy too (`Tok2Vec`: the same layers over the same
+weights, bit-identical when thinc multiplies with OpenBLAS, checked against thinc's predict when built): for a
+1,000-character prompt (~196 tokens, OpenBLAS on one thread) ~4 ms instead of thinc's ~7 ms, which went mostly
+to per-layer Python and copies around its five ~0.4 ms matrix products; `NerDecoder.entities` ~9.5 ms -> ~6 ms.
 
 Only the rules for a fresh document are implemented (no preset entities, no sentence starts: the gate's
 pipeline has neither a parser nor a senter); `NerDecoder.build` returns None for a model of another shape.
@@ -168,9 +168,10 @@ class Tok2Vec:
         self._mix = _Maxout(leaves[mix], leaves[mix + 1])
         self._blocks = [_Maxout(leaves[i + 1], leaves[i + 2]) for i in range(mix + 4, len(leaves) - 2, 4)]
         self._window: int = leaves[mix + 4].attrs["window_size"]
-        self._pad: int = next(m for m in model.walk() if m.name.startswith("with_array(residual")).attrs[
+        encoder = next(m for m in model.walk() if m.name.startswith("with_array(residual"))
+        self._pad: int = encoder.attrs[
             "pad"
-        ]
+        ]  # rows of zeros either side of the document, as thinc's with_array
         self._project_w: Floats = leaves[-1].get_param("W")
         self._project_b: Floats = leaves[-1].get_param("b")
 
