@@ -8,15 +8,23 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import numpy
 import pytest
 import spacy
 from presidio_analyzer import AnalyzerEngine, PatternRecognizer
 from presidio_analyzer.context_aware_enhancers import LemmaContextAwareEnhancer
+from spacy.ml.models.tok2vec import (
+    MaxoutWindowEncoder,
+    MishWindowEncoder,
+    MultiHashEmbed,
+    build_Tok2Vec_model,
+)
+from thinc.api import Linear, Model, chain, list2array
 
 from edged.config.privacy import PrivacySettings
 from edged.sovereignty.cued import CUED_ENTITIES, CuedValueRecognizer
 from edged.sovereignty.evaluation import load_corpus
-from edged.sovereignty.ner_decoder import NerDecoder
+from edged.sovereignty.ner_decoder import Floats, NerDecoder, Tok2Vec
 from edged.sovereignty.nlp import NER_ONLY_EXCLUDES
 from edged.sovereignty.presidio import PresidioDetector
 from edged.sovereignty.recognizers import CASE_SENSITIVE
@@ -123,3 +131,45 @@ def test_in_place_context_enhancement_scores_as_presidio_does(detector: Presidio
         assert spans(a) == spans(theirs.analyze(text, language="en")), text
         boosted += sum(bool(getattr(r.analysis_explanation, "supportive_context_word", "")) for r in a)
     assert boosted > 50  # context words raised many scores
+
+
+def close_to(ours: Floats, theirs: Floats) -> bool:
+    """The numpy tok2vec's tolerance: 1e-4 of the vectors' scale."""
+    scale = max(1.0, float(numpy.abs(theirs).max(initial=0.0)))
+    return ours.shape == theirs.shape and float(numpy.abs(ours - theirs).max(initial=0.0)) <= 1e-4 * scale
+
+
+def test_the_numpy_tok2vec_gives_thincs_vectors_on_every_corpus_message(
+    nlp: Any, decoder: NerDecoder
+) -> None:
+    model = nlp.get_pipe("ner").model.get_ref("tok2vec")
+    tok2vec = Tok2Vec.build(model)
+    assert tok2vec is not None
+    assert decoder.tok2vec_library == "numpy"
+    docs = [doc for doc in map(nlp.make_doc, corpus_texts()) if len(doc)]
+    assert [i for i, doc in enumerate(docs) if not close_to(tok2vec(doc), model.predict([doc]))] == []
+
+
+def projected_tok2vec(nlp: Any, encode: Model[Any, Any]) -> Model[Any, Any]:
+    """A freshly initialised Tok2Vec.v2 of other sizes than en_core_web_sm's, with a projection as the NER's."""
+    embed = MultiHashEmbed(width=32, attrs=["NORM", "SHAPE"], rows=[300, 200], include_static_vectors=False)
+    model: Model[Any, Any] = chain(build_Tok2Vec_model(embed, encode), list2array(), Linear(16))
+    model.initialize(X=[nlp.make_doc("Something to initialise the model with.")])
+    return model
+
+
+def test_the_numpy_tok2vec_computes_other_sizes_and_windows(nlp: Any) -> None:
+    encode = MaxoutWindowEncoder(width=32, window_size=2, maxout_pieces=2, depth=3)
+    model = projected_tok2vec(nlp, encode)
+    tok2vec = Tok2Vec.build(model)
+    assert tok2vec is not None
+    for text in ["Bob", "Call Angela Merkel on +49 30 1234567 .", "x " * 40]:
+        doc = nlp.make_doc(text)
+        assert close_to(tok2vec(doc), model.predict([doc]))
+
+
+def test_tok2vec_models_of_other_shapes_get_none(nlp: Any) -> None:
+    mish = projected_tok2vec(nlp, MishWindowEncoder(width=32, window_size=1, depth=2))
+    unprojected = nlp.get_pipe("ner").model.get_ref("tok2vec").layers[0]
+    assert Tok2Vec.build(mish) is None
+    assert Tok2Vec.build(unprojected) is None
