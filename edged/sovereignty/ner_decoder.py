@@ -42,7 +42,7 @@ _TOK2VEC_CHECK_WORDS = re.findall(
 
 
 class NerDecoder:
-    """Sets `doc.ents` as spaCy's NER component would, from the component's model."""
+    """The entities spaCy's NER component would find in a document, from the component's model."""
 
     def __init__(self, ner: Any, moves: list[tuple[str, str]], unseen: list[int]) -> None:
         model = ner.model
@@ -95,10 +95,9 @@ class NerDecoder:
         """ "numpy" (edged's Tok2Vec) or "thinc": what computes the token vectors."""
         return "numpy" if self._fast_tok2vec else "thinc"
 
-    def __call__(self, doc: Doc) -> Doc:
-        """Sets doc.ents (and returns doc)."""
-        doc.ents = [Span(doc, start, end, label=label) for start, end, label in self.entities(doc)]
-        return doc
+    def spans(self, doc: Doc) -> list[Span]:
+        """The entities as spans of `doc` (doc.ents is left unset: its setter walks every token)."""
+        return [Span(doc, start, end, label=label) for start, end, label in self.entities(doc)]
 
     def entities(self, doc: Doc) -> list[tuple[int, int, str]]:
         """(start token, end token, label) of each entity, in order."""
@@ -169,9 +168,8 @@ class Tok2Vec:
         self._blocks = [_Maxout(leaves[i + 1], leaves[i + 2]) for i in range(mix + 4, len(leaves) - 2, 4)]
         self._window: int = leaves[mix + 4].attrs["window_size"]
         encoder = next(m for m in model.walk() if m.name.startswith("with_array(residual"))
-        self._pad: int = encoder.attrs[
-            "pad"
-        ]  # rows of zeros either side of the document, as thinc's with_array
+        # rows of zeros either side of the document, as thinc's with_array
+        self._pad: int = encoder.attrs["pad"]
         self._project_w: Floats = leaves[-1].get_param("W")
         self._project_b: Floats = leaves[-1].get_param("b")
 
