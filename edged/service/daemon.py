@@ -168,6 +168,7 @@ class Daemon:
     async def _resolve_profile(self) -> None:
         """The local profile file, then the fleet's last good profile (a device booting offline runs it)."""
         self._local_profiles = [load_profile(self.config.profile)] if self.config.profile else []
+        # last_good_profile checks fleet.enabled too; asking first keeps a daemon without a fleet from loading it
         replayed = (
             fleet.last_good_profile(self.config, self._local_profiles) if self.config.fleet.enabled else None
         )

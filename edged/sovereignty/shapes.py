@@ -214,11 +214,14 @@ class InternationalAddressRecognizer(PatternRecognizer):
         )
         self._all_patterns: list[Pattern] = list(self.PATTERNS)
         self._required = {name: regex.compile(r, flags=CASE_SENSITIVE) for name, r in self.REQUIRED.items()}
-        # Cheaper still, before two of those: a street type word they need, as text ("in" is ~20x faster than the
-        # regex's capitalised word before it). The prefixes match in any case: looked for in the case-folded
-        # text (none holds a letter whose full case folding differs from the simple one the regex uses).
-        self._glued_words = (*_GLUED_SUFFIXES, *_HYPHENATED_SUFFIXES)
-        self._prefix_words = tuple(word.casefold() for word in _PREFIXES)
+        # Cheaper still, before two of those: one of the street type words they need, as text ("in" is ~20x
+        # faster than the regex's capitalised word before it); (words, whether they match in any case). The
+        # prefixes are looked for in the case-folded text (none holds a letter whose full case folding differs
+        # from the simple one the regex uses).
+        self._required_words: dict[str, tuple[tuple[str, ...], bool]] = {
+            "glued_suffix": ((*_GLUED_SUFFIXES, *_HYPHENATED_SUFFIXES), False),
+            "prefix_word": (tuple(word.casefold() for word in _PREFIXES), True),
+        }
 
     def analyze(
         self,
@@ -233,11 +236,10 @@ class InternationalAddressRecognizer(PatternRecognizer):
         return super().analyze(text, entities, nlp_artifacts, regex_flags)
 
     def _may_match(self, pattern_name: str, text: str) -> bool:
-        if pattern_name == "glued_suffix" and not any(word in text for word in self._glued_words):
-            return False
-        if pattern_name == "prefix_word":
-            folded = text.casefold()
-            if not any(word in folded for word in self._prefix_words):
+        words, any_case = self._required_words.get(pattern_name, ((), False))
+        if words:
+            haystack = text.casefold() if any_case else text
+            if not any(word in haystack for word in words):
                 return False
         required = self._required.get(pattern_name)
         return required is None or required.search(text) is not None
