@@ -158,9 +158,8 @@ class RejectReason(StrEnum):
     BAD_SIGNATURE = "bad_signature"  # the signature does not verify with the trusted key
     ROLLBACK = "rollback"  # version not above the highest one already applied for its target
     EXPIRED = "expired"  # expires_at is in the past (freeze protection)
-    FUTURE_DATED = (
-        "future_dated"  # issued_at is further ahead of the device clock than fleet.max_clock_skew_s
-    )
+    # issued_at is further ahead of the device clock than fleet.max_clock_skew_s
+    FUTURE_DATED = "future_dated"
     INVALID_PROFILE = "invalid_profile"  # the profile (alone or merged) fails the profile schema
     ROTATION_DISABLED = "rotation_disabled"  # a key announcement while fleet.key_rotation is false
 
