@@ -16,14 +16,11 @@ logger = logging.getLogger(__name__)
 _CODES: tuple[tuple[type[errors.EdgedError], grpc.StatusCode], ...] = (
     (errors.InvalidRequest, grpc.StatusCode.INVALID_ARGUMENT),
     (errors.ModelNotFound, grpc.StatusCode.NOT_FOUND),
-    (errors.Overloaded, grpc.StatusCode.RESOURCE_EXHAUSTED),
-    (errors.BudgetExhausted, grpc.StatusCode.RESOURCE_EXHAUSTED),
+    (errors.LimitReached, grpc.StatusCode.RESOURCE_EXHAUSTED),  # Overloaded, BudgetExhausted
     (errors.DeadlineExceeded, grpc.StatusCode.DEADLINE_EXCEEDED),
     (errors.Cancelled, grpc.StatusCode.CANCELLED),
     (errors.NoCloudLink, grpc.StatusCode.FAILED_PRECONDITION),
-    (errors.CloudUnavailable, grpc.StatusCode.UNAVAILABLE),
-    (errors.ShuttingDown, grpc.StatusCode.UNAVAILABLE),
-    (errors.NotReady, grpc.StatusCode.UNAVAILABLE),
+    (errors.Unavailable, grpc.StatusCode.UNAVAILABLE),  # CloudUnavailable, ShuttingDown, NotReady
     (errors.SensitiveDataBlocked, grpc.StatusCode.PERMISSION_DENIED),
 )
 
