@@ -86,7 +86,7 @@ def test_finds_the_whole_value(detector: PresidioDetector, text: str, entity: st
     ("text", "entity"),
     [
         ("card 4111 1111 1111 1112", "CREDIT_CARD"),  # Luhn check fails
-        ("IBAN GB82 WEST 1234 5698 7654 31", "IBAN_CODE"),  # mod-97 check fails
+        ("Is GB82 WEST 1234 5698 7654 31 valid?", "IBAN_CODE"),  # mod-97 check fails (no cue: see below)
         ("imei 35-209900-176148-2", "IMEI"),  # Luhn check fails
         ("number 378282246310005", "IMEI"),  # a Luhn-valid Amex number is a card, not an IMEI
         ("the code akiaz7qrst4uvwxy2345 is lowercase", "API_KEY"),  # AWS key ids are upper case
@@ -257,6 +257,13 @@ def test_names_of_many_cultures_after_cues(detector: PresidioDetector, text: str
         ("DOB 14 March 1985. Am I old enough?", "DATE_OF_BIRTH", "14 March 1985"),
         ("Charge card 4270 0329 5367 6 for the fee", "CREDIT_CARD", "4270 0329 5367 6"),
         ("You can reach me on +90(932)8530368 after five.", "PHONE_NUMBER", "+90(932)8530368"),
+        # an IBAN whose country has none, or whose checksum is wrong (a typo), is still the user's IBAN
+        (
+            "My IBAN is CO35 LAVI 3827 9057 8271 2. Write to the landlord.",
+            "IBAN_CODE",
+            "CO35 LAVI 3827 9057 8271 2",
+        ),
+        ("IBAN GB82 WEST 1234 5698 7654 31, refund please", "IBAN_CODE", "GB82 WEST 1234 5698 7654 31"),
     ],
 )
 def test_values_after_cues_whatever_their_shape(
@@ -325,10 +332,43 @@ def test_phone_numbers_and_ids_in_one_text_keep_their_types(detector: PresidioDe
         ("Deliver to 12, rue de la Paix, 75002 Paris", "12, rue de la Paix, 75002 Paris"),
         ("ship to 528 Leigh Haven, Gerardborough, M8W 2UX.", "528 Leigh Haven, Gerardborough, M8W 2UX"),
         ("home is Kerkstraat 14, 1017 GC Amsterdam", "Kerkstraat 14, 1017 GC Amsterdam"),
+        # after a cue, in any country's order and without a street type edged knows
+        ("I live at Diagonal Mar del Plata N° 658. Which bins go out?", "Diagonal Mar del Plata N° 658"),
+        ("I live at Las Maravillas 525 Of. 862. Which bins go out?", "Las Maravillas 525 Of. 862"),
+        (
+            "Deliver to Jl. W.R. Supratman No. 486, Palembang, SU 67485.",
+            "Jl. W.R. Supratman No. 486, Palembang, SU 67485",
+        ),
+        (
+            "My address is Số 11/686 phố 93 xã An Nhơn, Hồ Chí Minh 42494",
+            "Số 11/686 phố 93 xã An Nhơn, Hồ Chí Minh 42494",
+        ),
+        ("Please ship to Bandile Khukhuza, 6730 King Ithafa. Leave it at the door.", "6730 King Ithafa"),
+        (
+            "Deliver the flowers to 742 Evergreen Terrace, Springfield on Saturday.",
+            "742 Evergreen Terrace, Springfield",
+        ),
+        # street types of more countries
+        ("Savska cesta 8c, 9853 Brežice is the office", "Savska cesta 8c, 9853 Brežice"),
+        ("Julieboulevard 79, 2000 Antwerpen", "Julieboulevard 79, 2000 Antwerpen"),
+        ("42925 montée Chantal Apt. 668 is the new one", "42925 montée Chantal Apt. 668"),
     ],
 )
 def test_international_street_addresses(detector: PresidioDetector, text: str, address: str) -> None:
     assert ("STREET_ADDRESS", address) in found(detector, text)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "I live at 5 minutes from the station, what is faster, bus or bike?",
+        "Ship to 3 countries at once: which carrier is cheapest?",
+        "My address is on the form, check the spelling of the street.",
+        "Delegate 3 tasks to the team and investigate 5 options.",
+    ],
+)
+def test_cues_without_an_address_after_them_find_none(detector: PresidioDetector, text: str) -> None:
+    assert [f for f in found(detector, text) if f[0] == "STREET_ADDRESS"] == []
 
 
 @pytest.mark.parametrize(

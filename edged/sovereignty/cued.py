@@ -55,6 +55,17 @@ _DATE_VALUE = (
     rf"(?:\d{{1,4}}[./\-]\d{{1,2}}[./\-]\d{{1,4}}|\d{{1,2}}(?:st|nd|rd|th)?\s{_MONTH},?\s\d{{4}}|"
     rf"{_MONTH}\s\d{{1,2}}(?:st|nd|rd|th)?,?\s\d{{4}})"
 )
+# An address after its cue: words (capitalised, abbreviated "Jl." "W.R.", or lower-case particles and street
+# types: "del", "rue", "phố"), house numbers ("486", "11/686", "8a", "N° 658", "#12") and postcodes, joined by
+# spaces or commas.
+_ADDRESS_PART = (
+    r"(?:N[°º]\.?|\p{Lu}(?:\.\p{Lu})+\.?|\p{Lu}\p{Ll}{0,4}\.|[\p{Lu}\p{Lt}][\p{L}\p{M}'’\-]*|"
+    r"\d{1,6}(?:[\-/]\d{1,5})?[A-Za-z]?(?!\w)|#\d{1,6}|"
+    r"(?:de|del|de la|des|du|la|le|di|da|do|dos|das|della|van|von|der|den|am|an|im|y|sur|phố|xã|đường|ngõ|số|"
+    r"rue|avenue|av\.|boulevard|bd\.?|chemin|allée|place|impasse|quai|route|montée|cours|rua|via|calle|ul\.)"
+    r"(?!\w))"
+)
+_ADDRESS_VALUE = rf"{_ADDRESS_PART}(?:(?:,[ ]?|[ ]){_ADDRESS_PART}){{0,15}}"
 # A secret is whatever follows its cue up to white space; without ":", "=" or "is" it needs a digit or symbol.
 _SECRET_VALUE = r"\S{3,128}"  # noqa: S105 - a pattern, not a password
 
@@ -124,6 +135,18 @@ _CUES: tuple[tuple[str, str, str, float], ...] = (
         _PHONE_VALUE,
         0.5,
     ),  # a bare "ID": below every more specific cue
+    # "My IBAN is ..." whether or not its country and checksum are valid (a typo, a country without IBANs)
+    ("IBAN_CODE", r"(?i:iban)", r"[A-Z]{2}\d{2}(?:[ ]?[A-Z0-9]{4}){1,7}(?:[ ]?[A-Z0-9]{1,3})?", 0.75),
+    # "I live at ...", "ship to ...", "my address is ...": a house number beside a capitalised word, in any
+    # country's order (see _address_span)
+    (
+        "STREET_ADDRESS",
+        r"(?i:(?:live|lives|living|reside|resides|residing|located|based) at|(?:ship|send|deliver|mail|post)"
+        r"(?:ped|ping|ed|ing)?(?: (?:it|them|this|that|these|those|the \w+))? to|address|adresse|dirección|"
+        r"direccion|endereço|indirizzo|adres|anschrift)",
+        _ADDRESS_VALUE,
+        0.7,
+    ),
     (
         "DATE_OF_BIRTH",
         r"(?i:dob|d\.o\.b|date of birth|birth ?date|born(?: on)?|birthday|geboren(?: am)?|né le|née le)",
@@ -179,6 +202,11 @@ class CuedValueRecognizer(EntityRecognizer):
                     value = value[:-1] if len(value) > 3 and value[-1] in ".,;:?" else value
                     if not _secret_like(value, text[match.start() : start]):
                         continue
+                elif entity == "STREET_ADDRESS":
+                    span = _address_span(text, start, end, " to" in text[match.start() : start].lower())
+                    if span is None:
+                        continue
+                    start, value = span[0], text[span[0] : span[1]]
                 else:
                     value = value.rstrip(".,;:!?)-/")
                     if entity != "DATE_OF_BIRTH" and not _id_like(value):
@@ -194,6 +222,43 @@ def _id_like(value: str) -> bool:
     alnum = [c for c in value if c.isalnum()]
     digits = sum(c.isdigit() for c in alnum)
     return len(alnum) >= 5 and digits >= 2
+
+
+_SENTENCE_END = regex.compile(r"\.\s+(\S+)")
+_ADDRESS_WORDS = regex.compile(r"[^ ,]+")
+# a house number beside a capitalised word ("Maravillas 525", "6730 King", "No. 646")
+_NUMBER_BESIDE_WORD = regex.compile(r"\p{Lu}[\p{L}\p{M}.°º]*,?[ ]\d|\d[A-Za-z]?,?[ ]\p{Lu}")
+
+
+def _address_span(text: str, start: int, end: int, recipient: bool) -> tuple[int, int] | None:
+    """The address in a cued value: up to a sentence's end (a period before a common word), without lower-case
+    or common words at either end ("to 12 Grimmauld Place, London on Saturday"), after the recipient's name
+    when the cue sends something to someone ("ship to Kofi Mensah, 12 ..."); None unless a house number stands
+    beside a capitalised word."""
+    value = text[start:end]
+    for stop in _SENTENCE_END.finditer(value):
+        if stop.group(1).lower().strip(".,;:!?") in COMMON_WORDS:
+            value = value[: stop.start()]
+            break
+    words = list(_ADDRESS_WORDS.finditer(value))
+    while words and _not_address(words[0].group()):
+        words.pop(0)
+    while words and _not_address(words[-1].group()):
+        words.pop()
+    if not words:
+        return None
+    start, value = start + words[0].start(), value[words[0].start() : words[-1].end()]
+    head, comma, rest = value.partition(", ")
+    if recipient and comma and not any(c.isdigit() for c in head):
+        start, value = start + len(head) + 2, rest  # the name (or company) the parcel goes to
+    if not _NUMBER_BESIDE_WORD.search(value):
+        return None
+    return start, start + len(value.rstrip("."))
+
+
+def _not_address(word: str) -> bool:
+    """A word an address does not start or end with: lower-case ("to", "on"), or a common word ("Saturday")."""
+    return word[:1].islower() or word.lower().strip(".,;:!?") in COMMON_WORDS
 
 
 def _secret_like(value: str, cue_and_filler: str) -> bool:

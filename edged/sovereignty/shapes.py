@@ -101,7 +101,7 @@ _HOUSE = r"\d{1,5}[A-Za-z]?(?:\s?[\-/]\s?\d{1,5}[A-Za-z]?)?"
 _GLUED_SUFFIXES = (  # noqa: SIM905 - a word list is read best as text
     "straße strasse str. gasse weg platz allee damm ufer markt steig pfad chaussee gade vej vænget vägen gatan "
     "gränd torget katu tie kuja polku kaari straat laan plein gracht kade singel dijk utca körút ulice třída "
-    "náměstí nábřeží"
+    "náměstí nábřeží boulevard dreef steenweg veien vegen gata vegur stræti braut"
 ).split()
 _HYPHENATED_SUFFIXES = ("Straße", "Strasse", "Gasse", "Weg", "Platz", "Allee", "Ring", "Damm", "Ufer")
 _GLUED = (
@@ -110,14 +110,16 @@ _GLUED = (
 )
 # street types written as their own word after the name: "Kossuth Lajos utca 12", "Nørre Allé 5"
 _WORD_SUFFIX = (
-    r"(?:utca|u\.|út|útja|tér|tere|körút|köz|sor|sétány|rakpart|fasor|allé|gade|vej|plads|torg|gata|tie)"
+    r"(?:utca|u\.|út|útja|tér|tere|körút|köz|sor|sétány|rakpart|fasor|allé|gade|vej|plads|torg|gata|tie|"
+    r"cesta|iela|gatvė|tänav|maantee|mnt\.|puiestee|küçəsi|prospekti)"
 )
 # street types before the street's name ("rue de la Paix", "ul. Długa"), matched in any case
 _PREFIXES = (  # noqa: SIM905 - a word list is read best as text
     "rue avenue av. boulevard bd. bd chemin allée place impasse quai route cours calle callejón c/ avenida avda. "
     "avda ronda glorieta travesía pasaje cuesta urbanización rambla vía plaza paseo camino carrer rua travessa "
     "largo praça alameda estrada via viale piazza piazzale corso vicolo strada str. ulica ul. aleja al. os. plac "
-    "bulevardul calea șoseaua soseaua splaiul aleea intrarea piața sokak sokağı caddesi cad. mahallesi mah."
+    "bulevardul calea șoseaua soseaua splaiul aleea intrarea piața sokak sokağı caddesi cad. mahallesi mah. "
+    "jalan jl. jln. gg. cerrada calzada privada prolongación andador montée phố đường ngõ hẻm rruga"
 ).split()
 _PREFIX = rf"(?i:{'|'.join(map(regex.escape, _PREFIXES))})"
 _EN_SUFFIX = (
