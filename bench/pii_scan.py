@@ -1,6 +1,6 @@
 """PII scan latency and recall: edged's gate vs Presidio with its default full spaCy pipeline, side by side.
 
-    .venv/bin/python bench/pii_scan.py [--prompts 20] [--rounds 10] [--no-recall] [--slice test|dev|none]
+    .venv/bin/python bench/pii_scan.py [--prompts 20] [--rounds 10] [--no-recall] [--slice test|dev|wide|none]
 
 --slice (default test, the held-back slice of bench/pii_corpus.py, never tuned on) runs the generated corpus
 through the gate with the default policy as PREFER_CLOUD would: a conversation the verdict keeps local sends
@@ -153,7 +153,7 @@ def main() -> int:
     parser.add_argument("--no-recall", action="store_true", help="skip the corpus recall table")
     parser.add_argument("--blis", action="store_true", help="leave OpenBLAS unpinned: edged's NER uses blis")
     parser.add_argument(
-        "--slice", choices=("test", "dev", "none"), default="test", help="generated corpus slice"
+        "--slice", choices=("test", "dev", "wide", "none"), default="test", help="generated corpus slice"
     )
     parser.add_argument("--no-latency", action="store_true", help="skip the latency table")
     args = parser.parse_args()
