@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from typing import cast
 
-from edged.domain import ConfidenceSummary, TokenSignals
-from edged.engine import EngineEvent, ErrorEvent, FinishEvent, TokenEvent
-from edged.engine.local_answerer import EventRelay
+from edged.domain import ConfidenceSummary, InferenceRequest, Message, SamplingParams, TokenSignals
+from edged.engine import EngineEvent, ErrorEvent, FinishEvent, GenerationJob, LlamaEngine, TokenEvent
+from edged.engine.local_answerer import EventRelay, LocalAnswerer
 from edged.errors import Cancelled
 
 
@@ -86,3 +87,52 @@ def test_events_from_another_thread_arrive_complete_and_in_order() -> None:
     assert "".join(e.text for e in got if isinstance(e, TokenEvent)) == "".join(texts)
     assert isinstance(got[-1], ErrorEvent)
     assert len(got) < len(texts)  # joined on the way
+
+
+class _FinishingEngine:
+    """A stand-in at LocalAnswerer's engine seam: emits one token and the finish at submit, counts cancels."""
+
+    model_id = "stand-in"
+
+    def __init__(self) -> None:
+        self.cancelled: list[GenerationJob] = []
+
+    def submit(self, job: GenerationJob) -> None:
+        job.emit(token(0, "Hi"))
+        job.emit(FINISH)
+
+    def cancel(self, job: GenerationJob) -> None:
+        self.cancelled.append(job)
+
+
+def _request() -> InferenceRequest:
+    return InferenceRequest("r1", (Message("user", "hi"),), SamplingParams(max_tokens=4))
+
+
+def test_a_caller_that_stops_reading_at_the_finish_does_not_cancel_the_ended_job() -> None:
+    engine = _FinishingEngine()
+    local = LocalAnswerer(cast("dict[str, LlamaEngine]", {"stand-in": engine}), "stand-in")
+
+    async def until_finish() -> None:
+        events = local.events(_request())
+        async for event in events:
+            if isinstance(event, FinishEvent):
+                break  # as the pipeline's local step does
+        await events.aclose()
+
+    asyncio.run(until_finish())
+    assert engine.cancelled == []
+
+
+def test_a_caller_that_leaves_before_the_finish_cancels_the_job() -> None:
+    engine = _FinishingEngine()
+    local = LocalAnswerer(cast("dict[str, LlamaEngine]", {"stand-in": engine}), "stand-in")
+
+    async def first_token_only() -> None:
+        events = local.events(_request())
+        async for _event in events:
+            break
+        await events.aclose()
+
+    asyncio.run(first_token_only())
+    assert len(engine.cancelled) == 1

@@ -154,12 +154,12 @@ class LocalAnswerer:
         try:
             while True:
                 for event in await relay.take():
+                    # a finished job needs no cancel, also when the caller stops reading at its FinishEvent
+                    finished = isinstance(event, ErrorEvent | FinishEvent)
                     if isinstance(event, ErrorEvent):
-                        finished = True
                         raise event.error
                     yield event
-                    if isinstance(event, FinishEvent):
-                        finished = True
+                    if finished:
                         return
         finally:
             if not finished:

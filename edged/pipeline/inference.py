@@ -56,7 +56,6 @@ from edged.pipeline.trail import RequestTrail
 from edged.routing.cascade import CascadeMonitor, HoldBack
 from edged.routing.decision import Link, Route, RouteDecision, RouteInputs, decide, judge_confidence
 from edged.routing.load import EngineLoad, LoadSnapshot, SystemReading
-from edged.routing.router import effective_weights
 from edged.routing.score import auto_score
 from edged.sovereignty.audit import ANSWERED_CLOUD, ANSWERED_LOCAL
 from edged.sovereignty.gate import control_fields
@@ -230,8 +229,7 @@ class InferencePipeline:
         )
         decision = decide(inputs)
         trail.reasons = decision.reasons
-        weights = effective_weights(profile, router)
-        return Flight(request, runtime, trail, verdict, inputs, router_score, weights), decision
+        return Flight(request, runtime, trail, verdict, inputs, router_score, runtime.weights), decision
 
     def _refused(self, flight: Flight, decision: RouteDecision) -> EdgedError:
         if decision.refusal is SensitiveDataBlocked and flight.verdict is not None:
@@ -353,7 +351,7 @@ class InferencePipeline:
                 request,
                 stream,
                 draft.finish,
-                model=self.local.engine_for(request.model).model_id,
+                model=request.model or self.local.default_model,  # the engine's id (LocalAnswerer.engine_for)
                 reasons=reasons,
                 degraded=degraded,
                 device_id=self.device_id,

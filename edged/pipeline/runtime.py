@@ -9,9 +9,10 @@ runs and whatever is swapped in meanwhile.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from edged.config.profile import DeviceProfile
+from edged.config.routing import ScoreWeights
 from edged.escalation.cloud_answerer import CloudAnswerer
 from edged.routing.budget import CloudBudget
 from edged.routing.router import PromptRouter
@@ -24,6 +25,9 @@ class Runtime:
     profile: DeviceProfile
     budget: CloudBudget  # the use so far, under this profile's limits
     stream_interval_s: float = 0.0  # the config's api.stream_interval_ms: how often a stream's tokens go out
+    weights: ScoreWeights = field(
+        default_factory=ScoreWeights
+    )  # the AUTO score's (routing.effective_weights)
     # With a broker only (there is somewhere to route to and something could leave the device):
     router: PromptRouter | None = None
     gate: SensitivityGate | None = None

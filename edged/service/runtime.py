@@ -21,7 +21,7 @@ from edged.models import ModelRegistry
 from edged.models.registry import served_sha256
 from edged.pipeline.runtime import Runtime
 from edged.routing.budget import CloudBudget
-from edged.routing.router import PromptRouter, load_router
+from edged.routing.router import PromptRouter, effective_weights, load_router
 from edged.sovereignty.audit import AuditLog
 from edged.sovereignty.gate import SensitivityGate
 from edged.telemetry.metrics import EdgedMetrics
@@ -57,13 +57,15 @@ def build_runtime(profile: DeviceProfile, parts: RuntimeParts, previous: Runtime
     budget = parts.budget.reconfigured(profile.budget)
     link = parts.cloud
     if link is None:
-        return Runtime(profile, budget, parts.stream_interval_s)
+        return Runtime(profile, budget, parts.stream_interval_s, effective_weights(profile, None))
     gate = _gate(profile, parts, previous)
+    router = _router(profile, parts, previous)
     return Runtime(
         profile,
         budget,
         parts.stream_interval_s,
-        router=_router(profile, parts, previous),
+        effective_weights(profile, router),
+        router=router,
         gate=gate,
         audit=link.audit.reconfigured(profile.privacy.audit),
         cloud=CloudAnswerer(parts.device_id, link.escalation, gate, budget),
