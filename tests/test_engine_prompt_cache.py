@@ -74,3 +74,42 @@ def test_a_different_prompt_reuses_only_the_shared_head(cached: LlamaEngine, unc
 def test_without_the_cache_nothing_is_reused(uncached: LlamaEngine) -> None:
     answer(uncached, FIRST)
     assert answer(uncached, FIRST)[1].cached_tokens == 0
+
+
+@pytest.mark.parametrize("kv_unified", [False, True], ids=["stream-per-slot", "unified"])
+def test_a_prompt_another_slot_holds_is_copied_from_it_and_answers_alike(
+    uncached: LlamaEngine, kv_unified: bool
+) -> None:
+    """A request whose prompt a running sequence already holds (its twin, sent a moment earlier) takes those
+    KV cells from that slot instead of prefilling them in a fresh one (llama_memory_seq_cp; with a stream per
+    slot llama.cpp copies the stream), and its greedy answer is the one a full prefill gives."""
+    expected, _ = answer(uncached, FIRST)
+    engine = make_engine(slots=2, kv_unified=kv_unified)
+    try:
+        first = submit(engine, FIRST, 24)
+        first.next_event()  # running in slot 0: its prompt is in its cells
+        second = submit(engine, FIRST, 24)
+        end = second.wait()
+        assert isinstance(end, FinishEvent), end
+        assert end.cached_tokens == end.prompt_tokens - 1
+        assert isinstance(first.wait(), FinishEvent)
+        assert first.text == second.text == expected
+    finally:
+        engine.close()
+
+
+def test_only_the_shared_head_is_copied_from_a_running_slot(uncached: LlamaEngine) -> None:
+    """A different prompt shares only the chat template's head with the running sequence: that head is taken
+    from it (24 tokens are worth a stream copy), the rest prefilled, and the answer is a full prefill's."""
+    engine = make_engine(slots=2)
+    try:
+        first = submit(engine, FIRST, 24)
+        first.next_event()
+        other = submit(engine, OTHER, 24)
+        end = other.wait()
+        assert isinstance(end, FinishEvent), end
+        assert 0 < end.cached_tokens < end.prompt_tokens - 1
+        assert other.text == answer(uncached, OTHER)[0]
+        first.wait()
+    finally:
+        engine.close()

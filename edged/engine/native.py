@@ -239,6 +239,19 @@ class NativeContext:
         (a recurrent model keeps no per-position cells), leaving the cells as they were."""
         return bool(llama.llama_memory_seq_rm(self._memory, seq, keep, -1))
 
+    def copy_prefix(self, src: int, dst: int, keep: int) -> bool:
+        """Give sequence `dst` the KV cells of `src`'s positions before `keep` (dst's own are freed first);
+        False, with dst holding nothing, when the model's memory cannot be cut at a position. With a KV stream
+        per sequence llama.cpp copies src's whole stream before the next decode (a stream's bytes: context per
+        slot x layers x 2 x KV width x element size) and the cells from `keep` on are then freed; with the
+        unified pool the cells are shared, nothing is copied."""
+        llama.llama_memory_seq_rm(self._memory, dst, -1, -1)
+        llama.llama_memory_seq_cp(self._memory, src, dst, -1, -1)
+        if llama.llama_memory_seq_rm(self._memory, dst, keep, -1):
+            return True
+        llama.llama_memory_seq_rm(self._memory, dst, -1, -1)
+        return False
+
     def reset(self) -> None:
         llama.llama_memory_clear(self._memory, True)
 
