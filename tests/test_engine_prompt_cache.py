@@ -113,3 +113,20 @@ def test_only_the_shared_head_is_copied_from_a_running_slot(uncached: LlamaEngin
         first.wait()
     finally:
         engine.close()
+
+
+def test_a_new_prompt_takes_an_empty_slot_and_leaves_another_prompts_cells_for_it(
+    uncached: LlamaEngine,
+) -> None:
+    """Two slots: after FIRST, OTHER (sharing only the template's head) goes to the empty slot with that head
+    copied, so FIRST asked again still finds all of its prompt kept."""
+    engine = make_engine(slots=2)
+    try:
+        answer(engine, FIRST)
+        _, other = answer(engine, OTHER)
+        assert 0 < other.cached_tokens < other.prompt_tokens - 1
+        text, again = answer(engine, FIRST)
+        assert again.cached_tokens == again.prompt_tokens - 1
+        assert text == answer(uncached, FIRST)[0]
+    finally:
+        engine.close()

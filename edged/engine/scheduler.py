@@ -374,13 +374,13 @@ class LlamaEngine:
             self._waiting_count = len(self._waiting)  # stats() then shows no job that was refused or admitted
 
     def _place(self, seq: _Sequence) -> None:
-        """Put a sequence in the free slot whose kept tokens share the longest prefix with its prompt, and start
-        its prefill after that prefix (at least the prompt's last token is decoded: its logits are needed)."""
+        """Put a sequence in a free slot (`_destination`) and start its prefill after the longest prefix of its
+        prompt that slot or another one holds (at least the prompt's last token is decoded: its logits are
+        needed)."""
         assert self._ctx is not None
         free = [slot for slot, occupant in enumerate(self._slots) if occupant is None]
         shared = {slot: _common_prefix(self._kept[slot], seq.prompt) for slot in free}
-        # the longest common prefix; among equals the slot keeping least, so other slots keep their prompts
-        slot = max(free, key=lambda s: (shared[s], -len(self._kept[s])))
+        slot = self._destination(free, shared)
         reuse = min(shared[slot], len(seq.prompt) - 1)
         source, longer = self._longest_prefix_elsewhere(seq.prompt, slot)
         longer = min(longer, len(seq.prompt) - 1)
@@ -394,6 +394,16 @@ class LlamaEngine:
         seq.slot = slot
         seq.prefilled = seq.n_past = seq.reused = reuse
         self._slots[slot] = seq
+
+    def _destination(self, free: list[int], shared: dict[int, int]) -> int:
+        """The free slot to take: among those keeping too little past the prompt's shared prefix to be worth
+        keeping, the one sharing most; else the one keeping least past it. What a slot kept for another prompt
+        (a repeated question, an earlier turn) stays for it, and a prefix held elsewhere is copied."""
+        loss = {slot: len(self._kept[slot]) - shared[slot] for slot in free}
+        cheap = [slot for slot in free if loss[slot] < _MIN_COPIED_TOKENS]
+        if cheap:
+            return max(cheap, key=lambda s: (shared[s], -loss[s]))
+        return min(free, key=lambda s: (loss[s], -shared[s]))
 
     def _longest_prefix_elsewhere(self, prompt: list[int], slot: int) -> tuple[int, int]:
         """The other slot whose KV cells share the longest prefix with `prompt`, and that prefix's length: a
