@@ -6,6 +6,8 @@ import asyncio
 import threading
 from typing import cast
 
+import pytest
+
 from edged.domain import ConfidenceSummary, InferenceRequest, Message, SamplingParams, TokenSignals
 from edged.engine import EngineEvent, ErrorEvent, FinishEvent, GenerationJob, LlamaEngine, TokenEvent
 from edged.engine.local_answerer import EventRelay, LocalAnswerer
@@ -109,30 +111,21 @@ def _request() -> InferenceRequest:
     return InferenceRequest("r1", (Message("user", "hi"),), SamplingParams(max_tokens=4))
 
 
-def test_a_caller_that_stops_reading_at_the_finish_does_not_cancel_the_ended_job() -> None:
+@pytest.mark.parametrize(
+    ("stop_at", "cancels"),
+    [(FinishEvent, 0), (TokenEvent, 1)],
+    ids=["at-the-finish: the ended job is not cancelled", "before-the-finish: the job is cancelled"],
+)
+def test_a_caller_that_stops_reading_cancels_only_a_job_still_running(stop_at: type, cancels: int) -> None:
     engine = _FinishingEngine()
     local = LocalAnswerer(cast("dict[str, LlamaEngine]", {"stand-in": engine}), "stand-in")
 
-    async def until_finish() -> None:
+    async def read_until() -> None:
         events = local.events(_request())
         async for event in events:
-            if isinstance(event, FinishEvent):
-                break  # as the pipeline's local step does
+            if isinstance(event, stop_at):
+                break  # at the FinishEvent: as the pipeline's local step does
         await events.aclose()
 
-    asyncio.run(until_finish())
-    assert engine.cancelled == []
-
-
-def test_a_caller_that_leaves_before_the_finish_cancels_the_job() -> None:
-    engine = _FinishingEngine()
-    local = LocalAnswerer(cast("dict[str, LlamaEngine]", {"stand-in": engine}), "stand-in")
-
-    async def first_token_only() -> None:
-        events = local.events(_request())
-        async for _event in events:
-            break
-        await events.aclose()
-
-    asyncio.run(first_token_only())
-    assert len(engine.cancelled) == 1
+    asyncio.run(read_until())
+    assert len(engine.cancelled) == cancels
