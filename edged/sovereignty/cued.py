@@ -5,7 +5,8 @@ the word before a value says what it is, whatever the value's shape, and a name 
 title is a name whether or not spaCy's small English model has seen it. Two recognizers read those cues:
 
 - `CuedValueRecognizer`: the value after a cue ("password", "PIN", "passport", "licence", "account",
-  "routing", "policy", "member", "MRN", "tax id", "SSN", "DOB", ...) as the cue's entity type;
+  "routing", "policy", "member", "MRN", "tax id", "SSN", "DOB", "IBAN", "I live at", "ship to", ...) as the
+  cue's entity type;
 - `CuedNameRecognizer`: capitalised words (any script's capitals, or words of scripts without case such as CJK
   and Arabic, with particles such as "van", "de", "bin") after a cue that introduces a person, and the name a
   signature block ends with.
