@@ -8,7 +8,9 @@ from collections.abc import Iterator
 import pytest
 
 from edged.config.engine import EngineSettings
-from edged.engine import FinishEvent, LlamaEngine
+from edged.domain import SamplingParams
+from edged.engine import FinishEvent, GenerationJob, LlamaEngine
+from edged.engine.scheduler import _Sequence
 from edged.models import ModelRegistry
 from tests.engine_parts import submit
 
@@ -130,3 +132,42 @@ def test_a_new_prompt_takes_an_empty_slot_and_leaves_another_prompts_cells_for_i
         assert text == answer(uncached, FIRST)[0]
     finally:
         engine.close()
+
+
+class _UncuttableMemory:
+    """A stand-in at the engine's llama.cpp seam (NativeContext) for a recurrent model's memory: no sequence
+    can be cut at a position, so a prefix copy fails and leaves the slot empty."""
+
+    def __init__(self) -> None:
+        self.forgotten: list[int] = []
+
+    def copy_prefix(self, src: int, dst: int, keep: int) -> bool:
+        self.forgotten.append(dst)
+        return False
+
+    def truncate(self, seq: int, keep: int) -> bool:
+        return False
+
+    def forget(self, seq: int) -> None:
+        self.forgotten.append(seq)
+
+
+def test_a_failed_copy_prefills_the_whole_prompt() -> None:
+    """A memory that cannot be cut at a position (recurrent models) cannot take a prefix from another slot, and
+    the failed copy has emptied the slot: the request starts from its first token, not after the prefix the
+    slot held before."""
+    path = ModelRegistry.from_dir().resolve(MODEL_ID).path
+    engine = LlamaEngine(MODEL_ID, path, EngineSettings.model_validate({"slots": 2}))  # not started
+    memory = _UncuttableMemory()
+    engine._ctx = memory  # type: ignore[assignment]
+    prompt = list(range(100, 140))
+    job = GenerationJob(
+        request_id="r", messages=(), params=SamplingParams(max_tokens=1), emit=lambda _event: None
+    )
+    seq = _Sequence(slot=-1, job=job, prompt=prompt, sampler=None, admitted_at=0.0)
+    # slot 0 keeps 30 tokens of the prompt and 9 of its own answer; slot 1 keeps the prompt's first 10 only
+    engine._kept = [[*prompt[:30], 1, 2, 3, 4, 5, 6, 7, 8, 9], prompt[:10]]
+    engine._place(seq)
+    assert seq.slot == 1  # it loses nothing there; slot 0 keeps its request
+    assert memory.forgotten == [1]  # the copy of slot 0's 30 tokens was tried, and emptied slot 1
+    assert seq.prefilled == seq.reused == 0

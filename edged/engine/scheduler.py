@@ -384,8 +384,10 @@ class LlamaEngine:
         reuse = min(shared[slot], len(seq.prompt) - 1)
         source, longer = self._longest_prefix_elsewhere(seq.prompt, slot)
         longer = min(longer, len(seq.prompt) - 1)
-        if longer >= reuse + _MIN_COPIED_TOKENS and self._ctx.copy_prefix(source, slot, longer):
-            reuse = longer  # another slot (running, or keeping its last request) holds more of this prompt
+        if longer >= reuse + _MIN_COPIED_TOKENS:
+            # another slot (running, or keeping its last request) holds more of this prompt; a memory that
+            # cannot be cut at a position (recurrent) leaves the slot empty instead
+            reuse = longer if self._ctx.copy_prefix(source, slot, longer) else 0
         elif reuse < len(self._kept[slot]) and not self._ctx.truncate(slot, reuse):
             # a model whose memory cannot be cut at a position (recurrent): start afresh
             self._ctx.forget(slot)
