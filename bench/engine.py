@@ -274,11 +274,18 @@ def openai_client(url: str, tokens: int, extra: dict[str, object] | None = None)
             "stream_options": {"include_usage": True},
             **(extra or {}),
         }
+        request = client.build_request("POST", "/v1/chat/completions", json=body)
         start = time.perf_counter()
         ttft = 0.0
         chunks = 0
         usage = 0
-        with client.stream("POST", "/v1/chat/completions", json=body) as response:
+        try:
+            response = client.send(request, stream=True)
+        except httpx.RemoteProtocolError:
+            # The server closed a kept-alive connection as the request went out (cpp-httplib closes one after
+            # a few requests or an idle spell) and sent no response: send it once more, on a new connection.
+            response = client.send(request, stream=True)
+        try:
             response.raise_for_status()
             for line in response.iter_lines():
                 if not line.startswith("data: ") or line == "data: [DONE]":
@@ -291,6 +298,8 @@ def openai_client(url: str, tokens: int, extra: dict[str, object] | None = None)
                     chunks += 1  # both servers send one chunk per generated token
                     if not ttft:
                         ttft = time.perf_counter() - start
+        finally:
+            response.close()
         return usage or chunks, ttft
 
     return one
@@ -299,13 +308,19 @@ def openai_client(url: str, tokens: int, extra: dict[str, object] | None = None)
 def concurrent(clients: list[Client], per_client: int) -> Run:
     """Every client sends `per_client` requests one after another, all clients at once."""
     results: list[tuple[int, float]] = []
+    failures: list[BaseException] = []
     lock = threading.Lock()
     barrier = threading.Barrier(len(clients) + 1)
 
     def work(index: int) -> None:
         barrier.wait()
         for r in range(per_client):
-            outcome = clients[index](PROMPTS[(index + r) % len(PROMPTS)])
+            try:
+                outcome = clients[index](PROMPTS[(index + r) % len(PROMPTS)])
+            except Exception as exc:  # a failed request would otherwise only shrink the figure, silently
+                with lock:
+                    failures.append(exc)
+                return
             with lock:
                 results.append(outcome)
 
@@ -317,6 +332,11 @@ def concurrent(clients: list[Client], per_client: int) -> Run:
     for t in threads:
         t.join()
     elapsed = time.perf_counter() - start
+    if failures:
+        raise RuntimeError(
+            f"{len(failures)} of {len(clients) * per_client} requests failed, so this level has no figure: "
+            f"{failures[0]!r}"
+        )
     return Run(sum(n for n, _ in results), elapsed, [t for _, t in results])
 
 
