@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import re
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -178,6 +179,22 @@ def test_a_value_detected_once_is_redacted_where_the_detector_misses_it(gate: Se
     release = gate.release(conversation, gate.assess(conversation))
     assert all("Olumide" not in m.content for m in release.messages)
     assert release.messages[1].content.startswith("<PERSON_1> asked")
+
+
+def test_a_part_of_a_found_name_standing_alone_is_redacted_too(gate: SensitivityGate) -> None:
+    conversation = [
+        user("My name is Olumide Adeyemi."),
+        user("Olumide asked the Dr whether Adeyemi goes on the contract."),
+    ]
+    release = gate.release(conversation, gate.assess(conversation))
+    assert release.messages[0].content == "My name is <PERSON_1>."
+    sent = release.messages[1].content
+    assert "Olumide" not in sent
+    assert "Adeyemi" not in sent
+    assert "the Dr whether" in sent  # a title is no part of a name
+    first, last = re.findall(r"<PERSON_\d+>", sent)
+    assert len({first, last, "<PERSON_1>"}) == 3  # each part its own placeholder, restored to that part
+    assert release.restorer().restore(f"{first} and {last}") == "Olumide and Adeyemi"
 
 
 def test_placeholder_text_already_in_the_prompt_is_not_reused(gate: SensitivityGate) -> None:

@@ -13,7 +13,7 @@ from presidio_analyzer.predefined_recognizers import PhoneRecognizer
 from edged.config import parse_profile
 from edged.config.privacy import BUILTIN_ENTITIES, PrivacySettings
 from edged.errors import ConfigError
-from edged.sovereignty.cued import luhn_valid
+from edged.sovereignty.cued import CuedNameRecognizer, luhn_valid
 from edged.sovereignty.detector import Finding, disjoint
 from edged.sovereignty.evaluation import load_corpus
 from edged.sovereignty.presidio import IndexedContextEnhancer, PresidioDetector
@@ -85,7 +85,7 @@ def test_finds_the_whole_value(detector: PresidioDetector, text: str, entity: st
 @pytest.mark.parametrize(
     ("text", "entity"),
     [
-        ("card 4111 1111 1111 1112", "CREDIT_CARD"),  # Luhn check fails
+        ("it was 4111 1111 1111 1112", "CREDIT_CARD"),  # Luhn check fails, and no cue says "card"
         ("Is GB82 WEST 1234 5698 7654 31 valid?", "IBAN_CODE"),  # mod-97 check fails (no cue: see below)
         ("imei 35-209900-176148-2", "IMEI"),  # Luhn check fails
         ("number 378282246310005", "IMEI"),  # a Luhn-valid Amex number is a card, not an IMEI
@@ -234,6 +234,21 @@ def test_names_of_many_cultures_after_cues(detector: PresidioDetector, text: str
 
 
 @pytest.mark.parametrize(
+    ("text", "name"),
+    [
+        ("Name:        Oluwaseun Adeyemi\nPhone: ask me", "Oluwaseun Adeyemi"),
+        ("Book it under my brother's name Tomasz Wójcik, please.", "Tomasz Wójcik"),
+        ("put her maiden name Kowalczyk on the form", "Kowalczyk"),
+        ("Ask Priya K Raman about the budget", "Priya K Raman"),
+    ],
+)
+def test_the_cue_alone_finds_the_name(text: str, name: str) -> None:
+    """Without spaCy's NER: the form label with aligned values, the possessive's name, the bare initial."""
+    results = CuedNameRecognizer().analyze(text, ["PERSON"])
+    assert name in {text[r.start : r.end] for r in results}
+
+
+@pytest.mark.parametrize(
     ("text", "entity", "value"),
     [
         ("Passport no. X4821977 - translate the visa letter.", "PASSPORT", "X4821977"),
@@ -256,6 +271,8 @@ def test_names_of_many_cultures_after_cues(detector: PresidioDetector, text: str
         ("personnummer 850101-1234 for the form", "NATIONAL_ID", "850101-1234"),
         ("DOB 14 March 1985. Am I old enough?", "DATE_OF_BIRTH", "14 March 1985"),
         ("Charge card 4270 0329 5367 6 for the fee", "CREDIT_CARD", "4270 0329 5367 6"),
+        # after its cue a card number counts whatever its checksum (a typo is still the user's card)
+        ("I paid with the credit card 4532 1188 0043 9127 yesterday", "CREDIT_CARD", "4532 1188 0043 9127"),
         ("You can reach me on +90(932)8530368 after five.", "PHONE_NUMBER", "+90(932)8530368"),
         # an IBAN whose country has none, or whose checksum is wrong (a typo), is still the user's IBAN
         (
@@ -270,6 +287,32 @@ def test_values_after_cues_whatever_their_shape(
     detector: PresidioDetector, text: str, entity: str, value: str
 ) -> None:
     assert (entity, value) in found(detector, text)
+
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [
+        ("Login: j.doe@example.org / Rainy#Day2031. Why is it refused?", "Rainy#Day2031"),
+        ("try S!lverfox77 on the router", "S!lverfox77"),
+        ('she wrote "Qu@ntum_Leap9" on a sticky note', "Qu@ntum_Leap9"),
+    ],
+)
+def test_password_shaped_tokens_are_passwords_without_a_cue(
+    detector: PresidioDetector, text: str, value: str
+) -> None:
+    assert ("PASSWORD", value) in found(detector, text)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Is **Python3** better than Python2? I love Python3!",
+        "ssh admin@Server01 and run make; x=Foo&Bar2 is the flag.",
+        "Mail Jane.Doe1@example.com the C++17 notes.",
+    ],
+)
+def test_markup_logins_and_code_are_not_password_shaped(detector: PresidioDetector, text: str) -> None:
+    assert [f for f in found(detector, text) if f[0] == "PASSWORD"] == []
 
 
 @pytest.mark.parametrize(
@@ -352,6 +395,14 @@ def test_phone_numbers_and_ids_in_one_text_keep_their_types(detector: PresidioDe
         ("Savska cesta 8c, 9853 Brežice is the office", "Savska cesta 8c, 9853 Brežice"),
         ("Julieboulevard 79, 2000 Antwerpen", "Julieboulevard 79, 2000 Antwerpen"),
         ("42925 montée Chantal Apt. 668 is the new one", "42925 montée Chantal Apt. 668"),
+        ("Our flat: Via delle Rose 41, 00184 Roma", "Via delle Rose 41, 00184 Roma"),
+        ("Send it to Lillestræde 12, 2100 København", "Lillestræde 12, 2100 København"),
+        # an address block's unit on a line of its own; US military mail, over a line break too
+        ("Maple Court 4\n  Apt. 12B\nSpringfield", "Apt. 12B"),
+        ("> 20 Quay Road\n> Suite 310\n> Cork", "Suite 310"),
+        ("Send it to PSC 1234, Box 5678\nAPO AE 09012 by May", "PSC 1234, Box 5678\nAPO AE 09012"),
+        ("It's at Unit 2050 Box 4190, DPO AP 96522 now", "Unit 2050 Box 4190, DPO AP 96522"),
+        ("ship to USNS Comfort, FPO AA 34055", "USNS Comfort, FPO AA 34055"),
     ],
 )
 def test_international_street_addresses(detector: PresidioDetector, text: str, address: str) -> None:
@@ -365,6 +416,7 @@ def test_international_street_addresses(detector: PresidioDetector, text: str, a
         "Ship to 3 countries at once: which carrier is cheapest?",
         "My address is on the form, check the spelling of the street.",
         "Delegate 3 tasks to the team and investigate 5 options.",
+        "Adobe Creative Suite 6 is installed.\nUnit 5 covers fractions.",
     ],
 )
 def test_cues_without_an_address_after_them_find_none(detector: PresidioDetector, text: str) -> None:

@@ -33,7 +33,12 @@ from presidio_analyzer.predefined_recognizers import (
 
 from edged.config.privacy import CustomRecognizer, DetectorSettings
 from edged.sovereignty.cued import CUED_ENTITIES, CuedNameRecognizer, CuedValueRecognizer, luhn_valid
-from edged.sovereignty.shapes import IdShapeRecognizer, InternationalAddressRecognizer, RegionsPhoneRecognizer
+from edged.sovereignty.shapes import (
+    IdShapeRecognizer,
+    InternationalAddressRecognizer,
+    RegionsPhoneRecognizer,
+    SecretShapeRecognizer,
+)
 
 # Presidio compiles with the `regex` package, whose flag values are those of `re`.
 CASE_SENSITIVE = int(re.DOTALL | re.MULTILINE)
@@ -202,6 +207,7 @@ PATTERN_RECOGNIZERS: dict[str, RecognizerFactory] = {
     "STREET_ADDRESS": lambda _: InternationalAddressRecognizer(),
     "PERSON": lambda _: CuedNameRecognizer(),  # beside spaCy's NER
     "ID_NUMBER": lambda s: IdShapeRecognizer(s.harmless_id_shapes),
+    "PASSWORD": lambda _: SecretShapeRecognizer(),  # beside the cues ("password: ...")
 }
 
 # Entity types spaCy's NER reports, keyed by the spaCy label.

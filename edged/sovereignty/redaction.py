@@ -3,7 +3,8 @@ placeholder (`<PERSON_1>`; the same value gets the same placeholder in every mes
 puts the values back, which never leaves this process.
 
 Detected spans are replaced with Presidio's AnonymizerEngine; then every other occurrence of a redacted value
-in any message is replaced too, so a name the detector found in one turn but missed in another cannot leak.
+in any message is replaced too, so a name the detector found in one turn but missed in another cannot leak,
+and so is each part of a found name that stands alone elsewhere ("Aantje Mourik" ... "Aantje").
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from dataclasses import dataclass, field
 from edged.domain import Message
 from edged.sovereignty.detector import Finding
 from edged.sovereignty.restore import PLACEHOLDER, Restorer, StreamRestorer
+from edged.sovereignty.words import COMMON_WORDS
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,12 +103,26 @@ class Redactor:
             for f in per_message:
                 numbering.of(f.entity_type, message.content[f.start : f.end])
         replaced = 0
-        out: list[Message] = []
+        texts: list[str] = []
         for message, per_message in zip(messages, wanted, strict=True):
             text, count = self._replace_spans(message.content, per_message, numbering)
             text, swept = _sweep(text, numbering.by_value)
             replaced += count + swept
-            out.append(Message(message.role, text))
+            texts.append(text)
+        # A part of a found name standing alone elsewhere ("My name is Aantje Mourik ... calls me Aantje"):
+        # the same person, so it gets a placeholder of its own (restored to that part, not the whole name).
+        parts = {p for value, kind in numbering.types.items() if kind == "PERSON" for p in name_parts(value)}
+        alone = [
+            p
+            for p in sorted(parts)
+            if p not in numbering.by_value and any(mentions_word(t, p) for t in texts)
+        ]
+        if alone:
+            swept_parts = {p: numbering.of("PERSON", p) for p in alone}
+            for index, text in enumerate(texts):
+                texts[index], swept = _sweep(text, swept_parts)
+                replaced += swept
+        out = [Message(message.role, text) for message, text in zip(messages, texts, strict=True)]
         return CloudRelease(
             messages=tuple(out),
             redacted=True,
@@ -153,6 +169,31 @@ def _sweep(text: str, placeholders: Mapping[str, str]) -> tuple[str, int]:
         return placeholders[match.group(0)]
 
     return pattern.sub(replace, text), count
+
+
+_NAME_PART = re.compile(r"[^\W\d_](?:[^\W\d_]|['’\-](?=[^\W\d_]))*")
+_TITLES_AND_PARTICLES = (
+    "mr mrs ms miss mx dr prof sir madam jr sr ii iii van von de da di del della der den du la le"
+)
+_NOT_A_PART = frozenset(f"{_TITLES_AND_PARTICLES} dos das do bin binti ibn al el ter ten zu".split())
+
+
+def name_parts(name: str) -> list[str]:
+    """The words of a name that identify its person on their own: capitalised, two letters or more, not a
+    title, particle or common word ("Dr. Ján M. Novák" -> "Ján", "Novák")."""
+    return [
+        word
+        for word in _NAME_PART.findall(name)
+        if len(word) >= 2
+        and word[0].isupper()
+        and word.lower() not in _NOT_A_PART
+        and word.lower() not in COMMON_WORDS
+    ]
+
+
+def mentions_word(text: str, value: str) -> bool:
+    """Whether `value` occurs in `text` as a whole word, in its own case."""
+    return re.search(_whole(value), text) is not None
 
 
 def mentions(text: str, value: str) -> bool:

@@ -1,5 +1,7 @@
-"""Recognizers by shape: tokens shaped like identifiers, street addresses in international formats, and phone
-numbers in many regions' formats.
+"""Recognizers by shape: tokens shaped like identifiers or passwords, street addresses in international
+formats, and phone numbers in many regions' formats.
+
+`SecretShapeRecognizer` takes a token built like a password (`W!nter2024`) for one, with or without a cue.
 
 `IdShapeRecognizer` is the detector's fail-closed net: a token with letters and digits mixed (`X4821977`,
 `AB-123-CD`), digit groups joined by separators (`850101-1234`, `123.456.789-09`) or a long run of digits is an
@@ -89,18 +91,67 @@ class IdShapeRecognizer(EntityRecognizer):
         return digits >= 8 and not ARITHMETIC.search(around)
 
 
+# -- password-shaped tokens ----------------------------------------------------------------------------------
+
+# A run of letters, digits and the symbols passwords are made with, between white space (or quotes, brackets).
+_SECRET_TOKEN = re.compile(r"(?<![^\s\"'(\[<])[A-Za-z0-9!@#$%^&*?~_.\-]{8,64}(?![^\s\"')\]>,;:.!?])")
+_SECRET_SYMBOL = re.compile(r"[!@#$%^&*?~]")
+_LOWER_USER_AT = re.compile(r"[a-z0-9._\-]+@")  # "admin@Server01": a user at a host, not a secret
+_EMAIL_LIKE = re.compile(r"[^@\s]+@[^@\s]+\.[A-Za-z]{2,}")
+
+
+class SecretShapeRecognizer(EntityRecognizer):
+    """Tokens made the way password rules ask (`W!nter2024`, `SecureP@ss8901`): upper and lower case letters,
+    a digit and a symbol inside the token, 8 to 64 characters, as PASSWORD whether or not a word says so
+    ("login: maria@example.com / SecureP@ss8901"). Markup around a token (`**Step1**`) and sentence punctuation
+    after it do not count as its symbol; e-mail addresses and `user@Host` logins are not secrets."""
+
+    SCORE = 0.5
+
+    def __init__(self) -> None:
+        super().__init__(supported_entities=["PASSWORD"], name="edged-secret-shape")
+
+    def load(self) -> None:
+        """Nothing to load: the patterns are compiled with the module."""
+
+    def analyze(
+        self, text: str, entities: list[str], nlp_artifacts: NlpArtifacts | None = None
+    ) -> list[RecognizerResult]:
+        results = []
+        for match in _SECRET_TOKEN.finditer(text):
+            start, end = match.span()
+            while end > start and text[end - 1] in ".,;:!?*_~":  # sentence punctuation, closing markup
+                end -= 1
+            while start < end and text[start] in "*_~":  # opening markup
+                start += 1
+            token = text[start:end]
+            if len(token) < 8 or not _secret_shaped(token):
+                continue
+            results.append(_result("PASSWORD", start, end, self.SCORE))
+        return results
+
+
+def _secret_shaped(token: str) -> bool:
+    if not (any(c.isupper() for c in token) and any(c.islower() for c in token)):
+        return False
+    if not any(c.isdigit() for c in token) or not _SECRET_SYMBOL.search(token):
+        return False
+    return not (_EMAIL_LIKE.fullmatch(token) or _LOWER_USER_AT.match(token))
+
+
 # -- street addresses -----------------------------------------------------------------------------------------
 
 _W = r"(?:\p{Lu}\p{Ll}{0,3}\.|\p{Lu}[\p{L}\p{M}'’\-]*)"  # a capitalised word or abbreviation ("St.")
 _PARTICLE = (
-    r"(?:de|del|de la|des|du|la|le|les|di|da|do|dos|das|della|dei|van|von|der|den|am|an|im|i|y|e|na|sur)\b"
+    r"(?:de|del|de la|des|du|la|le|les|di|da|do|dos|das|della|delle|dello|degli|dei|dal|dalla|van|von|der|den|"
+    r"am|an|im|i|y|e|na|sur)\b"
 )
 _NAMEW = rf"(?:{_W}|\d{{1,3}}(?:st|nd|rd|th|\.)?|{_PARTICLE})"
 _HOUSE = r"\d{1,5}[A-Za-z]?(?:\s?[\-/]\s?\d{1,5}[A-Za-z]?)?"
 # street types glued to the street's name ("Hauptstraße"), and those written after a hyphen ("Karl-Marx-Allee")
 _GLUED_SUFFIXES = (  # noqa: SIM905 - a word list is read best as text
     "straße strasse str. gasse weg platz allee damm ufer markt steig pfad chaussee gade vej vænget vägen gatan "
-    "gränd torget katu tie kuja polku kaari straat laan plein gracht kade singel dijk utca körút ulice třída "
+    "gränd torget katu tie kuja polku kaari straat laan plein gracht kade singel dijk utca körút ulice třída stræde "
     "náměstí nábřeží boulevard dreef steenweg veien vegen gata vegur stræti braut"
 ).split()
 _HYPHENATED_SUFFIXES = ("Straße", "Strasse", "Gasse", "Weg", "Platz", "Allee", "Ring", "Damm", "Ufer")
@@ -197,6 +248,19 @@ class InternationalAddressRecognizer(PatternRecognizer):
             0.75,
         ),
         Pattern("po_box", r"\b(?:P\.?\s?O\.?\s?Box|Postfach|Apartado|Caixa Postal|BP)\s\d{1,6}\b", 0.6),
+        # US military mail: "Unit 8524 Box 0979, DPO AA 56703", "PSC 4355, Box 4187", "USNS Lopez, FPO AE 01708"
+        Pattern(
+            "military",
+            r"(?i:\b(?:(?:Unit|PSC|CMR)\s\d{3,5},?\s(?:Box\s\d{1,5})|(?:USNS|USNV|USS|USCGC)\s\p{Lu}[\p{L}\-]+)"
+            r"(?:,?\s{1,3}(?:APO|FPO|DPO)\s(?:AA|AE|AP)\s\d{5})?)",
+            0.7,
+        ),
+        # an address's unit on a line of its own, as address blocks are written: "Apt. 461", "> Suite 727"
+        Pattern(
+            "unit_line",
+            r"(?m)(?<=^[ \t>*•\-?]*)(?i:Apt|Apartment|Suite|Ste|Unit|Flat)\.?[ ]?#?\d{1,5}[A-Za-z]?[ \t]*$",
+            0.6,
+        ),
     )
     REQUIRED: ClassVar[dict[str, str]] = {
         "glued_suffix": rf"{_GLUED}\s(?!(?:19|20)\d\d\b){_HOUSE}",
