@@ -22,7 +22,7 @@ import regex
 from presidio_analyzer import EntityRecognizer, RecognizerResult
 from presidio_analyzer.nlp_engine import NlpArtifacts
 
-from edged.sovereignty.words import COMMON_WORDS
+from edged.sovereignty.words import COMMON_WORDS, NAME_PARTICLES, NAME_TITLES
 
 
 def luhn_valid(digits: str) -> bool:
@@ -287,9 +287,8 @@ _NAME_WORD = (
     rf"{_UPPER}(?=[ \u00a0]{_UPPER}{_LOWER})|"
     rf"{_CASELESS_WORD})"
 )
-_PARTICLE = (
-    r"(?:van|von|de|da|di|del|della|der|den|du|la|le|dos|das|do|bin|binti|ibn|al|el|ter|ten|zu|y|e|d')"
-)
+_PARTICLE = f"(?:{'|'.join(NAME_PARTICLES)})"
+_TITLE = "|".join(NAME_TITLES)
 _NAME = rf"{_NAME_WORD}(?:[ \u00a0](?:{_PARTICLE}[ \u00a0])*{_NAME_WORD}){{0,3}}"
 
 _PERSON_CUES = (
@@ -327,7 +326,7 @@ class CuedNameRecognizer(EntityRecognizer):
         # "call Lan Nguyễn", "Dear Mr. Pierce" (the title is a cue too)
         regex.compile(
             rf"(?<![\w\-])(?i:{_CUE})\.?(?:,?[ \t]{{1,3}}|:?(?<=:)[ \t]{{1,12}}|[,:!]?[ \t]*\n[ \t]*)"
-            rf"(?:(?i:mr|mrs|ms|miss|mx|dr|prof)\.?[ ])?({_NAME})(?![\w@'’\-])"
+            rf"(?:(?i:{_TITLE})\.?[ ])?({_NAME})(?![\w@'’\-])"
         ),
         # "Best regards,\nSigrún Jónsdóttir", "Signed, Kofi Mensah"
         regex.compile(

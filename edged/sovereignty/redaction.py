@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from edged.domain import Message
 from edged.sovereignty.detector import Finding
 from edged.sovereignty.restore import PLACEHOLDER, Restorer, StreamRestorer
-from edged.sovereignty.words import COMMON_WORDS
+from edged.sovereignty.words import COMMON_WORDS, NAME_PARTICLES, NAME_TITLES
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,7 +115,7 @@ class Redactor:
         alone = [
             p
             for p in sorted(parts)
-            if p not in numbering.by_value and any(mentions_word(t, p) for t in texts)
+            if p not in numbering.by_value and any(mentions(t, p, any_case=False) for t in texts)
         ]
         if alone:
             swept_parts = {p: numbering.of("PERSON", p) for p in alone}
@@ -172,10 +172,7 @@ def _sweep(text: str, placeholders: Mapping[str, str]) -> tuple[str, int]:
 
 
 _NAME_PART = re.compile(r"[^\W\d_](?:[^\W\d_]|['’\-](?=[^\W\d_]))*")
-_TITLES_AND_PARTICLES = (
-    "mr mrs ms miss mx dr prof sir madam jr sr ii iii van von de da di del della der den du la le"
-)
-_NOT_A_PART = frozenset(f"{_TITLES_AND_PARTICLES} dos das do bin binti ibn al el ter ten zu".split())
+_NOT_A_PART = frozenset((*NAME_TITLES, *NAME_PARTICLES, "sir", "madam", "jr", "sr", "ii", "iii"))
 
 
 def name_parts(name: str) -> list[str]:
@@ -191,14 +188,10 @@ def name_parts(name: str) -> list[str]:
     ]
 
 
-def mentions_word(text: str, value: str) -> bool:
-    """Whether `value` occurs in `text` as a whole word, in its own case."""
-    return re.search(_whole(value), text) is not None
-
-
-def mentions(text: str, value: str) -> bool:
-    """Whether `value` occurs in `text` as a whole word, in any case."""
-    return value != "" and re.search(_whole(value), text, re.IGNORECASE) is not None
+def mentions(text: str, value: str, *, any_case: bool = True) -> bool:
+    """Whether `value` occurs in `text` as a whole word, in any case (or only in its own)."""
+    flags = re.IGNORECASE if any_case else 0
+    return value != "" and re.search(_whole(value), text, flags) is not None
 
 
 def _whole(value: str) -> str:

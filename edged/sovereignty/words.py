@@ -1,5 +1,5 @@
-"""Words that are not names: a module of its own, without Presidio, so the redactor (which every daemon
-imports) can use the list without loading the detector's libraries."""
+"""Words that are not names, and the particles and titles names are written with: a module of its own, without
+Presidio, so the redactor (which every daemon imports) can use them without loading the detector's libraries."""
 
 from __future__ import annotations
 
@@ -29,3 +29,9 @@ COMMON_WORDS = frozenset(  # a word list is read best as text
     happy sorry glad new old
     """.split()  # noqa: SIM905
 )
+
+# Particles between a name's words ("Ludwig van Beethoven", "Ahmad bin Ismail") and the titles before a name.
+NAME_PARTICLES = (
+    "van von de da di del della der den du la le dos das do bin binti ibn al el ter ten zu y e d'".split()  # noqa: SIM905
+)
+NAME_TITLES = ("mr", "mrs", "ms", "miss", "mx", "dr", "prof")
