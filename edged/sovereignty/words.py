@@ -26,7 +26,7 @@ COMMON_WORDS = frozenset(  # a word list is read best as text
     order receipt report agenda minutes notes release version python java javascript excel word windows linux
     ubuntu kubernetes docker git github google amazon apple microsoft postgresql sql json yaml http https
     regards sincerely cheers yours kind warm signed sir madam world support everyone all team folks guys
-    happy sorry glad new old
+    happy sorry glad new old fahrenheit celsius
     """.split()  # noqa: SIM905
 )
 
