@@ -3,6 +3,7 @@ the exact span) and what they must not (checksums, case, shape)."""
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,7 @@ from presidio_analyzer.predefined_recognizers import PhoneRecognizer
 from edged.config import parse_profile
 from edged.config.privacy import BUILTIN_ENTITIES, PrivacySettings
 from edged.errors import ConfigError
+from edged.sovereignty.countries import COUNTRY_NAMES
 from edged.sovereignty.cued import CuedNameRecognizer, luhn_valid
 from edged.sovereignty.detector import Finding, disjoint
 from edged.sovereignty.evaluation import load_corpus
@@ -20,6 +22,7 @@ from edged.sovereignty.nlp import pipeline_directory
 from edged.sovereignty.presidio import IndexedContextEnhancer, PresidioDetector
 from edged.sovereignty.shapes import RegionsPhoneRecognizer
 
+ROOT = Path(__file__).resolve().parents[1]
 PEM = (
     "-----BEGIN EC PRIVATE KEY-----\n"
     "MHcCAQEEIBkg4LVWM9nuwNSk3yByxZpYRTBnVJk5oGUtdyDmG8fRoAoGCCqGSM49\n"
@@ -504,3 +507,91 @@ def test_the_indexed_context_enhancer_finds_the_token_presidio_finds() -> None:
         except ValueError:
             got = None
         assert got == expected, start
+
+
+# -- address parts and names found by where they stand (issue 13, the public corpora's leaks) ----------------
+
+
+@pytest.mark.parametrize(
+    ("text", "part"),
+    [
+        # a house number, the street's words and a number, where an address starts and ends
+        ("Meet me at 1187 Lindenkamp 4, near the bakery.", "1187 Lindenkamp 4"),
+        ("Invoice:\nAroha Ngata\n88 Ngaio 213\nSuite 4\nWellington", "88 Ngaio 213"),
+        ("Can we meet? 904 ruelle Gagnon 7 Apt. 2 is mine", "904 ruelle Gagnon 7"),
+        # a postcode after the country on an address block's line
+        ("Parcel for:\nOla Nordmann\nStorgata 12\nOslo\nNorway 0155", "0155"),
+        ("> Suite 9\n> Brno\n> Czech Republic 60200", "60200"),
+        # German and Dutch street types as words, a lower-case word in a Hungarian street, lower-case glued types
+        ("The bus station is on Linzer Strasse 17", "Linzer Strasse 17"),
+        ("Our office: Budai alsó rakpart 2.", "Budai alsó rakpart 2"),
+        ("she lives at vesterbrogade 31 now", "vesterbrogade 31"),
+        ("Meet at the corner of 5th and Pine in the evening.", "5th and Pine"),
+    ],
+)
+def test_address_parts_found_by_where_they_stand(detector: PresidioDetector, text: str, part: str) -> None:
+    assert any(entity == "STREET_ADDRESS" and part in value for entity, value in found(detector, text))
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Meet at 5 past 6, then go.",
+        "Between 1990 and 2000, sales grew from 10 units to 5000.",
+        "Our certifications:\nSecurity\nISO 27001\nQuality\nStandard 9001",
+        "Release notes:\nFixed the login\nWindows 2019",
+        "Take the corner of the page and fold it.",
+        "On 12 March 2021, the law passed.",
+        "What happened on Wall Street in 1929?",
+    ],
+)
+def test_numbers_beside_words_are_no_address_parts(detector: PresidioDetector, text: str) -> None:
+    assert [f for f in found(detector, text) if f[0] == "STREET_ADDRESS"] == []
+
+
+@pytest.mark.parametrize(
+    ("text", "names"),
+    [
+        ("Ikaika lives in Hilo with two dogs.", {"Ikaika"}),
+        ("Her maiden name is okonkwo, as on the deed.", {"okonkwo"}),
+        ("Producer Aurelio Benítez explained the delay.", {"Aurelio Benítez"}),
+        ("Please add Saoirse Nic Gabhann as a beneficiary.", {"Saoirse Nic Gabhann"}),
+        ("I had given Tevita my spare key.", {"Tevita"}),
+        ("She shouted at Ngozi across the hall.", {"Ngozi"}),
+        ("Amaru: are you coming?\nYupanqui: in a minute", {"Amaru", "Yupanqui"}),
+        ("mika: who are you?\ntracy: i'm the neighbour", {"mika", "tracy"}),
+    ],
+)
+def test_names_by_what_is_said_of_them(text: str, names: set[str]) -> None:
+    """Without spaCy's NER: who lives somewhere, a lower-case name after the strongest cues, roles, who is
+    given or added as something, who is shouted at, a dialogue's speakers."""
+    results = CuedNameRecognizer().analyze(text, ["PERSON"])
+    assert names <= {text[r.start : r.end] for r in results}
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Question: what is 2+2?\nAnswer: 4\nExplanation: basic sums",
+        "user: hi there\nassistant: hello, how can I help?",
+        "Input: 3 apples\nOutput: three apples",
+        "Add numpy as a dependency and pin it.",
+        "the field name is required",
+        "Call me back at five, I'd like to discuss the quote.",
+    ],
+)
+def test_labels_and_prose_are_no_names(text: str) -> None:
+    assert CuedNameRecognizer().analyze(text, ["PERSON"]) == []
+
+
+def test_the_country_names_are_those_the_generator_writes() -> None:
+    """edged/sovereignty/countries.py is scripts/gen_country_names.py's output for the installed phonenumbers."""
+    spec = importlib.util.spec_from_file_location(
+        "gen_country_names", ROOT / "scripts" / "gen_country_names.py"
+    )
+    assert spec is not None
+    assert spec.loader is not None
+    generator = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(generator)
+    assert frozenset(generator.names()) == COUNTRY_NAMES
+    assert {"Belgium", "Czech Republic", "Deutschland", "Suisse", "Sverige"} <= COUNTRY_NAMES

@@ -298,10 +298,16 @@ _PERSON_CUES = (
     r"(?:my|his|her|their|your|our|[\w]+'s) (?:(?:full|maiden|legal|real|first|last|middle|married) )?name",
     # titles and roles
     r"mr|mrs|ms|miss|mx|dr|prof|sir|madam|officer|detective|sergeant|sgt|captain|judge|herr|frau|monsieur|"
-    r"madame|señor|señora|sr|sra|patient|nurse|doctor|professor",
+    r"madame|señor|señora|sr|sra|patient|nurse|doctor|professor|producer|director|editor|author|writer|"
+    r"singer|actor|actress|artist|coach|president|senator|governor|mayor|minister|founder|chairman|"
+    r"chairwoman|lieutenant|colonel|agent|attorney|lawyer|pastor|reverend|uncle|aunt|cousin|nephew|niece|"
+    r"grandma|grandpa|landlady|ceo",
     # verbs that take a person
     r"call|phone|ring|text|e-?mail|message|ping|ask|tell|remind|invite|meet|met|contact|thank|pay|visit|"
-    r"introduce|notify|inform|congratulate|cc|bcc",
+    r"introduce|notify|inform|congratulate|cc|bcc|told|asked|thanked|hired|fired|married|interviewed|"
+    r"(?:shout|shouted|yell|yelled|smile|smiled|look|looked|wave|waved) at|"
+    r"(?:speak|spoke|talk|talked|talking|speaking|write|wrote|listen|listened|reply|replied|said) (?:to|with)|"
+    r"met with|a word with",
     # who something is for or from
     r"(?:ship|send|sent|deliver|write|forward|address|addressed|mail|give|hand|assign|transfer|email)(?: it)? to|"
     r"under(?: the name(?: of)?)?|in the name of|on behalf of|attention|attn|c/o|care of|from|to:|cc:|"
@@ -336,6 +342,31 @@ class CuedNameRecognizer(EntityRecognizer):
         regex.compile(rf"(?<![\w\-])({_NAME})(?= (?:in|on|to) (?:cc|bcc|copy)\b)"),
         # a name alone opening a line before a comma: "Kaito Tanaka, passport ..."
         regex.compile(rf"(?m)^[ \t]*({_NAME_WORD}(?:[ ](?:{_PARTICLE}[ ])*{_NAME_WORD}){{1,3}})(?=,[ ])"),
+        # who was given something: "had given Hakuba his address"
+        regex.compile(
+            rf"(?<![\w\-])(?i:given|gave|give|handed|hand|showed|show|sent|send|offered|offer|promised|lent|"
+            rf"paid|owe|owes|owed)[ ]({_NAME})(?= (?i:his|her|their|my|your|our|the|a|an|some)\b)"
+        ),
+        # who is added as what: "add Edvard Petrussen as a beneficiary"
+        regex.compile(
+            rf"(?<![\w\-])({_NAME})(?= as (?:(?:a|an|my|our|the|his|her) )?(?:(?:joint|secondary|primary|"
+            rf"emergency|authori[sz]ed) )?(?:beneficiary|contact|co-?signer|guarantor|reference|trustee|executor|"
+            rf"dependent|dependant|user|signatory|holder|guest|next of kin|witness|referee)\b)"
+        ),
+        # who lives somewhere: "Jacob lives on 90 Whitchurch Road"
+        regex.compile(
+            rf"(?<![\w\-])({_NAME})(?= (?:lives|lived|resides|resided|is living|was living|grew up) (?:on|at|in)\b)"
+        ),
+    )
+    # After the strongest cues a name written in lower case is a name too: "her maiden name is nyberg".
+    _LOWER_AFTER_CUE = regex.compile(
+        r"(?<![\w\-])(?i:(?:my|his|her|their|your|our) (?:(?:full|maiden|legal|real|first|last) )?name is)"
+        r"[ \t]+(\p{Ll}[\p{Ll}\p{Mn}'’\-]+(?:[ ]\p{Ll}[\p{Ll}\p{Mn}'’\-]+){0,2})"
+        r"(?![\w@'’\-])"
+    )
+    # A speaker's name opening a line of a dialogue ("Danielle: Remember me?"), where two lines or more open so.
+    _SPEAKER = regex.compile(
+        rf"(?m)^[ \t>]*({_NAME_WORD}(?:[ ]{_NAME_WORD})?|\p{{Ll}}[\p{{Ll}}\p{{Mn}}'’\-]+)[ \t]?:[ \t]*(?=\S)"
     )
 
     def __init__(self) -> None:
@@ -347,12 +378,21 @@ class CuedNameRecognizer(EntityRecognizer):
     def analyze(
         self, text: str, entities: list[str], nlp_artifacts: NlpArtifacts | None = None
     ) -> list[RecognizerResult]:
+        spans = [
+            match.span(1) for pattern in self._PATTERNS for match in pattern.finditer(text, overlapped=True)
+        ]
+        spans.extend(m.span(1) for m in self._LOWER_AFTER_CUE.finditer(text))
+        if text.count(":") >= 2 and "\n" in text:
+            speakers = [
+                m for m in self._SPEAKER.finditer(text) if m.group(1).casefold() not in _NOT_A_SPEAKER
+            ]
+            if len(speakers) >= 2:
+                spans.extend(m.span(1) for m in speakers)
         results = []
-        for pattern in self._PATTERNS:
-            for match in pattern.finditer(text, overlapped=True):
-                span = trim_common_words(text, *match.span(1))
-                if span is not None:
-                    results.append(_result("PERSON", span[0], span[1], self.SCORE))
+        for start, end in spans:
+            span = trim_common_words(text, start, end)
+            if span is not None:
+                results.append(_result("PERSON", span[0], span[1], self.SCORE))
         return results
 
 
@@ -360,6 +400,17 @@ class CuedNameRecognizer(EntityRecognizer):
 
 
 _NOT_A_NAME = COMMON_WORDS | frozenset(NAME_TITLES)
+# The labels that open lines of prompts, transcripts and logs and are no speaker's name.
+_NOT_A_SPEAKER = _NOT_A_NAME | frozenset(  # a word list is read best as text
+    """
+    question answer input output example examples error warning info debug trace step hint context options
+    choices option choice solution result results title description date time re fwd fw q a user assistant
+    system human ai bot agent model prompt response reason rationale explanation source target label category
+    sentiment topic premise hypothesis claim passage story text translation name address email phone tel fax
+    mobile cell website url id status priority type value key note tip caution important warning summary
+    problem task goal steps usage returns args arguments parameters params example exercise instructions
+    """.split()  # noqa: SIM905
+)
 
 
 def trim_common_words(text: str, start: int, end: int) -> tuple[int, int] | None:

@@ -21,6 +21,10 @@ import phonenumbers
 import regex
 from presidio_analyzer import EntityRecognizer, Pattern, PatternRecognizer, RecognizerResult
 from presidio_analyzer.nlp_engine import NlpArtifacts
+from spacy.lang.en.stop_words import STOP_WORDS
+
+from edged.sovereignty.countries import COUNTRY_NAMES
+from edged.sovereignty.words import COMMON_WORDS
 
 CASE_SENSITIVE = int(re.DOTALL | re.MULTILINE)
 
@@ -152,17 +156,24 @@ _HOUSE = r"\d{1,5}[A-Za-z]?(?:\s?[\-/]\s?\d{1,5}[A-Za-z]?)?"
 _GLUED_SUFFIXES = (  # noqa: SIM905 - a word list is read best as text
     "straße strasse str. gasse weg platz allee damm ufer markt steig pfad chaussee gade vej vænget vägen gatan "
     "gränd torget katu tie kuja polku kaari straat laan plein gracht kade singel dijk utca körút ulice třída stræde "
-    "náměstí nábřeží boulevard dreef steenweg veien vegen gata vegur stræti braut"
+    "náměstí nábřeží boulevard dreef steenweg veien vegen gata vegur stræti braut brücke brucke"
+).split()
+# glued street types distinctive enough to take a street's name written in lower case ("hersnapvej 18")
+_LOWER_GLUED_SUFFIXES = (  # noqa: SIM905 - a word list is read best as text
+    "vej gade stræde straße strasse gasse katu gatan vägen straat brücke veien vegen"
 ).split()
 _HYPHENATED_SUFFIXES = ("Straße", "Strasse", "Gasse", "Weg", "Platz", "Allee", "Ring", "Damm", "Ufer")
 _GLUED = (
     rf"(?:\p{{Lu}}\p{{L}}*(?:{'|'.join(map(regex.escape, _GLUED_SUFFIXES))})|"
+    rf"(?<![\p{{L}}\-])\p{{Ll}}{{3,}}(?:{'|'.join(map(regex.escape, _LOWER_GLUED_SUFFIXES))})|"
     rf"(?<=-)(?:{'|'.join(_HYPHENATED_SUFFIXES)}))"
 )
 # street types written as their own word after the name: "Kossuth Lajos utca 12", "Nørre Allé 5"
 _WORD_SUFFIX = (
     r"(?:utca|u\.|út|útja|tér|tere|körút|köz|sor|sétány|rakpart|fasor|allé|gade|vej|plads|torg|gata|tie|"
-    r"cesta|iela|gatvė|tänav|maantee|mnt\.|puiestee|küçəsi|prospekti)"
+    r"cesta|iela|gatvė|tänav|maantee|mnt\.|puiestee|küçəsi|prospekti|"
+    # the German and Dutch ones written as a word of their own: "Villacher Strasse 89", "Berliner Str. 5"
+    r"Straße|Strasse|Str\.|Gasse|Weg|Platz|Allee|Damm|Ufer|Chaussee|Laan|Straat|Plein|Gracht|Kade)"
 )
 # street types before the street's name ("rue de la Paix", "ul. Długa"), matched in any case
 _PREFIXES = (  # noqa: SIM905 - a word list is read best as text
@@ -230,7 +241,12 @@ class InternationalAddressRecognizer(PatternRecognizer):
         Pattern(
             "glued_suffix", rf"(?:{_NAMEW}[\s\-]){{0,3}}{_GLUED}\s(?!(?:19|20)\d\d\b){_HOUSE}{_TAIL}", 0.85
         ),
-        Pattern("word_suffix", rf"(?:{_NAMEW}\s){{1,3}}{_WORD_SUFFIX}\s{_HOUSE}\b\.?{_TAIL}", 0.8),
+        # the name's words after the first may be lower case: "Árpád fejedelem útja 3"
+        Pattern(
+            "word_suffix",
+            rf"{_NAMEW}\s(?:(?:{_NAMEW}|\p{{Ll}}{{3,}})\s){{0,2}}{_WORD_SUFFIX}\s{_HOUSE}\b\.?{_TAIL}",
+            0.8,
+        ),
         Pattern(
             "number_first_postcode",
             rf"\b\d{{1,6}}[A-Za-z]?\s(?:{_NAMEW}\s){{0,3}}{_W}{_UNIT}?,\s{_TOWN},?\s(?:{_REGION}\s)?{_POSTCODE}\b",
@@ -269,13 +285,14 @@ class InternationalAddressRecognizer(PatternRecognizer):
         "street_number_postcode": rf"\s{_HOUSE},?\s{_POSTCODE}\s",
     }
     CONTEXT = ("address", "live", "lives", "street", "ship", "deliver", "mail", "home", "office", "send")
+    NAME = "edged-street-address"
 
     def __init__(self) -> None:
         super().__init__(
             supported_entity="STREET_ADDRESS",
             patterns=list(self.PATTERNS),
             context=list(self.CONTEXT),
-            name="edged-street-address",
+            name=self.NAME,
             global_regex_flags=CASE_SENSITIVE,
         )
         self._all_patterns: list[Pattern] = list(self.PATTERNS)
@@ -299,7 +316,12 @@ class InternationalAddressRecognizer(PatternRecognizer):
         # Presidio's analyze runs self.patterns; scans run one at a time (PresidioDetector's lock), so setting
         # them per text is safe.
         self.patterns: list[Pattern] = [p for p in self._all_patterns if self._may_match(p.name, text)]
-        return super().analyze(text, entities, nlp_artifacts, regex_flags)
+        results = super().analyze(text, entities, nlp_artifacts, regex_flags)
+        for part, start, end in address_parts(text):
+            score = ADDRESS_PARTS[part]
+            explanation = self.build_regex_explanation(self.NAME, part, part, score, True, CASE_SENSITIVE)
+            results.append(RecognizerResult("STREET_ADDRESS", start, end, score, explanation))
+        return results
 
     def _may_match(self, pattern_name: str, text: str) -> bool:
         words, any_case = self._required_words.get(pattern_name, ((), False))
@@ -313,6 +335,81 @@ class InternationalAddressRecognizer(PatternRecognizer):
     def validate_result(self, pattern_text: str) -> bool | None:
         """A street with a house number: the prefix-word pattern also matches "place the order" prose."""
         return any(c.isdigit() for c in pattern_text)
+
+
+# Address parts the street patterns above do not reach, each found by where it stands rather than by a street
+# type: a house number, a street's words and a number ("4596 Tylova 285", "meet me at 2407 tawastintie 6, ...")
+# where an address starts (a line's start, after at/to/on/in/from, a comma or a question) and ends (the line's
+# end, a comma, a unit, "St."); a postcode after the country on an address block's last line ("Belgium
+# 42940"); the two streets of "the corner of X and Y".
+_MONTHS = (  # noqa: SIM905 - a word list is read best as text
+    "january february march april may june july august september october november december "
+    "jan feb mar apr jun jul aug sep sept oct nov dec"
+).split()
+_NOT_STREET_WORDS = frozenset(
+    (*COMMON_WORDS, *STOP_WORDS, *_MONTHS, "past", "till", "minus", "plus", "times")
+)
+_COUNTRIES = frozenset(name.casefold() for name in COUNTRY_NAMES)
+_WORD = r"\p{L}[\p{L}\p{M}'’\-]*"
+_NUMBERED_STREET = regex.compile(
+    rf"(?m)(?:^[ \t>*•?\-]*|(?<=\b(?i:at|to|on|in|from|address:?)[ \t])|(?<=[,?!][ \t]))"
+    rf"\d{{1,5}}[ \t](?P<words>{_WORD}(?:[ \t]{_WORD}){{0,2}})[ \t]\d{{1,4}}[A-Za-z]?"
+    r"(?=[ \t]*(?:$|,|\.(?:\s|$)|[ \t](?:Apt|Suite|Unit|St)\b))"
+)
+_CAP_WORD = r"\p{Lu}[\p{L}\p{M}'’\-]*"
+_BLOCK_POSTCODE = regex.compile(
+    rf"(?m)^[ \t>*•?\-]*(?P<words>{_CAP_WORD}(?:[ \t]{_CAP_WORD}){{0,2}}),?[ \t]+(?P<code>\d{{4,6}})[ \t]*$"
+)
+_CORNER = regex.compile(
+    r"(?i:\bcorner[ \t]of)[ \t](?P<a>[^\n,;:!?()]{2,60}?)[ \t](?i:and|&)[ \t]"
+    r"(?P<b>[\p{L}\d][\p{L}\p{M}\d.'’\-]*(?:[ \t][\p{L}\d][\p{L}\p{M}\d.'’\-]*){0,3})"
+)
+
+
+ADDRESS_PARTS = {"numbered_street": 0.6, "block_postcode": 0.5, "corner": 0.6}  # name -> score
+
+
+def address_parts(text: str) -> list[tuple[str, int, int]]:
+    """The address parts above: (name of the part's rule in ADDRESS_PARTS, start, end)."""
+    found: list[tuple[str, int, int]] = []
+    if any(c.isdigit() for c in text):
+        for m in _NUMBERED_STREET.finditer(text):
+            if _street_words(m.group("words")):
+                found.append(("numbered_street", m.start(), m.end()))
+        if "\n" in text:
+            for m in _BLOCK_POSTCODE.finditer(text):
+                if _block_postcode(text, m):
+                    found.append(("block_postcode", m.start("code"), m.end("code")))
+    if "corner" not in text.casefold():
+        return found
+    for m in _CORNER.finditer(text):
+        words = list(regex.finditer(r"\S+", m.group("b")))
+        while words and words[-1].group().casefold().strip(".,") in _NOT_STREET_WORDS:
+            words.pop()
+        streets = m.group("a") + " " + " ".join(w.group() for w in words)
+        if words and any(c.isdigit() or c.isupper() for c in streets):  # not "the corner of the page and ..."
+            found.append(("corner", m.start("a"), m.start("b") + words[-1].end()))
+    return found
+
+
+def _street_words(words: str) -> bool:
+    """Words that can name a street: none a common English word or a month, none an acronym."""
+    parts = words.split()
+    return all(
+        w.casefold().strip(".") not in _NOT_STREET_WORDS and not (len(w) > 1 and w.isupper()) for w in parts
+    ) and any(len(w) >= 3 for w in parts)
+
+
+def _block_postcode(text: str, m: regex.Match[str]) -> bool:
+    """A postcode after a country's name on a line of an address block: a short line right above it, and the
+    number no year ("ISO 27001" and "Standard 9001" are no postcodes)."""
+    code = m.group("code")
+    if len(code) == 4 and 1800 <= int(code) <= 2099:
+        return False
+    if " ".join(m.group("words").split()).casefold() not in _COUNTRIES:
+        return False
+    above = text[: m.start()].rstrip("\n").rpartition("\n")[2].strip(" \t>*•?-")
+    return m.start() > 0 and 0 < len(above) <= 60
 
 
 # -- phone numbers --------------------------------------------------------------------------------------------
