@@ -283,6 +283,10 @@ def _covered_by(
     value: str,
     wanted: Callable[[str], bool],
 ) -> bool:
+    """Whether every message holding the value has it flagged; an unscanned verdict (a detector fault) has no
+    findings, so nothing is covered (its text stays on the device, which `kept` counts)."""
+    if len(findings) != len(messages):
+        return False
     return all(
         _covered(m.content, found, value, wanted)
         for m, found in zip(messages, findings, strict=True)

@@ -595,3 +595,38 @@ def test_the_country_names_are_those_the_generator_writes() -> None:
     spec.loader.exec_module(generator)
     assert frozenset(generator.names()) == COUNTRY_NAMES
     assert {"Belgium", "Czech Republic", "Deutschland", "Suisse", "Sverige"} <= COUNTRY_NAMES
+
+
+@pytest.mark.parametrize(
+    ("text", "names"),
+    [
+        ("cc Aroha Ngata and Mbeki on the reply", {"Aroha Ngata", "Mbeki"}),
+        ("The founders: Usamov, Dr Teodora Ilić and Ferreira.", {"Usamov", "Ferreira"}),
+        ("Ask Wiremu, Tane or Hemi about the keys.", {"Wiremu", "Tane", "Hemi"}),
+    ],
+)
+def test_words_listed_with_a_name_are_names(detector: PresidioDetector, text: str, names: set[str]) -> None:
+    persons = {value for entity, value in found(detector, text) if entity == "PERSON"}
+    assert all(any(name in value for value in persons) for name in names), persons
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "I met Anna Kowalska, Python and Rust are her tools.",
+        "Dear Ana, Monday and Tuesday suit me.",
+        "Call Lena, then Berlin, then the bank.",  # a list without "and", "or" or "&"
+    ],
+)
+def test_common_words_beside_a_name_stay(detector: PresidioDetector, text: str) -> None:
+    persons = [value for entity, value in found(detector, text) if entity == "PERSON"]
+    assert not any(w in value for value in persons for w in ("Python", "Rust", "Monday", "Tuesday", "Berlin"))
+
+
+def test_an_initial_at_a_lists_end_gives_no_empty_finding(detector: PresidioDetector) -> None:
+    """A list ending in an initial ("... and T Rowe Price") once gave a zero-length finding, which the gate takes
+    for a detector fault (the request stayed local, unscanned)."""
+    text = "Its owners: Demystdata, Reed Elsevier and T Rowe Price, says Fiammetta Zetticci."
+    findings = detector.scan(text)
+    assert findings
+    assert all(0 <= f.start < f.end <= len(text) for f in findings), findings

@@ -396,6 +396,58 @@ class CuedNameRecognizer(EntityRecognizer):
         return results
 
 
+# -- names beside names ----------------------------------------------------------------------------------------
+
+_LIST_SEPARATOR = regex.compile(r",? (?:and|or|&) |, ")
+# a whole word: an initial counts only before the next name word, which the slice before a name lacks
+_BEFORE_NAME = regex.compile(
+    rf"(?<![\w\-'’])((?:{_UPPER}['’])?{_UPPER}{_LOWER}+(?:['’\-]{_UPPER}?{_LOWER}+)*|{_CASELESS_WORD})"
+    rf"(,? (?:and|or|&) |, )(?:(?i:{_TITLE})\.? )?$"
+)
+_AFTER_NAME = regex.compile(rf"(,? (?:and|or|&) |, )(?:(?i:{_TITLE})\.? )?({_NAME_WORD})(?![\w\-'’])")
+
+
+def conjunct_names(text: str, names: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """The capitalised words listed with a found name (`founders: Monjeau, Graves and Reed` where Graves and
+    Reed were found): each word joined to a name by ", ", "and", "or" or "&" (a title between is skipped), in a
+    list that holds at least one "and", "or" or "&", and is no common word. The spans of those words not found
+    already."""
+    found: set[tuple[int, int]] = set(names)
+    added: list[tuple[int, int]] = []
+    for start, end in names:
+        chain: list[tuple[int, int]] = []
+        joined = False
+        for step, first in ((_word_before, start), (_word_after, end)):
+            edge = first
+            while (m := step(text, edge)) is not None:
+                word, separator = m
+                joined |= separator.strip(", ") != ""
+                chain.append(word)
+                edge = word[0] if step is _word_before else word[1]
+        if joined:
+            added.extend(span for span in chain if span not in found)
+            found.update(chain)
+    return added
+
+
+def _word_before(text: str, at: int) -> tuple[tuple[int, int], str] | None:
+    """The name word right before `at` and its separator ("Monjeau, " before "Graves")."""
+    head = text[max(0, at - 40) : at]
+    m = _BEFORE_NAME.search(head)
+    if m is None or m.group(1).lower() in _NOT_A_NAME:
+        return None
+    offset = at - len(head)
+    return (offset + m.start(1), offset + m.end(1)), m.group(2)
+
+
+def _word_after(text: str, at: int) -> tuple[tuple[int, int], str] | None:
+    """The separator and name word right after `at` (" and Reed" after "Graves")."""
+    m = _AFTER_NAME.match(text, at)
+    if m is None or m.group(2).lower() in _NOT_A_NAME:
+        return None
+    return m.span(2), m.group(1)
+
+
 # -- what is not a name ---------------------------------------------------------------------------------------
 
 

@@ -17,7 +17,7 @@ from presidio_analyzer.predefined_recognizers import SpacyRecognizer
 
 from edged.config.privacy import PrivacySettings
 from edged.errors import ConfigError
-from edged.sovereignty.cued import trim_common_words
+from edged.sovereignty.cued import CuedNameRecognizer, conjunct_names, trim_common_words
 from edged.sovereignty.detector import Finding, disjoint
 from edged.sovereignty.nlp import NerOnlySpacyEngine
 from edged.sovereignty.recognizers import NER_ENTITIES, pattern_recognizers
@@ -176,6 +176,10 @@ class PresidioDetector:
                     continue
                 start, end = span
             findings.append(Finding(start, end, r.entity_type, float(r.score)))
+        names = [(f.start, f.end) for f in findings if f.entity_type == "PERSON"]
+        if names:
+            score = CuedNameRecognizer.SCORE
+            findings.extend(Finding(s, e, "PERSON", score) for s, e in conjunct_names(text, names))
         return disjoint(findings)
 
 
