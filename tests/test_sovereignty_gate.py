@@ -197,6 +197,12 @@ def test_a_part_of_a_found_name_standing_alone_is_redacted_too(gate: Sensitivity
     assert release.restorer().restore(f"{first} and {last}") == "Olumide and Adeyemi"
 
 
+def test_a_possessive_names_the_part_without_its_s(gate: SensitivityGate) -> None:
+    conversation = [user("I loved the poem from Olumide Adeyemi's book. Is early Adeyemi better?")]
+    sent = gate.release(conversation, gate.assess(conversation)).messages[0].content
+    assert "Adeyemi" not in sent, sent
+
+
 def test_placeholder_text_already_in_the_prompt_is_not_reused(gate: SensitivityGate) -> None:
     conversation = [user(f"Fill the template '<PERSON_1> owes money' for {NAME}.")]
     release = gate.release(conversation, gate.assess(conversation))

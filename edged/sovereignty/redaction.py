@@ -175,12 +175,16 @@ _NAME_PART = re.compile(r"[^\W\d_](?:[^\W\d_]|['’\-](?=[^\W\d_]))*")
 _NOT_A_PART = frozenset((*NAME_TITLES, *NAME_PARTICLES, "sir", "madam", "jr", "sr", "ii", "iii"))
 
 
+_POSSESSIVE = re.compile(r"['’]s$")
+
+
 def name_parts(name: str) -> list[str]:
     """The words of a name that identify its person on their own: capitalised, two letters or more, not a
-    title, particle or common word ("Dr. Ján M. Novák" -> "Ján", "Novák")."""
+    title, particle or common word, without a possessive's "'s" ("Dr. Ján M. Novák" -> "Ján", "Novák";
+    "Emmie Ström's" -> "Emmie", "Ström")."""
     return [
         word
-        for word in _NAME_PART.findall(name)
+        for word in (_POSSESSIVE.sub("", w) for w in _NAME_PART.findall(name))
         if len(word) >= 2
         and word[0].isupper()
         and word.lower() not in _NOT_A_PART
