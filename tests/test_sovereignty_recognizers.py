@@ -18,6 +18,7 @@ from edged.sovereignty.countries import COUNTRY_NAMES
 from edged.sovereignty.cued import CuedNameRecognizer, luhn_valid
 from edged.sovereignty.detector import Finding, disjoint
 from edged.sovereignty.evaluation import load_corpus
+from edged.sovereignty.first_names import FIRST_NAMES
 from edged.sovereignty.nlp import pipeline_directory
 from edged.sovereignty.presidio import IndexedContextEnhancer, PresidioDetector
 from edged.sovereignty.shapes import RegionsPhoneRecognizer
@@ -630,3 +631,37 @@ def test_an_initial_at_a_lists_end_gives_no_empty_finding(detector: PresidioDete
     findings = detector.scan(text)
     assert findings
     assert all(0 <= f.start < f.end <= len(text) for f in findings), findings
+
+
+@pytest.mark.parametrize(
+    ("text", "names"),
+    [
+        ("call mary tomorrow about the invoice", {"mary"}),
+        ("cc chad smith on the reply", {"chad smith"}),
+        ("they had 4: silvana, adam, kristina and caleb.", {"silvana", "adam", "kristina", "caleb"}),
+        # a name not on the census list, in a list whose other words are
+        ("guests: leonti, terrence, pamela and donna", {"leonti", "terrence", "pamela", "donna"}),
+    ],
+)
+def test_lower_case_given_names_where_a_name_stands(text: str, names: set[str]) -> None:
+    results = CuedNameRecognizer().analyze(text, ["PERSON"])
+    assert names <= {text[r.start : r.end] for r in results}
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "call will back later",
+        "buy apples, pears, plums and grapes",
+        "thanks to the grant from april and june",
+        "i am tired, hungry and cold",
+    ],
+)
+def test_lower_case_words_that_are_also_names_stay(text: str) -> None:
+    assert CuedNameRecognizer().analyze(text, ["PERSON"]) == []
+
+
+def test_the_given_names_are_lower_case_words() -> None:
+    assert len(FIRST_NAMES) == 5163
+    assert all(name.isalpha() and name.islower() for name in FIRST_NAMES)
+    assert {"mary", "chad", "caleb", "kristina"} <= FIRST_NAMES

@@ -21,7 +21,9 @@ from __future__ import annotations
 import regex
 from presidio_analyzer import EntityRecognizer, RecognizerResult
 from presidio_analyzer.nlp_engine import NlpArtifacts
+from spacy.lang.en.stop_words import STOP_WORDS
 
+from edged.sovereignty.first_names import FIRST_NAMES
 from edged.sovereignty.words import COMMON_WORDS, NAME_PARTICLES, NAME_TITLES
 
 
@@ -364,6 +366,16 @@ class CuedNameRecognizer(EntityRecognizer):
         r"[ \t]+(\p{Ll}[\p{Ll}\p{Mn}'’\-]+(?:[ ]\p{Ll}[\p{Ll}\p{Mn}'’\-]+){0,2})"
         r"(?![\w@'’\-])"
     )
+    # A given name written in lower case after a word that introduces a person: "call mary tomorrow", "cc chad
+    # smith" (the name on the census list, not a word that is also a name: "call will", "under grant").
+    _LOWER_AFTER_PERSON_CUE = regex.compile(
+        rf"(?<![\w\-])(?i:{_CUE})[ \t]{{1,3}}(\p{{Ll}}[\p{{Ll}}'’\-]+)(?:[ ](\p{{Ll}}[\p{{Ll}}'’\-]+))?(?![\w@'’\-])"
+    )
+    # A list of lower-case words most of which are given names: "they had 6: silvana, adam, chad and caleb".
+    _LOWER_LIST = regex.compile(
+        r"(?<![\w\-])(\p{Ll}[\p{Ll}'’\-]+)(?:, (\p{Ll}[\p{Ll}'’\-]+))+,? (?:and|or|&) (\p{Ll}[\p{Ll}'’\-]+)"
+        r"(?![\w\-])"
+    )
     # A speaker's name opening a line of a dialogue ("Danielle: Remember me?"), where two lines or more open so.
     _SPEAKER = regex.compile(
         rf"(?m)^[ \t>]*({_NAME_WORD}(?:[ ]{_NAME_WORD})?|\p{{Ll}}[\p{{Ll}}\p{{Mn}}'’\-]+)[ \t]?:[ \t]*(?=\S)"
@@ -382,6 +394,15 @@ class CuedNameRecognizer(EntityRecognizer):
             match.span(1) for pattern in self._PATTERNS for match in pattern.finditer(text, overlapped=True)
         ]
         spans.extend(m.span(1) for m in self._LOWER_AFTER_CUE.finditer(text))
+        for m in self._LOWER_AFTER_PERSON_CUE.finditer(text, overlapped=True):
+            if lower_given_name(m.group(1)):
+                surname = m.group(2)
+                keep = surname is not None and surname not in _NOT_A_NAME and surname not in NOT_LOWER_NAMES
+                spans.append((m.start(1), m.end(2) if keep else m.end(1)))
+        for m in self._LOWER_LIST.finditer(text):
+            words = [(w, m.starts(i)[j]) for i in (1, 2, 3) for j, w in enumerate(m.captures(i))]
+            if 2 * sum(lower_given_name(w) for w, _ in words) > len(words):
+                spans.extend((at, at + len(w)) for w, at in words if w not in _NOT_A_NAME | NOT_LOWER_NAMES)
         if text.count(":") >= 2 and "\n" in text:
             speakers = [
                 m for m in self._SPEAKER.finditer(text) if m.group(1).casefold() not in _NOT_A_SPEAKER
@@ -463,6 +484,25 @@ _NOT_A_SPEAKER = _NOT_A_NAME | frozenset(  # a word list is read best as text
     problem task goal steps usage returns args arguments parameters params example exercise instructions
     """.split()  # noqa: SIM905
 )
+
+
+# Given names that are also English words, and months: written in lower case they are taken for the word.
+NOT_LOWER_NAMES = STOP_WORDS | frozenset(  # a word list is read best as text
+    """
+    january february march april may june july august september october november december grant rose mark
+    bill hope faith joy art guy chance summer dawn frank jack ray sky will autumn amber crystal pearl ruby
+    holly ivy lily daisy iris violet jasmine hazel olive ginger honey candy sandy rusty buck bud chip chuck
+    clay cliff dean drew earl ernest forest gene glen grace harmony heath hunter king lane lee major marshall
+    mason miles noble norman pat penny rich rob robin rod sage skip sterling stone tad ted van wade ward white
+    young sunny storm star river rain price page love lucky merry misty destiny genesis trinity unique precious
+    princess queen don sue gay carol christian august miss sonny marion warren cherry sherry brandy shelby
+    """.split()  # noqa: SIM905
+)
+
+
+def lower_given_name(word: str) -> bool:
+    """Whether a lower-case word is a given name of the census list and no English word."""
+    return word in FIRST_NAMES and word not in _NOT_A_NAME and word not in NOT_LOWER_NAMES
 
 
 def trim_common_words(text: str, start: int, end: int) -> tuple[int, int] | None:
