@@ -8,11 +8,14 @@ title is a name whether or not spaCy's small English model has seen it. Two reco
   "routing", "policy", "member", "MRN", "tax id", "SSN", "DOB", "IBAN", "I live at", "ship to", ...) as the
   cue's entity type;
 - `CuedNameRecognizer`: capitalised words (any script's capitals, or words of scripts without case such as CJK
-  and Arabic, with particles such as "van", "de", "bin") after a cue that introduces a person, and the name a
-  signature block ends with.
+  and Arabic, with particles such as "van", "de", "bin") after a cue that introduces a person, the name a
+  signature block ends with, and names the sentence places (who lives somewhere, is given or added as
+  something, a dialogue's speakers); a lower-case given name of the census list where a name stands.
 
-`not_a_name` is the filter the detector applies to every PERSON finding (spaCy's and these): a capitalised
-verb or common word opening a sentence ("Email john.smith@example.com ...", "Convert ...") is not a name.
+`conjunct_names` adds the capitalised words listed with a found name ("Monjeau, Graves and Reed").
+`trim_common_words` is the filter the detector applies to every PERSON finding (spaCy's and these): a
+capitalised verb or common word opening a sentence ("Email john.smith@example.com ...", "Convert ...") is not a
+name.
 Everything here is a handful of precompiled regular expressions (the `regex` package, for Unicode classes).
 """
 
@@ -397,12 +400,12 @@ class CuedNameRecognizer(EntityRecognizer):
         for m in self._LOWER_AFTER_PERSON_CUE.finditer(text, overlapped=True):
             if lower_given_name(m.group(1)):
                 surname = m.group(2)
-                keep = surname is not None and surname not in _NOT_A_NAME and surname not in NOT_LOWER_NAMES
+                keep = surname is not None and surname not in _NOT_A_LOWER_NAME
                 spans.append((m.start(1), m.end(2) if keep else m.end(1)))
         for m in self._LOWER_LIST.finditer(text):
             words = [(w, m.starts(i)[j]) for i in (1, 2, 3) for j, w in enumerate(m.captures(i))]
             if 2 * sum(lower_given_name(w) for w, _ in words) > len(words):
-                spans.extend((at, at + len(w)) for w, at in words if w not in _NOT_A_NAME | NOT_LOWER_NAMES)
+                spans.extend((at, at + len(w)) for w, at in words if w not in _NOT_A_LOWER_NAME)
         if text.count(":") >= 2 and "\n" in text:
             speakers = [
                 m for m in self._SPEAKER.finditer(text) if m.group(1).casefold() not in _NOT_A_SPEAKER
@@ -419,7 +422,6 @@ class CuedNameRecognizer(EntityRecognizer):
 
 # -- names beside names ----------------------------------------------------------------------------------------
 
-_LIST_SEPARATOR = regex.compile(r",? (?:and|or|&) |, ")
 # a whole word: an initial counts only before the next name word, which the slice before a name lacks
 _BEFORE_NAME = regex.compile(
     rf"(?<![\w\-'’])((?:{_UPPER}['’])?{_UPPER}{_LOWER}+(?:['’\-]{_UPPER}?{_LOWER}+)*|{_CASELESS_WORD})"
@@ -480,14 +482,14 @@ _NOT_A_SPEAKER = _NOT_A_NAME | frozenset(  # a word list is read best as text
     choices option choice solution result results title description date time re fwd fw q a user assistant
     system human ai bot agent model prompt response reason rationale explanation source target label category
     sentiment topic premise hypothesis claim passage story text translation name address email phone tel fax
-    mobile cell website url id status priority type value key note tip caution important warning summary
-    problem task goal steps usage returns args arguments parameters params example exercise instructions
+    mobile cell website url id status priority type value key note tip caution important summary problem
+    task goal steps usage returns args arguments parameters params exercise instructions
     """.split()  # noqa: SIM905
 )
 
 
 # Given names that are also English words, and months: written in lower case they are taken for the word.
-NOT_LOWER_NAMES = STOP_WORDS | frozenset(  # a word list is read best as text
+_NOT_LOWER_NAMES = STOP_WORDS | frozenset(  # a word list is read best as text
     """
     january february march april may june july august september october november december grant rose mark
     bill hope faith joy art guy chance summer dawn frank jack ray sky will autumn amber crystal pearl ruby
@@ -495,14 +497,17 @@ NOT_LOWER_NAMES = STOP_WORDS | frozenset(  # a word list is read best as text
     clay cliff dean drew earl ernest forest gene glen grace harmony heath hunter king lane lee major marshall
     mason miles noble norman pat penny rich rob robin rod sage skip sterling stone tad ted van wade ward white
     young sunny storm star river rain price page love lucky merry misty destiny genesis trinity unique precious
-    princess queen don sue gay carol christian august miss sonny marion warren cherry sherry brandy shelby
+    princess queen don sue gay carol christian miss sonny marion warren cherry sherry brandy shelby
     """.split()  # noqa: SIM905
 )
 
 
+_NOT_A_LOWER_NAME = _NOT_A_NAME | _NOT_LOWER_NAMES
+
+
 def lower_given_name(word: str) -> bool:
     """Whether a lower-case word is a given name of the census list and no English word."""
-    return word in FIRST_NAMES and word not in _NOT_A_NAME and word not in NOT_LOWER_NAMES
+    return word in FIRST_NAMES and word not in _NOT_A_LOWER_NAME
 
 
 def trim_common_words(text: str, start: int, end: int) -> tuple[int, int] | None:
