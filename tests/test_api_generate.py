@@ -90,7 +90,7 @@ def test_unary_answer_is_deterministic_with_provenance_and_usage(edged: RunningD
     assert first.provenance.reasons[0] == "mode=AUTO"
     assert first.provenance.reasons[-1] == "answered=local"
     # without a broker there is nowhere to route to: the router is not even loaded
-    assert "router=unavailable" in first.provenance.reasons
+    assert "router=no_cloud_link" in first.provenance.reasons
     assert not first.provenance.HasField("router_score")
     assert not first.provenance.degraded
     assert first.provenance.confidence.available

@@ -151,6 +151,13 @@ def test_without_a_router_auto_stays_local_and_says_so() -> None:
     assert decision.reasons == ("mode=AUTO", "router=unavailable")
 
 
+def test_without_a_broker_the_missing_router_is_named_by_its_cause() -> None:
+    """No broker, no router is loaded (nothing to route to): the reason says why, not that one is broken."""
+    decision = decide(_inputs(router_score=None, link=Link.DISABLED))
+    assert decision.route is Route.LOCAL
+    assert decision.reasons == ("mode=AUTO", "router=no_cloud_link")
+
+
 def test_a_signal_only_router_says_so() -> None:
     """A router trained for another local model gives no score; the reasons name why, before and after."""
     before = decide(_inputs(router_score=None, router_signal_only=True))

@@ -8,7 +8,9 @@ and the audit log unchanged:
     mode=AUTO                                  always first
     privacy=local_only                         the data policy keeps this request on the device
     over_limit:cpu_percent                     one per device limit exceeded (AUTO, before generation)
-    router_score=0.31<threshold=0.50           pre-generation router (AUTO); router=unavailable without one,
+    router_score=0.31<threshold=0.50           pre-generation router (AUTO); router=no_cloud_link without a
+                                               broker (nothing to route to, so none is loaded),
+                                               router=unavailable without one otherwise,
                                                router=other_local_model when it is signal-only
     confidence=0.22<threshold=0.50             AUTO score of the finished local answer
     confidence@8=0.05<threshold=0.15           AUTO score after the cascade's first 8 streamed tokens
@@ -100,7 +102,7 @@ def _auto_wants_cloud(inputs: RouteInputs, reasons: list[str]) -> bool:
     if inputs.router_signal_only:
         reasons.append("router=other_local_model")
     elif inputs.router_score is None:
-        reasons.append("router=unavailable")
+        reasons.append("router=no_cloud_link" if inputs.link is Link.DISABLED else "router=unavailable")
     else:
         reasons.append(_compare("router_score", inputs.router_score, inputs.router_threshold))
         wants = wants or (inputs.confidence is None and inputs.router_score < inputs.router_threshold)
