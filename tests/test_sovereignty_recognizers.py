@@ -641,6 +641,9 @@ def test_an_initial_at_a_lists_end_gives_no_empty_finding(detector: PresidioDete
         ("they had 4: silvana, adam, kristina and caleb.", {"silvana", "adam", "kristina", "caleb"}),
         # a name not on the census list, in a list whose other words are
         ("guests: leonti, terrence, pamela and donna", {"leonti", "terrence", "pamela", "donna"}),
+        # a capitalised given name addressed at a sentence's start
+        ("Danial, can I please speak to your boss?", {"Danial"}),
+        ("Thanks. Maria, could you send it?", {"Maria"}),
     ],
 )
 def test_lower_case_given_names_where_a_name_stands(text: str, names: set[str]) -> None:
@@ -655,6 +658,8 @@ def test_lower_case_given_names_where_a_name_stands(text: str, names: set[str]) 
         "buy apples, pears, plums and grapes",
         "thanks to the grant from april and june",
         "i am tired, hungry and cold",
+        "Will, can you help?",
+        "React, can you explain hooks?",
     ],
 )
 def test_lower_case_words_that_are_also_names_stay(text: str) -> None:

@@ -379,6 +379,12 @@ class CuedNameRecognizer(EntityRecognizer):
         r"(?<![\w\-])(\p{Ll}[\p{Ll}'’\-]+)(?:, (\p{Ll}[\p{Ll}'’\-]+))+,? (?:and|or|&) (\p{Ll}[\p{Ll}'’\-]+)"
         r"(?![\w\-])"
     )
+    # A given name addressed at the start of a sentence: "Danial, can I please speak to your boss?" (on the census
+    # list and no English word: "Will, can you" and "React, can you" are no names).
+    _ADDRESSED = regex.compile(
+        rf"(?:^|(?<=[.!?\n][ \t]?))({_UPPER}{_LOWER}+)(?=, (?i:can|could|would|will|please|do|did|are|have|i|you|we|"
+        rf"thank|thanks|how|what|where|when|why|is|was|my|your|let|it)\b)"
+    )
     # A speaker's name opening a line of a dialogue ("Danielle: Remember me?"), where two lines or more open so.
     _SPEAKER = regex.compile(
         rf"(?m)^[ \t>]*({_NAME_WORD}(?:[ ]{_NAME_WORD})?|\p{{Ll}}[\p{{Ll}}\p{{Mn}}'’\-]+)[ \t]?:[ \t]*(?=\S)"
@@ -402,6 +408,9 @@ class CuedNameRecognizer(EntityRecognizer):
                 surname = m.group(2)
                 keep = surname is not None and surname not in _NOT_A_LOWER_NAME
                 spans.append((m.start(1), m.end(2) if keep else m.end(1)))
+        spans.extend(
+            m.span(1) for m in self._ADDRESSED.finditer(text) if lower_given_name(m.group(1).lower())
+        )
         for m in self._LOWER_LIST.finditer(text):
             words = [(w, m.starts(i)[j]) for i in (1, 2, 3) for j, w in enumerate(m.captures(i))]
             if 2 * sum(lower_given_name(w) for w, _ in words) > len(words):
