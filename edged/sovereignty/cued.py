@@ -27,7 +27,7 @@ from presidio_analyzer.nlp_engine import NlpArtifacts
 from spacy.lang.en.stop_words import STOP_WORDS
 
 from edged.sovereignty.first_names import FIRST_NAMES
-from edged.sovereignty.words import COMMON_WORDS, NAME_PARTICLES, NAME_TITLES
+from edged.sovereignty.words import COMMON_WORDS, MONTHS, NAME_PARTICLES, NAME_TITLES
 
 
 def luhn_valid(digits: str) -> bool:
@@ -508,17 +508,17 @@ _NOT_A_SPEAKER = _NOT_A_NAME | frozenset(  # a word list is read best as text
 
 
 # Given names that are also English words, and months: written in lower case they are taken for the word.
-_NOT_LOWER_NAMES = STOP_WORDS | frozenset(  # a word list is read best as text
+_WORD_NAMES = frozenset(  # a word list is read best as text
     """
-    january february march april may june july august september october november december grant rose mark
-    bill hope faith joy art guy chance summer dawn frank jack ray sky will autumn amber crystal pearl ruby
-    holly ivy lily daisy iris violet jasmine hazel olive ginger honey candy sandy rusty buck bud chip chuck
-    clay cliff dean drew earl ernest forest gene glen grace harmony heath hunter king lane lee major marshall
-    mason miles noble norman pat penny rich rob robin rod sage skip sterling stone tad ted van wade ward white
-    young sunny storm star river rain price page love lucky merry misty destiny genesis trinity unique precious
-    princess queen don sue gay carol christian miss sonny marion warren cherry sherry brandy shelby
+    grant rose mark bill hope faith joy art guy chance summer dawn frank jack ray sky will autumn amber crystal
+    pearl ruby holly ivy lily daisy iris violet jasmine hazel olive ginger honey candy sandy rusty buck bud chip
+    chuck clay cliff dean drew earl ernest forest gene glen grace harmony heath hunter king lane lee major
+    marshall mason miles noble norman pat penny rich rob robin rod sage skip sterling stone tad ted van wade ward
+    white young sunny storm star river rain price page love lucky merry misty destiny genesis trinity unique
+    precious princess queen don sue gay carol christian miss sonny marion warren cherry sherry brandy shelby
     """.split()  # noqa: SIM905
 )
+_NOT_LOWER_NAMES = STOP_WORDS | MONTHS | _WORD_NAMES
 
 
 _NOT_A_LOWER_NAME = _NOT_A_NAME | _NOT_LOWER_NAMES

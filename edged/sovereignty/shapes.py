@@ -24,7 +24,7 @@ from presidio_analyzer.nlp_engine import NlpArtifacts
 from spacy.lang.en.stop_words import STOP_WORDS
 
 from edged.sovereignty.countries import COUNTRY_NAMES
-from edged.sovereignty.words import COMMON_WORDS
+from edged.sovereignty.words import COMMON_WORDS, MONTH_ABBREVIATIONS, MONTHS
 
 CASE_SENSITIVE = int(re.DOTALL | re.MULTILINE)
 
@@ -342,12 +342,8 @@ class InternationalAddressRecognizer(PatternRecognizer):
 # where an address starts (a line's start, after at/to/on/in/from, a comma or a question) and ends (the line's
 # end, a comma, a unit, "St."); a postcode after the country on an address block's last line ("Belgium
 # 42940"); the two streets of "the corner of X and Y".
-_MONTHS = (  # noqa: SIM905 - a word list is read best as text
-    "january february march april may june july august september october november december "
-    "jan feb mar apr jun jul aug sep sept oct nov dec"
-).split()
 _NOT_STREET_WORDS = frozenset(
-    (*COMMON_WORDS, *STOP_WORDS, *_MONTHS, "past", "till", "minus", "plus", "times")
+    (*COMMON_WORDS, *STOP_WORDS, *MONTHS, *MONTH_ABBREVIATIONS, "past", "till", "minus", "plus", "times")
 )
 _COUNTRIES = frozenset(name.casefold() for name in COUNTRY_NAMES)
 _WORD = r"\p{L}[\p{L}\p{M}'’\-]*"

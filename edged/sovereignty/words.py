@@ -35,3 +35,10 @@ NAME_PARTICLES = (
     "van von de da di del della der den du la le dos das do bin binti ibn al el ter ten zu y e d'".split()  # noqa: SIM905
 )
 NAME_TITLES = ("mr", "mrs", "ms", "miss", "mx", "dr", "prof")
+
+# Month names, which are also given names (April, June) and stand beside numbers as street words do ("12 March
+# 2021"): neither a lower-case name nor a street's word.
+MONTHS = frozenset(
+    "january february march april may june july august september october november december".split()  # noqa: SIM905
+)
+MONTH_ABBREVIATIONS = frozenset("jan feb mar apr jun jul aug sep sept oct nov dec".split())  # noqa: SIM905
