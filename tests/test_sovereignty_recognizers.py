@@ -15,7 +15,7 @@ from edged.config import parse_profile
 from edged.config.privacy import BUILTIN_ENTITIES, PrivacySettings
 from edged.errors import ConfigError
 from edged.sovereignty.countries import COUNTRY_NAMES
-from edged.sovereignty.cued import CuedNameRecognizer, luhn_valid
+from edged.sovereignty.cued import CuedNameRecognizer, conjunct_names, luhn_valid
 from edged.sovereignty.detector import Finding, disjoint
 from edged.sovereignty.evaluation import load_corpus
 from edged.sovereignty.first_names import FIRST_NAMES
@@ -609,6 +609,13 @@ def test_the_country_names_are_those_the_generator_writes() -> None:
 def test_words_listed_with_a_name_are_names(detector: PresidioDetector, text: str, names: set[str]) -> None:
     persons = {value for entity, value in found(detector, text) if entity == "PERSON"}
     assert all(any(name in value for value in persons) for name in names), persons
+
+
+def test_a_name_listed_before_a_found_one_may_be_written_mcname() -> None:
+    text = "Partners: McAllister, O'Hara and Reed."
+    reed = text.index("Reed")
+    found = {text[s:e] for s, e in conjunct_names(text, [(reed, reed + 4)])}
+    assert found == {"McAllister", "O'Hara"}
 
 
 @pytest.mark.parametrize(

@@ -286,8 +286,10 @@ _LOWER = r"[\p{Ll}\p{Lm}\p{Mn}]"
 # A word of a script without case (CJK, Hangul, Arabic, Devanagari, ...) after a cue is a name word too:
 # "call 高橋 陽子", "cc 이경자" (letters of kind Lo, with their combining marks).
 _CASELESS_WORD = r"\p{Lo}[\p{Lo}\p{M}]*"
+# a capitalised word: "Lan", "O'Connor", "McDonald", "Jean-Luc"
+_CAPITALISED = rf"(?:{_UPPER}['’])?{_UPPER}{_LOWER}+(?:{_UPPER}{_LOWER}+)?(?:['’\-]{_UPPER}?{_LOWER}+)*"
 _NAME_WORD = (
-    rf"(?:(?:{_UPPER}['’])?{_UPPER}{_LOWER}+(?:{_UPPER}{_LOWER}+)?(?:['’\-]{_UPPER}?{_LOWER}+)*|{_UPPER}\.|"
+    rf"(?:{_CAPITALISED}|{_UPPER}\.|"
     # an initial without its period before the next name word: "Shane M Culp"
     rf"{_UPPER}(?=[ \u00a0]{_UPPER}{_LOWER})|"
     rf"{_CASELESS_WORD})"
@@ -443,7 +445,7 @@ class CuedNameRecognizer(EntityRecognizer):
 
 # a whole word: an initial counts only before the next name word, which the slice before a name lacks
 _BEFORE_NAME = regex.compile(
-    rf"(?<![\w\-'’])((?:{_UPPER}['’])?{_UPPER}{_LOWER}+(?:['’\-]{_UPPER}?{_LOWER}+)*|{_CASELESS_WORD})"
+    rf"(?<![\w\-'’])({_CAPITALISED}|{_CASELESS_WORD})"
     rf"(,? (?:and|or|&) |, )(?:(?i:{_TITLE})\.? )?$"
 )
 _AFTER_NAME = regex.compile(rf"(,? (?:and|or|&) |, )(?:(?i:{_TITLE})\.? )?({_NAME_WORD})(?![\w\-'’])")
