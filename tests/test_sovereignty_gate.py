@@ -170,14 +170,15 @@ def test_streamed_answer_is_restored_across_split_placeholders(gate: Sensitivity
 
 
 def test_a_value_detected_once_is_redacted_where_the_detector_misses_it(gate: SensitivityGate) -> None:
-    # Standing alone, the small NER model does not find this name (see the corpus); the cue in turn 1 does.
-    assert gate.assess([user("Olumide Adeyemi asked whether the contract can be signed.")]).entities == {}
+    # Standing alone, a name made of two English words is found neither by the NER nor as unlisted words; the
+    # cue in turn 1 finds it.
+    assert gate.assess([user("Sterling Price asked whether the contract can be signed.")]).entities == {}
     conversation = [
-        user("My name is Olumide Adeyemi."),
-        user("Olumide Adeyemi asked whether the contract can be signed."),
+        user("My name is Sterling Price."),
+        user("Sterling Price asked whether the contract can be signed."),
     ]
     release = gate.release(conversation, gate.assess(conversation))
-    assert all("Olumide" not in m.content for m in release.messages)
+    assert all("Sterling" not in m.content for m in release.messages)
     assert release.messages[1].content.startswith("<PERSON_1> asked")
 
 

@@ -208,6 +208,11 @@ class DetectorSettings(StrictModel):
     allow_list: Annotated[tuple[AllowedValue, ...], Field(max_length=500)] = Field(
         default=(), description="Exact values never treated as personal data (e.g. a support address)."
     )
+    unlisted_names: bool = Field(
+        default=True,
+        description="Take a capitalised word that no English word list spells, in English prose, for a name "
+        "(PERSON) unless the NER places it; off, only the NER and the cues find names (see docs/sovereignty.md).",
+    )
     harmless_id_shapes: Annotated[tuple[ShapePattern, ...], Field(max_length=64)] = Field(
         default=(),
         description="Regular expressions (Python syntax, matched against a whole token) of identifier-shaped "

@@ -287,9 +287,9 @@ _LOWER = r"[\p{Ll}\p{Lm}\p{Mn}]"
 # "call 高橋 陽子", "cc 이경자" (letters of kind Lo, with their combining marks).
 _CASELESS_WORD = r"\p{Lo}[\p{Lo}\p{M}]*"
 # a capitalised word: "Lan", "O'Connor", "McDonald", "Jean-Luc"
-_CAPITALISED = rf"(?:{_UPPER}['’])?{_UPPER}{_LOWER}+(?:{_UPPER}{_LOWER}+)?(?:['’\-]{_UPPER}?{_LOWER}+)*"
+CAPITALISED_WORD = rf"(?:{_UPPER}['’])?{_UPPER}{_LOWER}+(?:{_UPPER}{_LOWER}+)?(?:['’\-]{_UPPER}?{_LOWER}+)*"
 _NAME_WORD = (
-    rf"(?:{_CAPITALISED}|{_UPPER}\.|"
+    rf"(?:{CAPITALISED_WORD}|{_UPPER}\.|"
     # an initial without its period before the next name word: "Shane M Culp"
     rf"{_UPPER}(?=[ \u00a0]{_UPPER}{_LOWER})|"
     rf"{_CASELESS_WORD})"
@@ -445,7 +445,7 @@ class CuedNameRecognizer(EntityRecognizer):
 
 # a whole word: an initial counts only before the next name word, which the slice before a name lacks
 _BEFORE_NAME = regex.compile(
-    rf"(?<![\w\-'’])({_CAPITALISED}|{_CASELESS_WORD})"
+    rf"(?<![\w\-'’])({CAPITALISED_WORD}|{_CASELESS_WORD})"
     rf"(,? (?:and|or|&) |, )(?:(?i:{_TITLE})\.? )?$"
 )
 _AFTER_NAME = regex.compile(rf"(,? (?:and|or|&) |, )(?:(?i:{_TITLE})\.? )?({_NAME_WORD})(?![\w\-'’])")
@@ -478,7 +478,7 @@ def _word_before(text: str, at: int) -> tuple[tuple[int, int], str] | None:
     """The name word right before `at` and its separator ("Monjeau, " before "Graves")."""
     head = text[max(0, at - 40) : at]
     m = _BEFORE_NAME.search(head)
-    if m is None or m.group(1).lower() in _NOT_A_NAME:
+    if m is None or m.group(1).lower() in NOT_A_NAME:
         return None
     offset = at - len(head)
     return (offset + m.start(1), offset + m.end(1)), m.group(2)
@@ -487,7 +487,7 @@ def _word_before(text: str, at: int) -> tuple[tuple[int, int], str] | None:
 def _word_after(text: str, at: int) -> tuple[tuple[int, int], str] | None:
     """The separator and name word right after `at` (" and Reed" after "Graves")."""
     m = _AFTER_NAME.match(text, at)
-    if m is None or m.group(2).lower() in _NOT_A_NAME:
+    if m is None or m.group(2).lower() in NOT_A_NAME:
         return None
     return m.span(2), m.group(1)
 
@@ -495,9 +495,9 @@ def _word_after(text: str, at: int) -> tuple[tuple[int, int], str] | None:
 # -- what is not a name ---------------------------------------------------------------------------------------
 
 
-_NOT_A_NAME = COMMON_WORDS | frozenset(NAME_TITLES)
+NOT_A_NAME = COMMON_WORDS | frozenset(NAME_TITLES)
 # The labels that open lines of prompts, transcripts and logs and are no speaker's name.
-_NOT_A_SPEAKER = _NOT_A_NAME | frozenset(  # a word list is read best as text
+_NOT_A_SPEAKER = NOT_A_NAME | frozenset(  # a word list is read best as text
     """
     question answer input output example examples error warning info debug trace step hint context options
     choices option choice solution result results title description date time re fwd fw q a user assistant
@@ -523,7 +523,7 @@ _WORD_NAMES = frozenset(  # a word list is read best as text
 _NOT_LOWER_NAMES = STOP_WORDS | MONTHS | _WORD_NAMES
 
 
-_NOT_A_LOWER_NAME = _NOT_A_NAME | _NOT_LOWER_NAMES
+_NOT_A_LOWER_NAME = NOT_A_NAME | _NOT_LOWER_NAMES
 _LOWER_RUN = regex.compile(r"\p{Ll}+")
 
 
@@ -536,9 +536,9 @@ def trim_common_words(text: str, start: int, end: int) -> tuple[int, int] | None
     """The span without common words or titles at either end ("Email John" -> "John", "Dr Lee" -> "Lee", "the Dr"
     -> None); None when nothing is left."""
     words = list(regex.finditer(r"\S+", text[start:end]))
-    while words and words[0].group().lower().strip(".,:;!?") in _NOT_A_NAME:
+    while words and words[0].group().lower().strip(".,:;!?") in NOT_A_NAME:
         words.pop(0)
-    while words and words[-1].group().lower().strip(".,:;!?") in _NOT_A_NAME:
+    while words and words[-1].group().lower().strip(".,:;!?") in NOT_A_NAME:
         words.pop()
     if not words:
         return None

@@ -41,6 +41,7 @@ from thinc.api import use_ops
 from edged.errors import ConfigError
 from edged.sovereignty.ner_decoder import TOK2VEC_CHECK_WORDS, NerDecoder, WordVectors, vectors_for
 from edged.sovereignty.recognizers import NER_LABELS
+from edged.sovereignty.unlisted import NOT_PEOPLE, ScanArtifacts
 
 logger = logging.getLogger(__name__)
 
@@ -136,13 +137,15 @@ class NerOnlySpacyEngine(SpacyNlpEngine):
     def _artifacts(self, doc: Any, spans: list[Span], language: str) -> NlpArtifacts:
         # as Presidio's _get_scores_for_entities: the configured default for every entity
         scores = [self.ner_score] * len(spans)
+        # read before Presidio relabels the spans it keeps (GPE -> LOCATION) and drops the others
+        not_people = tuple((s.start_char, s.end_char) for s in spans if s.label_ in NOT_PEOPLE)
         entities, scores = self._get_updated_entities(spans, scores)
         kept = [(e, s) for e, s in zip(entities, scores, strict=True) if _plausible(e.label_, e.text)]
         entities, scores = [e for e, _ in kept], [s for _, s in kept]
         # each token's offset and lower-cased text, read from the doc's arrays (not one Token object per token)
         offsets, lowers = doc.to_array([IDX, LOWER]).T.tolist() if len(doc) else ([], [])
         strings = doc.vocab.strings
-        return NlpArtifacts(
+        return ScanArtifacts(
             entities=entities,
             tokens=doc,
             tokens_indices=offsets,
@@ -150,6 +153,7 @@ class NerOnlySpacyEngine(SpacyNlpEngine):
             nlp_engine=self,
             language=language,
             scores=scores,
+            not_people=not_people,
         )
 
 

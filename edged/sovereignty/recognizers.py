@@ -39,6 +39,7 @@ from edged.sovereignty.shapes import (
     RegionsPhoneRecognizer,
     SecretShapeRecognizer,
 )
+from edged.sovereignty.unlisted import UnlistedNameRecognizer
 
 # Presidio compiles with the `regex` package, whose flag values are those of `re`.
 CASE_SENSITIVE = int(re.DOTALL | re.MULTILINE)
@@ -231,5 +232,7 @@ def pattern_recognizers(
     recognizers = [PATTERN_RECOGNIZERS[e](settings) for e in sorted(wanted) if e in PATTERN_RECOGNIZERS]
     if cued := CUED_ENTITIES & wanted:  # one recognizer reads every cue
         recognizers.append(CuedValueRecognizer(frozenset(cued)))
+    if "PERSON" in wanted and settings.unlisted_names:  # names nobody introduces and the NER does not know
+        recognizers.append(UnlistedNameRecognizer())
     recognizers.extend(custom_recognizer(spec) for spec in custom if spec.entity in wanted)
     return recognizers

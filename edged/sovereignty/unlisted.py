@@ -1,0 +1,153 @@
+"""Names on doubt: a capitalised word that no English word list spells, in English prose, is taken for a name.
+
+The NER finds the names it has seen and the cues (edged.sovereignty.cued) the names a sentence introduces; what
+both miss is a name nobody introduces that the model does not know: "Have you been to a Calquín Cazares concert",
+"Aniela is very reliable", "the true gender of Mette". Such a word is capitalised and is no English word, and
+English word lists write common words in lower case and proper nouns capitalised. So a capitalised word whose
+lower-case form none of SCOWL's large American and British lists holds (`english_words.txt.gz`, written by
+scripts/gen_english_words.py) is a PERSON finding, unless it is something else a reader knows: a word of a place,
+an event or a nationality the NER found, a country's name, a common word of requests and titles, a month. The
+cost of a miss is a name leaving the device; the cost of a false find is a redacted word, so the rule fails
+closed, and `detector.allow_list` names a device's own words (a product, a site).
+
+Prose in another language is not read this way (most of its words are no English words, capitalised or not),
+nor is code (`UserService`, `self.Config`, `Handler()`): camel case other than Mc/Mac names, and words glued to
+dots, slashes, underscores, brackets or `@`, are left alone.
+"""
+
+from __future__ import annotations
+
+import bisect
+import gzip
+import zlib
+from array import array
+from functools import cache
+from importlib import resources
+from typing import Any
+
+import regex
+from presidio_analyzer import EntityRecognizer, RecognizerResult
+from presidio_analyzer.nlp_engine import NlpArtifacts
+
+from edged.sovereignty.countries import COUNTRY_NAMES
+from edged.sovereignty.cued import CAPITALISED_WORD, NOT_A_NAME
+from edged.sovereignty.words import MONTHS
+
+WORDS_FILE = "english_words.txt.gz"
+
+# spaCy's NER labels of what is not a person: a word inside such an entity is the place, group, event, law or
+# language it names.
+# Organisations, works and products are not among them: the NER calls many names it does not know ORG ("a Calquín
+# Cazares concert", "the Ronner novel").
+NOT_PEOPLE = frozenset({"GPE", "LOC", "FAC", "NORP", "LANGUAGE", "EVENT", "LAW"})
+_COUNTRY_WORDS = frozenset(word.casefold() for name in COUNTRY_NAMES for word in name.split())
+_NOT_UNLISTED = NOT_A_NAME | MONTHS | _COUNTRY_WORDS
+
+# A capitalised word standing as a word of prose: not glued to code punctuation, a path, an address or a call.
+_WORD = regex.compile(rf"(?<![\w\-'’.@/\\#_`$<{{\[])({CAPITALISED_WORD})(?![\w\-@/\\_`(\[{{>]|\.\w)")
+# "the Battle of Hastings", "the Treaty of Versailles", "University of Tartu": a place or an event's name
+_OF_TITLE = regex.compile(rf"(?<![\w\-])(?:{CAPITALISED_WORD}) of $")
+# "the signing of the Magna Carta?": a name after "the" that ends its phrase is a thing's ("the Ronner novel" is not)
+_THE = regex.compile(r"(?<![\w\-])(?i:the) $")
+_ENDS_PHRASE = regex.compile(r"[.,;:!?)]|\s*$")
+_CAMEL = regex.compile(r"\p{Lu}\p{Ll}+\p{Lu}")
+_MC = regex.compile(r"(?:Mc|Mac)\p{Lu}")
+_LOWER_WORD = regex.compile(r"(?<![\w\-'’])\p{Ll}{2,}(?![\w\-'’])")
+_PARTS = regex.compile(r"[\p{L}\p{M}]+")
+_CLITIC = regex.compile(r"['’](?:s|t|re|ll|ve|d|m)$|n['’]t$")
+# Prose is read as English when at least this share of its lower-case words are English words (counted over
+# texts with at least _MIN_WORDS of them; a shorter text is read as English: a name on doubt).
+_ENGLISH_SHARE = 0.6
+_MIN_WORDS = 4
+
+
+class ScanArtifacts(NlpArtifacts):
+    """Presidio's artifacts of a text, with the spans of the NER's entities that are no person (Presidio's
+    own list keeps only the labels it maps to entity types: no organisations, events, works or laws)."""
+
+    def __init__(self, *args: Any, not_people: tuple[tuple[int, int], ...] = (), **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.not_people = not_people
+
+
+class EnglishWords:
+    """The lower-case English words, as a sorted array of their CRC-32s (0.5 MB where a set of the 118,827
+    strings would take ~10 MB; two words share a checksum with odds of about 1 in 36,000 per unlisted word,
+    which then passes for English)."""
+
+    def __init__(self, words: list[str]) -> None:
+        self._hashes = array("I", sorted({_crc(word) for word in words}))
+
+    def __contains__(self, word: object) -> bool:
+        if not isinstance(word, str):
+            return False
+        key = _crc(word)
+        at = bisect.bisect_left(self._hashes, key)
+        return at < len(self._hashes) and self._hashes[at] == key
+
+    def __len__(self) -> int:
+        return len(self._hashes)
+
+
+@cache
+def english_words() -> EnglishWords:
+    """The word list shipped with edged (loaded once, ~40 ms)."""
+    data = gzip.decompress(resources.files("edged.sovereignty").joinpath(WORDS_FILE).read_bytes())
+    lines = data.decode("utf-8").splitlines()
+    return EnglishWords([line for line in lines if line and not line.startswith("#")])
+
+
+def _crc(word: str) -> int:
+    return zlib.crc32(word.encode("utf-8"))
+
+
+class UnlistedNameRecognizer(EntityRecognizer):
+    """Capitalised words no English word list spells, in English prose (see the module docstring)."""
+
+    SCORE = 0.5
+
+    def __init__(self) -> None:
+        super().__init__(supported_entities=["PERSON"], name="edged-unlisted-name")
+
+    def load(self) -> None:
+        self.words = english_words()
+
+    def analyze(
+        self, text: str, entities: list[str], nlp_artifacts: NlpArtifacts | None = None
+    ) -> list[RecognizerResult]:
+        if not self._english(text):
+            return []
+        others = nlp_artifacts.not_people if isinstance(nlp_artifacts, ScanArtifacts) else ()
+        spans: list[tuple[int, int]] = []
+        for match in _WORD.finditer(text):
+            start, end = match.span(1)
+            word = _CLITIC.sub("", match.group(1))  # "Aniela's", "Don't": the word before the clitic
+            end = start + len(word)
+            if (
+                self._unlisted(word)
+                and not _OF_TITLE.search(text, 0, start)
+                and not any(s <= start and end <= e for s, e in others)
+            ):
+                if spans and text[spans[-1][1] : start] in (" ", "\u00a0"):
+                    start = spans.pop()[0]  # "Homero Portillo": one name
+                spans.append((start, end))
+        return [
+            RecognizerResult("PERSON", start, end, self.SCORE)
+            for start, end in spans
+            if not (_THE.search(text, 0, start) and _ENDS_PHRASE.match(text, end))
+        ]
+
+    def _english(self, text: str) -> bool:
+        lower = _LOWER_WORD.findall(text)
+        if len(lower) < _MIN_WORDS:
+            return True
+        return sum(word in self.words for word in lower) >= _ENGLISH_SHARE * len(lower)
+
+    def _unlisted(self, word: str) -> bool:
+        if _CAMEL.match(word) and not _MC.match(word):
+            return False  # JavaScript, PowerPoint, YouTube: products are written so, and code
+        key = word.casefold()
+        if key in _NOT_UNLISTED or key in self.words:
+            return False
+        parts = _PARTS.findall(key)
+        return not all(len(part) > 1 and part in self.words for part in parts)
