@@ -11,7 +11,14 @@ import pytest
 from edged.config.privacy import DetectorSettings, PrivacySettings
 from edged.sovereignty.nlp import NerOnlySpacyEngine
 from edged.sovereignty.presidio import PresidioDetector
-from edged.sovereignty.unlisted import WORDS_FILE, EnglishWords, UnlistedNameRecognizer, english_words
+from edged.sovereignty.unlisted import (
+    PROPER_NOUNS_FILE,
+    WORDS_FILE,
+    EnglishWords,
+    UnlistedNameRecognizer,
+    english_words,
+    proper_nouns,
+)
 
 
 @pytest.fixture(scope="module")
@@ -55,6 +62,8 @@ def test_a_capitalised_word_no_english_word_list_spells_is_a_name(
         "What happened on 15 June 1215, the day of the signing of the Magna Carta?",  # "the ...": a thing
         "The Normans conquered England in 1066, and later sailed to California's coast.",  # the NER's places
         "Don't restart the server. Can't we wait? Won't it recover?",  # contractions of English words
+        "Reuters says Verizon and Boeing met near Geelong; Turing would have liked it.",  # proper nouns SCOWL knows
+        "Flights from San Bernardino to Los Angeles were delayed.",  # places of two words the NER finds
         "Rename class UserService to AccountService and call self.Config or Handler() in it.",  # code
         "Port the JavaScript code to TypeScript and export the PowerPoint slides.",  # camel case products
         "Das ist ein Haus mit einem Garten, wo viele Leute wohnen und arbeiten.",  # prose in another language
@@ -88,10 +97,16 @@ def test_the_word_list_holds_lower_case_english_words_and_no_names() -> None:
     for name in ("aniela", "portillo", "mette", "dudek", "london", "tokyo"):
         assert name not in words, name
     assert 3 not in words  # not a word at all
+    known = proper_nouns()
+    for proper in ("reuters", "melbourne", "turing", "jessica"):
+        assert proper in known, proper
+    for name in ("aniela", "portillo", "dudek"):
+        assert name not in known, name
 
 
-def test_the_word_list_carries_its_licence() -> None:
-    data = gzip.decompress(resources.files("edged.sovereignty").joinpath(WORDS_FILE).read_bytes())
+@pytest.mark.parametrize("name", [WORDS_FILE, PROPER_NOUNS_FILE])
+def test_the_word_lists_carry_their_licence(name: str) -> None:
+    data = gzip.decompress(resources.files("edged.sovereignty").joinpath(name).read_bytes())
     header = [line for line in data.decode("utf-8").splitlines() if line.startswith("#")]
     notice = "\n".join(header)
     assert "Copyright 2000-2011 by Kevin Atkinson" in notice

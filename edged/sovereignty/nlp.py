@@ -41,7 +41,7 @@ from thinc.api import use_ops
 from edged.errors import ConfigError
 from edged.sovereignty.ner_decoder import TOK2VEC_CHECK_WORDS, NerDecoder, WordVectors, vectors_for
 from edged.sovereignty.recognizers import NER_LABELS
-from edged.sovereignty.unlisted import NOT_PEOPLE, ScanArtifacts
+from edged.sovereignty.unlisted import NOT_PEOPLE, PLACES, ScanArtifacts
 
 logger = logging.getLogger(__name__)
 
@@ -138,7 +138,11 @@ class NerOnlySpacyEngine(SpacyNlpEngine):
         # as Presidio's _get_scores_for_entities: the configured default for every entity
         scores = [self.ner_score] * len(spans)
         # read before Presidio relabels the spans it keeps (GPE -> LOCATION) and drops the others
-        not_people = tuple((s.start_char, s.end_char) for s in spans if s.label_ in NOT_PEOPLE)
+        not_people = tuple(
+            (s.start_char, s.end_char)
+            for s in spans
+            if s.label_ in NOT_PEOPLE or (s.label_ in PLACES and len(s) > 1)
+        )
         entities, scores = self._get_updated_entities(spans, scores)
         kept = [(e, s) for e, s in zip(entities, scores, strict=True) if _plausible(e.label_, e.text)]
         entities, scores = [e for e, _ in kept], [s for _, s in kept]
