@@ -18,6 +18,7 @@ from edged.sovereignty.unlisted import (
     UnlistedNameRecognizer,
     english_words,
     proper_nouns,
+    recipient_names,
 )
 
 
@@ -118,3 +119,19 @@ def test_a_checksum_table_answers_as_a_set_would() -> None:
     assert len(words) == 3
     assert "beta" in words
     assert "delta" not in words
+
+
+def test_the_lines_above_an_address_name_its_recipient(detector: PresidioDetector) -> None:
+    text = "Please forward the parcel:\nemidio p lombardo\n12 Main Street\nSpringfield, IL 62704"
+    assert "emidio p lombardo" in names(detector, text)  # lower case and on no list: found by where it stands
+    plain = "Please send it here\n12 Main Street\nSpringfield, IL 62704"
+    assert names(detector, plain) == []  # English words in lower case are no name
+
+
+def test_recipient_lines_need_an_address_that_opens_its_line() -> None:
+    text = "Tzigane Lantos\n>76556 29 Rue de Tanger\n>Suite 399"
+    at = text.index("76556")
+    assert [text[s:e] for s, e in recipient_names(text, [(at, at + 22)])] == ["Tzigane Lantos"]
+    inline = "Tzigane Lantos lives at 29 Rue de Tanger"
+    at = inline.index("29")
+    assert recipient_names(inline, [(at, at + 16)]) == []

@@ -21,6 +21,7 @@ from edged.sovereignty.cued import CuedNameRecognizer, conjunct_names, trim_comm
 from edged.sovereignty.detector import Finding, disjoint
 from edged.sovereignty.nlp import NerOnlySpacyEngine
 from edged.sovereignty.recognizers import NER_ENTITIES, pattern_recognizers
+from edged.sovereignty.unlisted import recipient_names
 
 logger = logging.getLogger(__name__)
 
@@ -127,6 +128,8 @@ class PresidioDetector:
         self._language = detector.language
         self._threshold = detector.score_threshold
         self._allow_list = list(detector.allow_list) or None
+        # the lines above an address name its recipient: with the names on doubt, when both types are scanned
+        self._recipients = detector.unlisted_names and {"PERSON", "STREET_ADDRESS"} <= set(self.entities)
         # spaCy documents no thread-safety for a shared pipeline (its StringStore grows on unseen words), and
         # a scan is CPU-bound under the GIL anyway: one scan at a time costs no throughput.
         self._lock = threading.Lock()
@@ -177,9 +180,17 @@ class PresidioDetector:
                 start, end = span
             findings.append(Finding(start, end, r.entity_type, float(r.score)))
         names = [(f.start, f.end) for f in findings if f.entity_type == "PERSON"]
+        score = CuedNameRecognizer.SCORE
         if names:
-            score = CuedNameRecognizer.SCORE
             findings.extend(Finding(s, e, "PERSON", score) for s, e in conjunct_names(text, names))
+        if "\n" in text and self._recipients:
+            addresses = [(f.start, f.end) for f in findings if f.entity_type == "STREET_ADDRESS"]
+            allowed = set(self._allow_list or ())
+            findings.extend(
+                Finding(s, e, "PERSON", score)
+                for s, e in recipient_names(text, addresses)
+                if text[s:e] not in allowed
+            )
         return disjoint(findings)
 
 

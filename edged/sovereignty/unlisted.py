@@ -13,6 +13,9 @@ name, a common word of requests and titles, a month. The cost of a miss is a nam
 of a false find is a redacted word, so the rule fails closed, and `detector.allow_list` names a device's own
 words (a product, a site).
 
+`recipient_names` reads an address block the same way: the lines right above an address that opens its line,
+written as a name is, name its recipient (`emidio p lombardo⏎unit 1009 box 0219`), even in lower case.
+
 Prose in another language is not read this way (most of its words are no English words, capitalised or not),
 nor is code (`UserService`, `self.Config`, `Handler()`): camel case other than Mc/Mac names, and words glued to
 dots, slashes, underscores, brackets or `@`, are left alone.
@@ -168,3 +171,41 @@ class UnlistedNameRecognizer(EntityRecognizer):
             return False
         parts = _PARTS.findall(key)
         return not all(len(part) > 1 and part in self.words for part in parts)
+
+
+# -- the recipient above an address ---------------------------------------------------------------------------
+
+# One line of an address block's head: a few words, no digits, no label or sentence punctuation.
+_HEAD_LINE = regex.compile(r"[ \t>]*([\p{L}\p{M}.'’\-]+(?:[ ][\p{L}\p{M}.'’\-]+){0,4})[ \t,]*")
+_RECIPIENT_LINES = 2
+
+
+def recipient_names(text: str, addresses: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """The lines right above an address that starts a line, written as a name is ("Calquín Cazares⏎76556 29 Rue
+    de Tanger", "emidio p lombardo⏎unit 1009 box 0219"): up to two lines of at most five words, none of them an
+    English word written in lower case ("please send it here⏎12 Main St" is no name). Names in lower case and
+    names no list knows are found so where the NER and the cues miss them."""
+    words = english_words()
+    found: list[tuple[int, int]] = []
+    for start, _end in addresses:
+        at = text.rfind("\n", 0, start)
+        if at < 0 or text[at + 1 : start].strip(" \t>"):
+            continue  # the address does not open its line
+        for _ in range(_RECIPIENT_LINES):
+            begin = text.rfind("\n", 0, at) + 1
+            line = _HEAD_LINE.fullmatch(text, begin, at)
+            if line is None or not _name_like(line.group(1), words):
+                break
+            found.append(line.span(1))
+            if begin == 0:
+                break
+            at = begin - 1
+    return found
+
+
+def _name_like(line: str, words: EnglishWords) -> bool:
+    for word in line.split(" "):
+        bare = word.strip(".'’-")
+        if bare and bare == bare.lower() and len(bare) > 1 and bare in words:
+            return False
+    return any(len(word.strip(".'’-")) > 1 for word in line.split(" "))
