@@ -47,6 +47,8 @@ def names(detector: PresidioDetector, text: str) -> list[str]:
         ("I borrowed Aniela's bike yesterday.", "Aniela"),  # the possessive is not part of the name
         ("Rościsław Dudek of Lexisnexis is the CEO of the year.", "Rościsław Dudek"),
         ("Aniela", "Aniela"),  # too short to tell the language: a name on doubt
+        ("bártová began writing as a teenager, publishing her first story at 16.", "bártová"),  # lower case
+        ("Please ask jiří about the contract tomorrow.", "jiří"),
     ],
 )
 def test_a_capitalised_word_no_english_word_list_spells_is_a_name(
@@ -68,6 +70,8 @@ def test_a_capitalised_word_no_english_word_list_spells_is_a_name(
         "Rename class UserService to AccountService and call self.Config or Handler() in it.",  # code
         "Port the JavaScript code to TypeScript and export the PowerPoint slides.",  # camel case products
         "Das ist ein Haus mit einem Garten, wo viele Leute wohnen und arbeiten.",  # prose in another language
+        "We had a naïve plan, a résumé and a nice café with great décor.",  # English words with their marks
+        "What does 'gemütlich' mean in English?",  # a quoted word is a word talked about
     ],
 )
 def test_words_a_reader_knows_are_not_names(engine: NerOnlySpacyEngine, text: str) -> None:

@@ -13,6 +13,8 @@ name, a common word of requests and titles, a month. The cost of a miss is a nam
 of a false find is a redacted word, so the rule fails closed, and `detector.allow_list` names a device's own
 words (a product, a site).
 
+A lower-case word with a letter outside ASCII that is no English word, with or without its marks, is a name on
+doubt too ("bártová began writing", "ask jiří"; not "naïve", "décor", nor a quoted word talked about).
 `recipient_names` reads an address block the same way: the lines right above an address that opens its line,
 written as a name is, name its recipient (`emidio p lombardo⏎unit 1009 box 0219`), even in lower case.
 
@@ -25,6 +27,7 @@ from __future__ import annotations
 
 import bisect
 import gzip
+import unicodedata
 import zlib
 from array import array
 from functools import cache
@@ -64,6 +67,12 @@ _CAMEL = regex.compile(r"\p{Lu}\p{Ll}+\p{Lu}")
 _MC = regex.compile(r"(?:Mc|Mac)\p{Lu}")
 _LOWER_WORD = regex.compile(r"(?<![\w\-'’])\p{Ll}{2,}(?![\w\-'’])")
 _PARTS = regex.compile(r"[\p{L}\p{M}]+")
+_LOWER_MARKED = regex.compile(r"(?<![\w\-'’.@/\\#_`$<{\[])(\p{Ll}[\p{Ll}\p{M}]+)(?![\w\-'’@/\\_`(\[{>]|\.\w)")
+_QUOTED = regex.compile(r"(['‘\"“*_«„]).+(['’\"”*_»“])$")
+# letters NFKD does not take apart
+_FOLD = str.maketrans(
+    {"ß": "ss", "ø": "o", "ł": "l", "æ": "ae", "œ": "oe", "đ": "d", "ð": "d", "þ": "th", "ı": "i"}
+)
 _CLITIC = regex.compile(r"['’](?:s|t|re|ll|ve|d|m)$|n['’]t$")
 # Prose is read as English when at least this share of its lower-case words are English words (counted over
 # texts with at least _MIN_WORDS of them; a shorter text is read as English: a name on doubt).
@@ -116,6 +125,12 @@ def _listed(name: str) -> list[str]:
     return [line for line in data.decode("utf-8").splitlines() if line and not line.startswith("#")]
 
 
+def _fold(word: str) -> str:
+    """The word without its marks: "naïve" -> "naive", "bártová" -> "bartova", "søren" -> "soren"."""
+    decomposed = unicodedata.normalize("NFKD", word.translate(_FOLD))
+    return "".join(c for c in decomposed if not unicodedata.combining(c))
+
+
 def _crc(word: str) -> int:
     return zlib.crc32(word.encode("utf-8"))
 
@@ -151,11 +166,25 @@ class UnlistedNameRecognizer(EntityRecognizer):
                 if spans and text[spans[-1][1] : start] in (" ", "\u00a0"):
                     start = spans.pop()[0]  # "Homero Portillo": one name
                 spans.append((start, end))
-        return [
-            RecognizerResult("PERSON", start, end, self.SCORE)
-            for start, end in spans
-            if not (_THE.search(text, 0, start) and _ENDS_PHRASE.match(text, end))
-        ]
+        spans = [s for s in spans if not (_THE.search(text, 0, s[0]) and _ENDS_PHRASE.match(text, s[1]))]
+        spans.extend(self._marked_lower(text))
+        return [RecognizerResult("PERSON", start, end, self.SCORE) for start, end in spans]
+
+    def _marked_lower(self, text: str) -> list[tuple[int, int]]:
+        """Lower-case words with a letter outside ASCII that are no English word with or without their marks
+        ("bártová began writing", "ask jiří"; not "café", "naïve", "décor"), unless quoted (a word talked about:
+        "what does 'gemütlich' mean")."""
+        if text.isascii():
+            return []
+        spans = []
+        for match in _LOWER_MARKED.finditer(text):
+            word = match.group(1)
+            if word.isascii() or _QUOTED.match(text[match.start(1) - 1 : match.end(1) + 1]):
+                continue
+            folded = _fold(word)
+            if not any(w in self.words or w in self.known for w in (word, folded)):
+                spans.append(match.span(1))
+        return spans
 
     def _english(self, text: str) -> bool:
         lower = _LOWER_WORD.findall(text)
