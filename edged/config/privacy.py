@@ -211,8 +211,9 @@ class DetectorSettings(StrictModel):
     unlisted_names: bool = Field(
         default=True,
         description="Take a capitalised word that no English word list spells, in English prose, for a name "
-        "(PERSON) unless the NER places it, and the name-like lines above an address for its recipient; off, "
-        "only the NER and the cues find names (see docs/sovereignty.md).",
+        "(PERSON) unless the NER places it, likewise a lower-case word with a letter outside ASCII, and the "
+        "name-like lines above an address for its recipient; off, only the NER and the cues find names (see "
+        "docs/sovereignty.md).",
     )
     harmless_id_shapes: Annotated[tuple[ShapePattern, ...], Field(max_length=64)] = Field(
         default=(),
