@@ -14,8 +14,8 @@ from edged.sovereignty.presidio import PresidioDetector
 from edged.sovereignty.unlisted import (
     PROPER_NOUNS_FILE,
     WORDS_FILE,
-    EnglishWords,
     UnlistedNameRecognizer,
+    WordList,
     english_words,
     proper_nouns,
     recipient_names,
@@ -119,7 +119,7 @@ def test_the_word_lists_carry_their_licence(name: str) -> None:
 
 
 def test_a_checksum_table_answers_as_a_set_would() -> None:
-    words = EnglishWords(["alpha", "beta", "gamma"])
+    words = WordList(["alpha", "beta", "gamma"])
     assert len(words) == 3
     assert "beta" in words
     assert "delta" not in words

@@ -128,6 +128,7 @@ class PresidioDetector:
         self._language = detector.language
         self._threshold = detector.score_threshold
         self._allow_list = list(detector.allow_list) or None
+        self._allowed = frozenset(detector.allow_list)
         # the lines above an address name its recipient: with the names on doubt, when both types are scanned
         self._recipients = detector.unlisted_names and {"PERSON", "STREET_ADDRESS"} <= set(self.entities)
         # spaCy documents no thread-safety for a shared pipeline (its StringStore grows on unseen words), and
@@ -185,11 +186,10 @@ class PresidioDetector:
             findings.extend(Finding(s, e, "PERSON", score) for s, e in conjunct_names(text, names))
         if "\n" in text and self._recipients:
             addresses = [(f.start, f.end) for f in findings if f.entity_type == "STREET_ADDRESS"]
-            allowed = set(self._allow_list or ())
             findings.extend(
                 Finding(s, e, "PERSON", score)
                 for s, e in recipient_names(text, addresses)
-                if text[s:e] not in allowed
+                if text[s:e] not in self._allowed
             )
         return disjoint(findings)
 

@@ -6,10 +6,12 @@ both miss is a name nobody introduces that the model does not know: "Have you be
 English word lists write common words in lower case and proper nouns capitalised. So a capitalised word whose
 lower-case form SCOWL's large American and British lists spell neither as a word (`english_words.txt.gz`) nor
 as a proper noun (`proper_nouns.txt.gz`: the places, companies, works and famous people a dictionary knows,
-"Reuters", "Melbourne", "Turing"; both written by scripts/gen_english_words.py) is a PERSON finding. A proper
-noun that is also a census given name ("Jessica") stays a name on doubt, and so does anything else a reader
-would not know: the exceptions are a word of a place, an event or a nationality the NER found, a country's
-name, a common word of requests and titles, a month. The cost of a miss is a name leaving the device; the cost
+"Reuters", "Melbourne", "Turing"; both written by scripts/gen_english_words.py) is a PERSON finding, and so
+is anything else a reader would not know. The exceptions: a word of a nationality, language, event or law the
+NER found, or of a place of two words or more it found (it calls many single unknown names places), a word
+after "X of" or ending a phrase after "the", a country's name, a common word of requests and titles, a month.
+Names the lists know ("Jessica", "Smith") are left to the NER and the cues. The cost of a miss is a name leaving
+the device; the cost
 of a false find is a redacted word, so the rule fails closed, and `detector.allow_list` names a device's own
 words (a product, a site).
 
@@ -56,8 +58,10 @@ PLACES = frozenset({"GPE", "LOC", "FAC"})
 _COUNTRY_WORDS = frozenset(word.casefold() for name in COUNTRY_NAMES for word in name.split())
 _NOT_UNLISTED = NOT_A_NAME | MONTHS | _COUNTRY_WORDS
 
-# A capitalised word standing as a word of prose: not glued to code punctuation, a path, an address or a call.
-_WORD = regex.compile(rf"(?<![\w\-'’.@/\\#_`$<{{\[])({CAPITALISED_WORD})(?![\w\-@/\\_`(\[{{>]|\.\w)")
+# A word standing as a word of prose: not glued to code punctuation, a path, an address or a call.
+_PROSE_BEFORE = r"(?<![\w\-'’.@/\\#_`$<{\[])"
+_PROSE_AFTER = r"(?![\w\-@/\\_`(\[{>]|\.\w)"
+_WORD = regex.compile(rf"{_PROSE_BEFORE}({CAPITALISED_WORD}){_PROSE_AFTER}")
 # "the Battle of Hastings", "the Treaty of Versailles", "University of Tartu": a place or an event's name
 _OF_TITLE = regex.compile(rf"(?<![\w\-])(?:{CAPITALISED_WORD}) of $")
 # "the signing of the Magna Carta?": a name after "the" that ends its phrase is a thing's ("the Ronner novel" is not)
@@ -67,7 +71,7 @@ _CAMEL = regex.compile(r"\p{Lu}\p{Ll}+\p{Lu}")
 _MC = regex.compile(r"(?:Mc|Mac)\p{Lu}")
 _LOWER_WORD = regex.compile(r"(?<![\w\-'’])\p{Ll}{2,}(?![\w\-'’])")
 _PARTS = regex.compile(r"[\p{L}\p{M}]+")
-_LOWER_MARKED = regex.compile(r"(?<![\w\-'’.@/\\#_`$<{\[])(\p{Ll}[\p{Ll}\p{M}]+)(?![\w\-'’@/\\_`(\[{>]|\.\w)")
+_LOWER_MARKED = regex.compile(rf"{_PROSE_BEFORE}(\p{{Ll}}[\p{{Ll}}\p{{M}}]+)(?!['’]){_PROSE_AFTER}")
 _QUOTED = regex.compile(r"(['‘\"“*_«„]).+(['’\"”*_»“])$")
 # letters NFKD does not take apart
 _FOLD = str.maketrans(
@@ -89,10 +93,10 @@ class ScanArtifacts(NlpArtifacts):
         self.not_people = not_people
 
 
-class EnglishWords:
-    """The lower-case English words, as a sorted array of their CRC-32s (0.5 MB where a set of the 118,827
-    strings would take ~10 MB; two words share a checksum with odds of about 1 in 36,000 per unlisted word,
-    which then passes for English)."""
+class WordList:
+    """A word list held as a sorted array of the words' CRC-32s (0.5 MB for the 118,827 English words, where a set
+    of the strings would take ~10 MB; a word not on the list shares a checksum with one on it with odds of about
+    1 in 36,000, and then passes for listed)."""
 
     def __init__(self, words: list[str]) -> None:
         self._hashes = array("I", sorted({_crc(word) for word in words}))
@@ -109,15 +113,15 @@ class EnglishWords:
 
 
 @cache
-def english_words() -> EnglishWords:
+def english_words() -> WordList:
     """The lower-case English words shipped with edged (loaded once, ~0.2 s)."""
-    return EnglishWords(_listed(WORDS_FILE))
+    return WordList(_listed(WORDS_FILE))
 
 
 @cache
-def proper_nouns() -> EnglishWords:
+def proper_nouns() -> WordList:
     """The proper nouns a dictionary knows, lower-cased."""
-    return EnglishWords(_listed(PROPER_NOUNS_FILE))
+    return WordList(_listed(PROPER_NOUNS_FILE))
 
 
 def _listed(name: str) -> list[str]:
@@ -232,7 +236,7 @@ def recipient_names(text: str, addresses: list[tuple[int, int]]) -> list[tuple[i
     return found
 
 
-def _name_like(line: str, words: EnglishWords) -> bool:
+def _name_like(line: str, words: WordList) -> bool:
     for word in line.split(" "):
         bare = word.strip(".'’-")
         if bare and bare == bare.lower() and len(bare) > 1 and bare in words:
