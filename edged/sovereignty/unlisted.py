@@ -182,12 +182,12 @@ class UnlistedNameRecognizer(EntityRecognizer):
             return []
         spans = []
         for match in _LOWER_MARKED.finditer(text):
-            word = match.group(1)
-            if word.isascii() or _QUOTED.match(text[match.start(1) - 1 : match.end(1) + 1]):
+            word, (start, end) = match.group(1), match.span(1)
+            if word.isascii() or (start > 0 and _QUOTED.match(text, start - 1, end + 1)):
                 continue
             folded = _fold(word)
             if not any(w in self.words or w in self.known for w in (word, folded)):
-                spans.append(match.span(1))
+                spans.append((start, end))
         return spans
 
     def _english(self, text: str) -> bool:
